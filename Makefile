@@ -1,0 +1,40 @@
+# `make run` boots the built-in demo guest; `make test` runs the whole suite.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# Debian packages: gcc builds guests, qemu is a side-by-side reference, kvm.h for the ABI check.
+APT_PKGS := gcc make linux-libc-dev qemu-system-x86 xz-utils zstd lz4 bzip2 binutils
+STAMP  := $(VENV)/.installed
+
+.PHONY: all deps setup run test bench clean
+
+all: run
+
+deps:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(MAKE) deps
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/pyrite run
+
+test: setup
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) benchmarks/boot.py
+
+clean:
+	rm -rf $(VENV) .cache build src/*.egg-info

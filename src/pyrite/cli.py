@@ -1,0 +1,176 @@
+"""`pyrite` command line: a thin layer over pyrite.vmm / pyrite.microvm."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+PROCESS_START_NS = time.monotonic_ns()
+USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem-mib N] [--vcpus N]
+                  [--serial-out F] [--config-file vm.json] [--quiet]
+
+Boots IMAGE (ELF vmlinux, PVH, bzImage or Multiboot) in a microVM with the serial console on
+the terminal. Without IMAGE it boots pyrite's built-in demo guest. ARGs are appended to the
+kernel command line (a unikernel's main() receives them as argv)."""
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parse_run(argv: list[str]) -> dict:
+    opts = {"image": None, "args": [], "initrd": None, "cmdline": None, "mem_mib": 128, "vcpus": 1,
+            "serial_out": None, "config_file": None, "quiet": False}
+    valued = {"--initrd": "initrd", "--cmdline": "cmdline", "--mem-mib": "mem_mib",
+              "--vcpus": "vcpus", "--serial-out": "serial_out", "--config-file": "config_file"}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, inline = arg.partition("=")
+        if opts["image"] is not None and not arg.startswith("--"):
+            opts["args"].append(arg)
+        elif arg == "--":
+            opts["args"].extend(argv[i + 1:])
+            break
+        elif name in valued:
+            if eq:
+                value = inline
+            else:
+                i += 1
+                if i >= len(argv):
+                    raise UsageError(f"{arg} needs a value")
+                value = argv[i]
+            key = valued[name]
+            if key in ("mem_mib", "vcpus"):
+                try:
+                    value = int(value, 0)
+                except ValueError:
+                    raise UsageError(f"{name} {value!r}: not a number") from None
+            opts[key] = value
+        elif arg in ("-q", "--quiet"):
+            opts["quiet"] = True
+        elif arg in ("-h", "--help"):
+            print(USAGE)
+            raise SystemExit(0)
+        elif arg.startswith("-"):
+            raise UsageError(f"unknown option {arg}")
+        else:
+            opts["image"] = arg
+        i += 1
+    return opts
+
+
+def _spec_from(opts: dict):
+    from pyrite.vmm.builder import DEFAULT_CMDLINE, VmSpec
+    if opts["config_file"]:
+        if opts["image"]:
+            raise UsageError("give either IMAGE or --config-file, not both")
+        from pyrite.config import ConfigError, VmResources
+        try:
+            resources = VmResources.from_config_file(opts["config_file"])
+            return resources.to_vm_spec()
+        except ConfigError as e:
+            raise UsageError(f"{opts['config_file']}: {e}") from None
+    image = opts["image"]
+    if image is None:
+        from pyrite.unikernel.demo import demo_image
+        image = demo_image()
+    cmdline = opts["cmdline"] if opts["cmdline"] is not None else (
+        "" if opts["image"] is None or opts["args"] else DEFAULT_CMDLINE)
+    cmdline = " ".join(filter(None, [cmdline, *opts["args"]]))
+    return VmSpec(kernel=image, cmdline=cmdline, initrd=opts["initrd"],
+                  mem_mib=opts["mem_mib"], vcpus=opts["vcpus"])
+
+
+def cmd_run(argv: list[str]) -> int:
+    from pyrite.vmm.builder import BuildError, build_for_boot
+    from pyrite.vmm.console import FdSink
+    opts = _parse_run(argv)
+    spec = _spec_from(opts)
+    out_fd = 1
+    if opts["serial_out"]:
+        try:
+            out_fd = os.open(opts["serial_out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise UsageError(f"--serial-out {opts['serial_out']}: {e.strerror}") from None
+    quiet = opts["quiet"]
+    report = (lambda message: None) if quiet else (lambda message: os.write(2, f"pyrite: {message}\n".encode()))
+    stdin_fd = _console_input()
+    from pyrite import kvm
+    kvm.install_kick_handler()
+    try:
+        vmm = build_for_boot(spec, console_out=FdSink(out_fd), console_in=stdin_fd,
+                             on_boot_timer=report, start_ns=PROCESS_START_NS)
+    except BuildError as e:
+        raise UsageError(str(e)) from None
+    restore_tty = _terminal_cbreak(stdin_fd)
+    try:
+        vmm.start()
+        while True:
+            try:
+                result = vmm.wait(timeout=None)
+                break
+            except KeyboardInterrupt:
+                from pyrite.vmm.exit import VmExit
+                vmm.finish(VmExit("stopped", 130, "interrupted (Ctrl-C)"))
+    finally:
+        restore_tty()
+        vmm.close()
+    elapsed_ms = (time.monotonic_ns() - PROCESS_START_NS) / 1e6
+    if not result.ok:
+        os.write(2, f"pyrite: {result.message}\n".encode())
+    elif not quiet:
+        os.write(2, f"pyrite: {result.message}; status {result.status} after {elapsed_ms:.1f} ms\n".encode())
+    return result.status
+
+
+def _console_input() -> int | None:
+    """stdin as the guest's serial input, when there is one."""
+    try:
+        fd = sys.stdin.fileno()
+        os.fstat(fd)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return fd
+
+
+def _terminal_cbreak(fd: int | None):
+    """Keys go to the guest one by one without local echo; Ctrl-C still reaches pyrite."""
+    if fd is None or not os.isatty(fd):
+        return lambda: None
+    import termios
+    import tty
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+    return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+COMMANDS = {"run": cmd_run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        if not argv:
+            argv = ["run"]
+        else:
+            print(USAGE)
+            return 0
+    command, rest = argv[0], argv[1:]
+    if command == "unikernel":
+        from pyrite.unikernel.cli import main as unikernel_main
+        return unikernel_main(rest)
+    if command not in COMMANDS:
+        print(f"pyrite: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        return COMMANDS[command](rest)
+    except UsageError as e:
+        print(f"pyrite: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Guest RAM: anonymous mmap'd regions addressed by guest-physical address."""
+from __future__ import annotations
+
+import ctypes
+import mmap
+from dataclasses import dataclass
+
+
+class GuestMemoryError(Exception):
+    """A guest-physical access that falls outside guest RAM."""
+
+
+@dataclass(frozen=True)
+class Region:
+    gpa: int
+    size: int
+    mem: mmap.mmap
+
+    @property
+    def end(self) -> int:
+        return self.gpa + self.size
+
+    @property
+    def host_addr(self) -> int:
+        """Host virtual address of the region's first byte (for KVM_SET_USER_MEMORY_REGION)."""
+        return ctypes.addressof(ctypes.c_char.from_buffer(self.mem))
+
+
+class GuestMemory:
+    """RAM made of disjoint regions; every access is bounds-checked and may not straddle regions."""
+
+    def __init__(self, layout: list[tuple[int, int]]):
+        if not layout:
+            raise GuestMemoryError("guest memory needs at least one region")
+        regions = []
+        for gpa, size in sorted(layout):
+            if size <= 0 or size % mmap.PAGESIZE or gpa % mmap.PAGESIZE:
+                raise GuestMemoryError(f"region at {gpa:#x} size {size:#x} is not page-aligned")
+            if regions and gpa < regions[-1].end:
+                raise GuestMemoryError(f"region at {gpa:#x} overlaps the one before it")
+            flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+            regions.append(Region(gpa, size, mmap.mmap(-1, size, flags=flags)))
+        self.regions: tuple[Region, ...] = tuple(regions)
+
+    @property
+    def size(self) -> int:
+        return sum(r.size for r in self.regions)
+
+    @property
+    def end(self) -> int:
+        """First guest-physical address past the highest region."""
+        return self.regions[-1].end
+
+    def region_of(self, gpa: int, length: int = 1) -> Region:
+        for r in self.regions:
+            if r.gpa <= gpa and gpa + length <= r.end:
+                return r
+        raise GuestMemoryError(f"guest range [{gpa:#x}, {gpa + length:#x}) is not in guest memory")
+
+    def contains(self, gpa: int, length: int = 1) -> bool:
+        return any(r.gpa <= gpa and gpa + length <= r.end for r in self.regions) and length >= 0
+
+    def view(self, gpa: int, length: int) -> memoryview:
+        """Zero-copy writable view of [gpa, gpa+length)."""
+        if length < 0:
+            raise GuestMemoryError(f"negative length {length} at {gpa:#x}")
+        r = self.region_of(gpa, length)
+        off = gpa - r.gpa
+        return memoryview(r.mem)[off:off + length]
+
+    def read(self, gpa: int, length: int) -> bytes:
+        return bytes(self.view(gpa, length))
+
+    def write(self, gpa: int, data: bytes | bytearray | memoryview) -> None:
+        self.view(gpa, len(data))[:] = data
+
+    def read_u8(self, gpa: int) -> int:
+        return self.view(gpa, 1)[0]
+
+    def read_int(self, gpa: int, size: int) -> int:
+        return int.from_bytes(self.view(gpa, size), "little")
+
+    def write_int(self, gpa: int, value: int, size: int) -> None:
+        self.view(gpa, size)[:] = value.to_bytes(size, "little")
+
+    def close(self) -> None:
+        for r in self.regions:
+            try:
+                r.mem.close()
+            except BufferError:
+                pass  # a view is still alive; the mapping goes when it does

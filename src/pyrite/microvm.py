@@ -1,0 +1,96 @@
+"""The importable face of pyrite: boot a microVM from Python without a subprocess.
+
+    with pyrite.MicroVM(kernel="app.img", cmdline="hello", mem_mib=64) as vm:
+        vm.start()
+        result = vm.wait(timeout=10)
+        print(vm.console_output.decode(), result.status)
+"""
+from __future__ import annotations
+
+import os
+
+from pyrite.vmm.builder import DEFAULT_CMDLINE, BuildError, VmSpec, build_for_boot
+from pyrite.vmm.console import BufferSink
+from pyrite.vmm.exit import VmExit
+
+__all__ = ["MicroVM", "VmExit", "BuildError"]
+
+
+class MicroVM:
+    """One microVM. Console output is kept in `console_output` (and copied to `console`, a
+    binary file object, when given); `send_console_input()` types into the guest's serial port."""
+
+    def __init__(self, kernel, *, cmdline: str = DEFAULT_CMDLINE, initrd=None, mem_mib: int = 128,
+                 vcpus: int = 1, console=None, boot_timer=None):
+        self._sink = BufferSink(tee=console)
+        self._input_r, self._input_w = os.pipe()
+        os.set_blocking(self._input_r, False)
+        try:
+            self._vmm = build_for_boot(VmSpec(kernel=kernel, cmdline=cmdline, initrd=initrd,
+                                              mem_mib=mem_mib, vcpus=vcpus),
+                                       console_out=self._sink, console_in=self._input_r,
+                                       on_boot_timer=boot_timer)
+        except BaseException:
+            os.close(self._input_r)
+            os.close(self._input_w)
+            raise
+
+    # life cycle
+    def start(self) -> "MicroVM":
+        self._vmm.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> VmExit | None:
+        return self._vmm.wait(timeout)
+
+    def pause(self) -> None:
+        self._vmm.pause()
+
+    def resume(self) -> None:
+        self._vmm.resume()
+
+    def stop(self) -> None:
+        self._vmm.stop()
+
+    @property
+    def state(self) -> str:
+        return self._vmm.state
+
+    @property
+    def exit(self) -> VmExit | None:
+        return self._vmm.exit
+
+    # console
+    @property
+    def console_output(self) -> bytes:
+        with self._sink.lock:
+            return bytes(self._sink.data)
+
+    def wait_for_output(self, needle: bytes, timeout: float = 10.0) -> bool:
+        """True once `needle` appeared on the console (or False after `timeout` / VM end)."""
+        with self._sink.changed:
+            return self._sink.changed.wait_for(
+                lambda: needle in self._sink.data or self._vmm.exit is not None, timeout) \
+                and needle in self._sink.data
+
+    def send_console_input(self, data: bytes) -> None:
+        os.write(self._input_w, data)
+
+    @property
+    def vmm(self):
+        """The underlying pyrite.vmm.Vmm (memory, devices, vCPUs) for advanced use."""
+        return self._vmm
+
+    def close(self) -> None:
+        self._vmm.close()
+        for fd in (self._input_r, self._input_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "MicroVM":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

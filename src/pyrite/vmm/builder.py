@@ -1,0 +1,207 @@
+"""The one place that wires a microVM together, in Firecracker's order: memory, VM, irqchip,
+kernel and boot parameters, devices, vCPUs (created stopped)."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from pyrite import kvm
+from pyrite.arch.x86_64 import boot_cpu, cpuid, layout, msr
+from pyrite.arch.x86_64.bootparams import configure_boot
+from pyrite.arch.x86_64.loader import LoaderError, load_initrd, load_kernel
+from pyrite.arch.x86_64.mptable import write_mptable
+from pyrite.devices.legacy.boot_timer import BootTimer
+from pyrite.devices.legacy.exit_port import ExitPort
+from pyrite.devices.legacy.i8042 import I8042
+from pyrite.devices.legacy.serial import Serial
+from pyrite.memory import GuestMemory
+from .bus import Bus
+from .console import FdSink, SerialConsole
+from .crash import register_dump
+from .event_loop import EventLoop
+from .exit import VmExit
+from .vcpu import RunControl, VcpuThread
+from .vmm import Vmm
+
+DEFAULT_CMDLINE = "console=ttyS0 reboot=k panic=1 pci=off"
+MAX_VCPUS = 32
+
+
+class BuildError(Exception):
+    """The microVM could not be built; the message names the input at fault."""
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    kernel: str | os.PathLike | bytes        # a path, or the image itself
+    cmdline: str = DEFAULT_CMDLINE
+    initrd: str | os.PathLike | bytes | None = None
+    mem_mib: int = 128
+    vcpus: int = 1
+
+    def validate(self) -> None:
+        if not isinstance(self.vcpus, int) or not 1 <= self.vcpus <= MAX_VCPUS:
+            raise BuildError(f"vcpu count {self.vcpus!r}: must be between 1 and {MAX_VCPUS}")
+        if not isinstance(self.mem_mib, int) or self.mem_mib <= 0:
+            raise BuildError(f"memory size {self.mem_mib!r} MiB: must be a positive number of MiB")
+        host_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
+        if self.mem_mib > host_mib:
+            raise BuildError(f"memory size {self.mem_mib} MiB is more than this host has ({host_mib} MiB)")
+
+
+def _read_input(what: str, source) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), what
+    path = Path(source)
+    try:
+        return path.read_bytes(), str(path)
+    except FileNotFoundError:
+        raise BuildError(f"{what} {path}: no such file") from None
+    except IsADirectoryError:
+        raise BuildError(f"{what} {path}: is a directory, not an image file") from None
+    except PermissionError:
+        raise BuildError(f"{what} {path}: permission denied") from None
+
+
+def _log_boot_time(message: str) -> None:
+    os.write(2, f"pyrite: {message}\n".encode())
+
+
+def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = None,
+                   on_boot_timer: Callable[[str], None] | None = _log_boot_time,
+                   start_ns: int | None = None, kvm_path: str = "/dev/kvm",
+                   symbolize=None) -> Vmm:
+    """Build a stopped microVM from `spec`; `Vmm.start()` runs it."""
+    spec.validate()
+    start_ns = time.monotonic_ns() if start_ns is None else start_ns
+    kernel_image, kernel_name = _read_input("kernel", spec.kernel)
+    initrd_image = _read_input("initrd", spec.initrd) if spec.initrd is not None else None
+    mem_size = spec.mem_mib << 20
+    closers: list = []
+    try:
+        system = kvm.System(kvm_path)
+        closers.append(system.close)
+        memory = GuestMemory(layout.ram_regions(mem_size))
+        closers.append(memory.close)
+        vm = system.create_vm()
+        closers.append(vm.close)
+        _set_up_vm(vm, memory)
+
+        kernel = load_kernel(memory, kernel_image, name=kernel_name)
+        initrd = None
+        if initrd_image is not None:
+            initrd = load_initrd(memory, initrd_image[0], kernel, mem_size, name=initrd_image[1])
+        params = configure_boot(memory, kernel, spec.cmdline.encode(), initrd, mem_size)
+        write_mptable(memory, spec.vcpus)
+
+        control = RunControl(spec.vcpus)
+        pio, mmio = Bus("port I/O"), Bus("MMIO")
+        vmm_box: list[Vmm] = []  # devices call into the Vmm built below
+        finish = lambda result: vmm_box[0].finish(result)  # noqa: E731
+        devices = _attach_legacy_devices(vm, pio, mmio, closers, finish, console_out, start_ns, on_boot_timer)
+        event_loop = EventLoop()
+        if console_in is not None:
+            _attach_console_input(event_loop, devices["serial_console"], console_in)
+
+        supported = system.get_supported_cpuid()
+        describe = lambda vcpu, ex: register_dump(vcpu, memory, symbolize)  # noqa: E731
+        threads = []
+        for index in range(spec.vcpus):
+            vcpu = vm.create_vcpu(index)
+            closers.append(vcpu.close)
+            _configure_vcpu(vcpu, index, spec.vcpus, supported, memory, params)
+            threads.append(VcpuThread(index, vcpu, pio, mmio, control, finish, describe))
+    except (LoaderError, kvm.KvmError, ValueError, OSError) as e:
+        for close in reversed(closers):
+            close()
+        raise BuildError(str(e)) from e
+    except BaseException:
+        for close in reversed(closers):
+            close()
+        raise
+    vmm = Vmm(system=system, vm=vm, memory=memory, vcpus=threads, control=control,
+              event_loop=event_loop, devices=devices, closers=closers)
+    vmm.kernel, vmm.boot_params = kernel, params
+    vmm_box.append(vmm)
+    return vmm
+
+
+def _set_up_vm(vm, memory: GuestMemory) -> None:
+    vm.set_tss_addr(layout.KVM_TSS_ADDRESS)
+    for slot, region in enumerate(memory.regions):
+        vm.set_user_memory_region(slot, region.gpa, region.size, region.host_addr)
+    vm.create_irqchip()
+    vm.create_pit2()
+
+
+def _irq_line(vm, gsi: int, closers: list) -> Callable[[], None]:
+    """An edge on `gsi` through an irqfd: any thread may raise it without a vCPU exit."""
+    fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    closers.append(lambda: os.close(fd))
+    vm.register_irqfd(fd, gsi)
+    return lambda: os.eventfd_write(fd, 1)
+
+
+def _attach_legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out, start_ns, on_boot_timer) -> dict:
+    out = console_out if console_out is not None else FdSink(1)
+    serial = Serial(_irq_line(vm, layout.SERIAL_IRQ, closers), out)
+    console = SerialConsole(serial)
+    pio.register(layout.SERIAL_PORT, 8, "serial", console.pio_read, console.pio_write)
+
+    i8042 = I8042(reset=lambda: finish(VmExit("reset", 0, "the guest reset the machine through the i8042")),
+                  kbd_irq=_irq_line(vm, 1, closers))
+    i8042_read = lambda off, n: bytes((i8042.read(off),)) * n  # noqa: E731
+    i8042_write = lambda off, data: i8042.write(off, data[0])  # noqa: E731
+    pio.register(layout.I8042_PORT, 1, "i8042 data", i8042_read, i8042_write)
+    pio.register(layout.I8042_PORT + 4, 1, "i8042 command",
+                 lambda off, n: i8042_read(4, n), lambda off, data: i8042_write(4, data))
+
+    exit_port = ExitPort(lambda status: finish(
+        VmExit("exit-port", status, f"the guest wrote {status} to the exit port {layout.EXIT_PORT:#x}")))
+    pio.register(layout.EXIT_PORT, 1, "exit port", lambda off, n: b"\0" * n,
+                 lambda off, data: exit_port.write(data[0]))
+
+    timer = BootTimer(start_ns, on_boot_timer or (lambda message: None))
+    mmio.register(layout.BOOT_TIMER_ADDR, 0x1000, "boot timer", lambda off, n: b"\0" * n, timer.write)
+    return {"serial": serial, "serial_console": console, "i8042": i8042, "boot_timer": timer,
+            "exit_port": exit_port}
+
+
+def _attach_console_input(loop: EventLoop, console: SerialConsole, fd: int) -> None:
+    def on_input(events: int) -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove(fd)  # end of input: the guest simply gets no more bytes
+            return
+        if not console.feed(data):
+            loop.remove(fd)
+            console.on_drained = lambda: loop.add(fd, on_input)
+    loop.add(fd, on_input)
+
+
+def _configure_vcpu(vcpu, index: int, count: int, supported, memory: GuestMemory, params) -> None:
+    vcpu.set_cpuid2(cpuid.normalize(supported, index, count))
+    vcpu.set_msrs(msr.boot_msrs())
+    lapic = vcpu.get_lapic()
+    boot_cpu.set_lint(lapic.regs_view())
+    vcpu.set_lapic(lapic)
+    if index != 0:
+        return  # application processors wait for INIT/SIPI from the guest
+    sregs = vcpu.get_sregs()
+    boot_cpu.configure_sregs(memory, sregs, params.protocol)
+    vcpu.set_sregs(sregs)
+    regs = vcpu.get_regs()
+    for name, value in boot_cpu.boot_gprs(params.protocol, params.entry, params.regs).items():
+        setattr(regs, name, value)
+    vcpu.set_regs(regs)
+    fpu = vcpu.get_fpu()
+    fpu.fcw, fpu.mxcsr = 0x37F, 0x1F80
+    vcpu.set_fpu(fpu)

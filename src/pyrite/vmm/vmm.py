@@ -1,0 +1,106 @@
+"""A running microVM: its vCPU threads, event loop and devices, and its life cycle."""
+from __future__ import annotations
+
+import threading
+import time
+
+from .exit import VmExit
+from .vcpu import RunControl, VcpuThread
+
+NOT_STARTED, RUNNING, PAUSED = "Not started", "Running", "Paused"
+
+
+class Vmm:
+    def __init__(self, *, system, vm, memory, vcpus: list[VcpuThread], control: RunControl,
+                 event_loop, devices: dict, closers: list):
+        self.system = system
+        self.vm = vm
+        self.memory = memory
+        self.vcpus = vcpus
+        self.control = control
+        self.event_loop = event_loop
+        self.devices = devices
+        self._closers = closers
+        self._exit: VmExit | None = None
+        self._done = threading.Event()
+        self.state = NOT_STARTED
+        self.started_ns: int | None = None
+
+    # life cycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        if self.state != NOT_STARTED:
+            raise RuntimeError("the microVM is already started")
+        self.started_ns = time.monotonic_ns()
+        self.event_loop.start()
+        for v in self.vcpus:
+            v.start()
+        self.state = RUNNING
+
+    def pause(self) -> None:
+        """Returns once every vCPU has left KVM_RUN and parked."""
+        control = self.control
+        with control.cond:
+            if self.state != RUNNING or self._done.is_set():
+                return
+            control.paused = True
+        for v in self.vcpus:
+            v.kick()
+        with control.cond:
+            control.cond.wait_for(lambda: control.parked == len(self.vcpus) or self._done.is_set(), timeout=5)
+        self.state = PAUSED
+
+    def resume(self) -> None:
+        with self.control.cond:
+            self.control.paused = False
+            self.control.cond.notify_all()
+        if self.state == PAUSED:
+            self.state = RUNNING
+
+    def finish(self, result: VmExit) -> None:
+        """End the VM with `result`; the first caller wins (exit port, reset, crash, stop)."""
+        with self.control.cond:
+            if self._exit is not None:
+                return
+            self._exit = result
+            self.control.stopping = True
+            self.control.cond.notify_all()
+        for v in self.vcpus:
+            if v.thread is not threading.current_thread():
+                v.kick()
+        self._done.set()
+
+    def stop(self, reason: str = "stopped by the host") -> None:
+        self.finish(VmExit("stopped", 0, reason))
+
+    def wait(self, timeout: float | None = None) -> VmExit | None:
+        """The VM's end, or None if it is still running after `timeout` seconds."""
+        if self.state == NOT_STARTED and timeout is None:
+            raise RuntimeError("wait() on a microVM that was never started")
+        self._done.wait(timeout)
+        return self._exit
+
+    @property
+    def exit(self) -> VmExit | None:
+        return self._exit
+
+    def close(self) -> None:
+        """Stop everything and release KVM fds and guest memory."""
+        if self.state != NOT_STARTED:
+            self.finish(VmExit("stopped", 0, "closed by the host"))
+            for v in self.vcpus:
+                if v.thread.is_alive():
+                    v.thread.join(timeout=2)
+            self.event_loop.stop()
+        for close in reversed(self._closers):
+            try:
+                close()
+            except Exception:
+                pass
+        self._closers.clear()
+
+    def exit_counts(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for v in self.vcpus:
+            for k, n in v.exit_counts.items():
+                total[k] = total.get(k, 0) + n
+        return total
