@@ -8,11 +8,11 @@
 from . import exits
 from .errors import KvmError
 from .ioctls import Cap, ExitReason
-from .kick import kick, kick_signal
+from .kick import install_kick_handler, kick, kick_signal, kick_thread
 from .system import System
 from .types import CpuidEntry
 from .vcpu import Vcpu
 from .vm import Vm
 
 __all__ = ["System", "Vm", "Vcpu", "KvmError", "exits", "CpuidEntry", "Cap", "ExitReason",
-           "kick", "kick_signal"]
+           "kick", "kick_signal", "kick_thread", "install_kick_handler"]

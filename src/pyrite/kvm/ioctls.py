@@ -81,6 +81,7 @@ KVM_SET_CPUID2 = _IOW(KVMIO, 0x90, s.kvm_cpuid2)
 KVM_GET_CPUID2 = _IOWR(KVMIO, 0x91, s.kvm_cpuid2)
 KVM_GET_MP_STATE = _IOR(KVMIO, 0x98, s.kvm_mp_state)
 KVM_SET_MP_STATE = _IOW(KVMIO, 0x99, s.kvm_mp_state)
+KVM_SET_GUEST_DEBUG = _IOW(KVMIO, 0x9B, s.kvm_guest_debug)
 KVM_GET_VCPU_EVENTS = _IOR(KVMIO, 0x9F, s.kvm_vcpu_events)
 KVM_SET_VCPU_EVENTS = _IOW(KVMIO, 0xA0, s.kvm_vcpu_events)
 KVM_GET_DEBUGREGS = _IOR(KVMIO, 0xA1, s.kvm_debugregs)
@@ -220,6 +221,12 @@ KVM_IOEVENTFD_FLAG_DEASSIGN = 1 << 2
 
 KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1 << 0
 
+# kvm_guest_debug.control
+KVM_GUESTDBG_ENABLE = 0x00000001
+KVM_GUESTDBG_SINGLESTEP = 0x00000002
+KVM_GUESTDBG_USE_SW_BP = 0x00010000
+KVM_GUESTDBG_USE_HW_BP = 0x00020000
+
 KVM_CLOCK_TSC_STABLE = 2
 
 # kvm_vcpu_events.flags
@@ -234,6 +241,5 @@ KVM_MP_STATE_INIT_RECEIVED = 2
 KVM_MP_STATE_HALTED = 3
 KVM_MP_STATE_SIPI_RECEIVED = 4
 
-# Upper bounds for variable-length answers (KVM returns E2BIG when the buffer is too small).
-KVM_MAX_CPUID_ENTRIES = 256
-KVM_MAX_MSR_ENTRIES = 1024
+# First buffer size for CPUID answers (KVM returns E2BIG when a buffer is too small).
+MAX_CPUID_ENTRIES = 256

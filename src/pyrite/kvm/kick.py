@@ -36,7 +36,17 @@ def kick_signal() -> int:
     return _kick_signal
 
 
+def install_kick_handler() -> int:
+    """Same as kick_signal(): call once from the main thread at start-up."""
+    return kick_signal()
+
+
+def kick_thread(thread_id: int) -> None:
+    """Send the kick signal to thread `thread_id` (Thread.ident); pair it with set_immediate_exit(True)."""
+    signal.pthread_kill(thread_id, kick_signal())
+
+
 def kick(vcpu: Vcpu, thread_id: int) -> None:
     """Make `vcpu`, run by thread `thread_id` (threading.get_ident() / Thread.ident), return Interrupted()."""
     vcpu.set_immediate_exit(True)
-    signal.pthread_kill(thread_id, kick_signal())
+    kick_thread(thread_id)

@@ -225,7 +225,11 @@ KVM_APIC_REG_SIZE = 0x400
 
 class kvm_lapic_state(_Struct):
     _c_name_ = "struct kvm_lapic_state"
-    _fields_ = [("regs", c_char * KVM_APIC_REG_SIZE)]
+    _fields_ = [("regs", c_uint8 * KVM_APIC_REG_SIZE)]   # C: char; bytes(regs) is the page
+
+    def regs_view(self) -> memoryview:
+        """The 1 KiB register page as a writable byte view (struct.pack_into works on it)."""
+        return memoryview(self.regs).cast("B")
 
 
 class kvm_mp_state(_Struct):
@@ -326,7 +330,7 @@ class kvm_ioapic_state(_Struct):
 
 class kvm_irqchip_chip(_Union):
     _fields_ = [
-        ("dummy", c_char * 512),
+        ("dummy", c_uint8 * 512),
         ("pic", kvm_pic_state),
         ("ioapic", kvm_ioapic_state),
     ]
@@ -422,6 +426,20 @@ class kvm_debug_exit_arch(_Struct):
         ("pc", c_uint64),
         ("dr6", c_uint64),
         ("dr7", c_uint64),
+    ]
+
+
+class kvm_guest_debug_arch(_Struct):
+    _c_name_ = "struct kvm_guest_debug_arch"
+    _fields_ = [("debugreg", c_uint64 * 8)]
+
+
+class kvm_guest_debug(_Struct):
+    _c_name_ = "struct kvm_guest_debug"
+    _fields_ = [
+        ("control", c_uint32),
+        ("pad", c_uint32),
+        ("arch", kvm_guest_debug_arch),
     ]
 
 

@@ -34,7 +34,11 @@ class System:
                            "permission denied; add your user to the kvm group (or run with access to it)") from None
         except OSError as e:
             raise KvmError(path, e.errno, f"cannot open: {os.strerror(e.errno)}") from None
-        version = self.api_version()
+        try:
+            version = self.api_version()
+        except KvmError:
+            self.close()   # e.g. a path that is not a KVM device (ENOTTY)
+            raise
         if version != io.KVM_API_VERSION:
             self.close()
             raise KvmError("KVM_GET_API_VERSION", 0,
@@ -66,14 +70,14 @@ class System:
             self._vcpu_mmap_size = call(self.fd, io.KVM_GET_VCPU_MMAP_SIZE)
         return self._vcpu_mmap_size
 
-    def get_supported_cpuid(self, max_entries: int = io.KVM_MAX_CPUID_ENTRIES) -> list[CpuidEntry]:
+    def get_supported_cpuid(self, max_entries: int = io.MAX_CPUID_ENTRIES) -> list[CpuidEntry]:
         while True:
             cpuid = s.with_entries(s.kvm_cpuid2, max_entries)()
             cpuid.nent = max_entries
             if ioctl(self.fd, io.KVM_GET_SUPPORTED_CPUID, ctypes.byref(cpuid)) >= 0:
                 return cpuid_entries_from(cpuid)
             err = get_errno()
-            if err != errno.E2BIG:
+            if err != errno.E2BIG or max_entries >= 64 * io.MAX_CPUID_ENTRIES:
                 raise KvmError("KVM_GET_SUPPORTED_CPUID", err)
             max_entries *= 2   # the buffer was too small
 

@@ -63,10 +63,12 @@ _MAX_DATA = 16                         # internal.data[16], system_event.data[16
 assert _IO.size == ctypes.sizeof(s.kvm_run_io) and _MMIO.size <= ctypes.sizeof(s.kvm_run_mmio)
 assert OFF_MMIO_DATA == OFF_MMIO + 8 and _DEBUG.size == ctypes.sizeof(s.kvm_debug_exit_arch)
 
-EXIT_IO, EXIT_MMIO, EXIT_HLT = io.ExitReason.IO, io.ExitReason.MMIO, io.ExitReason.HLT
-EXIT_SHUTDOWN, EXIT_FAIL_ENTRY, EXIT_INTR = io.ExitReason.SHUTDOWN, io.ExitReason.FAIL_ENTRY, io.ExitReason.INTR
-EXIT_INTERNAL_ERROR, EXIT_SYSTEM_EVENT = io.ExitReason.INTERNAL_ERROR, io.ExitReason.SYSTEM_EVENT
-EXIT_DEBUG, EXIT_UNKNOWN = io.ExitReason.DEBUG, io.ExitReason.UNKNOWN
+# Plain ints (not IntEnum members): cheaper to compare in the hot path.
+EXIT_IO, EXIT_MMIO, EXIT_HLT = int(io.ExitReason.IO), int(io.ExitReason.MMIO), int(io.ExitReason.HLT)
+EXIT_SHUTDOWN, EXIT_INTR = int(io.ExitReason.SHUTDOWN), int(io.ExitReason.INTR)
+EXIT_FAIL_ENTRY, EXIT_INTERNAL_ERROR = int(io.ExitReason.FAIL_ENTRY), int(io.ExitReason.INTERNAL_ERROR)
+EXIT_SYSTEM_EVENT, EXIT_DEBUG = int(io.ExitReason.SYSTEM_EVENT), int(io.ExitReason.DEBUG)
+EXIT_UNKNOWN = int(io.ExitReason.UNKNOWN)
 # Module globals, not attribute lookups, in the hot path.
 KVM_RUN, KVM_EXIT_IO_OUT = io.KVM_RUN, io.KVM_EXIT_IO_OUT
 
@@ -185,6 +187,8 @@ class Vcpu:
         call(self.fd, io.KVM_SET_SREGS, sregs)
 
     def get_fpu(self) -> s.kvm_fpu:
+        """x87 and SSE registers. KVM does not carry `mxcsr` through KVM_GET/SET_FPU (it reads
+        back 0 and is ignored on set); MXCSR travels in get_xsave()/set_xsave()."""
         return self._get(io.KVM_GET_FPU, s.kvm_fpu)
 
     def set_fpu(self, fpu: s.kvm_fpu) -> None:
@@ -227,6 +231,20 @@ class Vcpu:
     def set_xsave(self, xsave: s.kvm_xsave) -> None:
         call(self.fd, io.KVM_SET_XSAVE, xsave)
 
+    def set_guest_debug(self, control: int, debugreg: tuple[int, ...] = ()) -> None:
+        """KVM_GUESTDBG_* flags (0 turns debugging off); `debugreg` DR0-DR7 for hardware breakpoints.
+
+        Single-step and breakpoints then end run() with a Debug exit.
+        """
+        debug = s.kvm_guest_debug(control=control)
+        for i, value in enumerate(debugreg[:8]):
+            debug.arch.debugreg[i] = value
+        call(self.fd, io.KVM_SET_GUEST_DEBUG, debug)
+
+    def kvmclock_ctrl(self) -> None:
+        """Tell a guest using kvmclock that it was paused (no soft-lockup alarm); EINVAL if it has no kvmclock."""
+        call(self.fd, io.KVM_KVMCLOCK_CTRL)
+
     # --- MSRs -----------------------------------------------------------------------------
     def get_msrs(self, indices: list[int]) -> dict[int, int]:
         """{index: value} for each MSR in `indices`; KvmError names the first one KVM cannot read."""
@@ -266,7 +284,7 @@ class Vcpu:
             dst.eax, dst.ebx, dst.ecx, dst.edx = src.eax, src.ebx, src.ecx, src.edx
         call(self.fd, io.KVM_SET_CPUID2, cpuid)
 
-    def get_cpuid2(self, max_entries: int = io.KVM_MAX_CPUID_ENTRIES) -> list[CpuidEntry]:
+    def get_cpuid2(self, max_entries: int = io.MAX_CPUID_ENTRIES) -> list[CpuidEntry]:
         cpuid = s.with_entries(s.kvm_cpuid2, max_entries)()
         cpuid.nent = max_entries
         call(self.fd, io.KVM_GET_CPUID2, cpuid)

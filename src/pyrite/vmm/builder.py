@@ -184,7 +184,12 @@ def _attach_console_input(loop: EventLoop, console: SerialConsole, fd: int) -> N
         if not console.feed(data):
             loop.remove(fd)
             console.on_drained = lambda: loop.add(fd, on_input)
-    loop.add(fd, on_input)
+    try:
+        loop.add(fd, on_input)
+    except PermissionError:
+        # epoll refuses regular files and /dev/null: they are always readable, so feed them whole.
+        with os.fdopen(os.dup(fd), "rb") as f:
+            console.feed(f.read())
 
 
 def _configure_vcpu(vcpu, index: int, count: int, supported, memory: GuestMemory, params) -> None:

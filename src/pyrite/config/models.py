@@ -1,0 +1,492 @@
+"""Typed models of Firecracker's API resources, one dataclass per request body.
+
+Each class lists its fields in the order of Firecracker's Rust struct (`SPEC`), which fixes
+how bodies are read (see `decode`) and how `GET /vm/config` writes them back (`to_json`).
+Checks that need more than one field, or the host, live in `VmResources`; checks of a
+single value (a MAC address, a bitmap) happen while decoding, as serde does them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .decode import (ANY, BOOL, PATH, STR, U8, U16, U32, U64, USIZE, Custom, Enum, F, Opt,
+                     Seq, Struct, StructSpec)
+
+
+class Model:
+    """Common serialization: fields in SPEC order; None fields named in OMIT_IF_NONE are left
+    out, HIDDEN fields never appear (as serde's skip_serializing)."""
+    SPEC: ClassVar[StructSpec]
+    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset()
+    HIDDEN: ClassVar[frozenset[str]] = frozenset()
+
+    def to_json(self) -> dict:
+        out: dict = {}
+        for f in self.SPEC.fields:
+            if f.name in self.HIDDEN:
+                continue
+            value = getattr(self, f.name)
+            if value is None and f.name in self.OMIT_IF_NONE:
+                continue
+            out[f.name] = _to_json(value)
+        return out
+
+
+def _to_json(value):
+    if isinstance(value, Model):
+        return value.to_json()
+    if isinstance(value, list):
+        return [_to_json(v) for v in value]
+    if isinstance(value, MacAddr):
+        return str(value)
+    return value
+
+
+# ----------------------------------------------------------------------------- value parsers
+class MacAddr(str):
+    """A MAC address "aa:bb:cc:dd:ee:ff" (Firecracker's MacAddr)."""
+
+
+def _mac(text: str) -> MacAddr:
+    parts = text.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts):
+        raise ValueError("The provided MAC address is invalid.")
+    return MacAddr(text)
+
+
+def _ipv4(text: str) -> str:
+    parts = text.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and p.isascii() and len(p) <= 3 and int(p) <= 255
+                                  and (p == "0" or not p.startswith("0")) for p in parts):
+        raise ValueError("invalid IPv4 address syntax")
+    return text
+
+
+LOG_LEVELS = ("Off", "Error", "Warning", "Info", "Debug", "Trace")
+_LEVEL_ALIASES = {"off": "Off", "error": "Error", "warning": "Warning", "warn": "Warning",
+                  "info": "Info", "debug": "Debug", "trace": "Trace"}
+
+
+def _level(text: str) -> str:
+    """Firecracker's LevelFilter: case-insensitive, "Warn" accepted for Warning."""
+    try:
+        return _LEVEL_ALIASES[text.lower()]
+    except KeyError:
+        raise ValueError("Invalid LevelFilter") from None
+
+
+def parse_number_string(text: str, what: str) -> int:
+    """A CPU template number: "0x1f", "0b101" or decimal "31" (the swagger allows all three)."""
+    t = text.replace("_", "")
+    try:
+        if t[:2] in ("0x", "0X"):
+            return int(t[2:], 16)
+        if t[:2] in ("0b", "0B"):
+            return int(t[2:], 2)
+        return int(t, 10)
+    except ValueError:
+        raise ValueError(f"Failed to parse string [{text}] as a number for {what}.") from None
+
+
+@dataclass(frozen=True)
+class Bitmap:
+    """A CPU template bitmap "0b" + one char per bit from the top: '1' set, '0' clear, 'x' keep."""
+    filter: int   # bits to change
+    value: int    # their new values
+    width: int
+
+    def apply(self, original: int) -> int:
+        return (original & ~self.filter) | (self.value & self.filter)
+
+
+def _bitmap(width: int):
+    def parse(text: str) -> Bitmap:
+        body = text.replace("_", "")
+        if not body.startswith("0b"):
+            raise ValueError(f"Invalid bitmap [{text}]: it must start with '0b'.")
+        bits = body[2:]
+        if not bits or len(bits) > width or any(c not in "01x" for c in bits):
+            raise ValueError(f"Invalid bitmap [{text}]: expected up to {width} characters of '0', '1' or 'x' "
+                             "after '0b'.")
+        filt = value = 0
+        for c in bits:
+            filt, value = filt << 1, value << 1
+            if c != "x":
+                filt |= 1
+                value |= c == "1"
+        return Bitmap(filt, value, width)
+    return parse
+
+
+def _u32_string(what: str):
+    def parse(text: str) -> int:
+        v = parse_number_string(text, what)
+        if not 0 <= v <= 0xFFFF_FFFF:
+            raise ValueError(f"Value [{text}] of {what} does not fit in 32 bits.")
+        return v
+    return parse
+
+
+def _kvm_capability(text: str) -> str:
+    number = text[1:] if text.startswith("!") else text
+    if not number.isdigit() or not number.isascii():
+        raise ValueError(f"Invalid KVM capability [{text}]: expected a decimal number, optionally prefixed with '!'.")
+    return text
+
+
+# ----------------------------------------------------------------------------- shared parts
+@dataclass
+class TokenBucket(Model):
+    size: int
+    refill_time: int
+    one_time_burst: int | None = None
+    SPEC = StructSpec("TokenBucketConfig", (F("size", U64), F("one_time_burst", Opt(U64)), F("refill_time", U64)))
+
+
+@dataclass
+class RateLimiter(Model):
+    bandwidth: TokenBucket | None = None
+    ops: TokenBucket | None = None
+    SPEC = StructSpec("RateLimiterConfig", (F("bandwidth", Opt(Struct(TokenBucket))),
+                                            F("ops", Opt(Struct(TokenBucket)))))
+
+
+_RATE_LIMITER = Opt(Struct(RateLimiter))
+
+
+# ----------------------------------------------------------------------------- machine
+CPU_TEMPLATES = ("C3", "T2", "T2S", "None", "T2CL", "T2A")
+HUGE_PAGES = ("None", "2M")
+
+
+@dataclass
+class MachineConfig(Model):
+    vcpu_count: int = 1
+    mem_size_mib: int = 128
+    smt: bool = False
+    cpu_template: str | None = None
+    track_dirty_pages: bool = False
+    huge_pages: str = "None"
+    SPEC = StructSpec("MachineConfig", (
+        F("vcpu_count", U8), F("mem_size_mib", USIZE), F("smt", BOOL, False),
+        F("cpu_template", Opt(Enum("StaticCpuTemplate", CPU_TEMPLATES)), None),
+        F("track_dirty_pages", BOOL, False), F("huge_pages", Enum("HugePageConfig", HUGE_PAGES), "None")))
+    OMIT_IF_NONE = frozenset({"cpu_template"})
+
+
+@dataclass
+class MachineConfigUpdate(Model):
+    """PATCH /machine-config: every field optional, at least one present."""
+    vcpu_count: int | None = None
+    mem_size_mib: int | None = None
+    smt: bool | None = None
+    cpu_template: str | None = None
+    track_dirty_pages: bool | None = None
+    huge_pages: str | None = None
+    SPEC = StructSpec("MachineConfigUpdate", (
+        F("vcpu_count", Opt(U8)), F("mem_size_mib", Opt(USIZE)), F("smt", Opt(BOOL)),
+        F("cpu_template", Opt(Enum("StaticCpuTemplate", CPU_TEMPLATES))),
+        F("track_dirty_pages", Opt(BOOL)), F("huge_pages", Opt(Enum("HugePageConfig", HUGE_PAGES)))))
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f.name) is None for f in self.SPEC.fields)
+
+
+@dataclass
+class BootSource(Model):
+    kernel_image_path: str
+    initrd_path: str | None = None
+    boot_args: str | None = None
+    SPEC = StructSpec("BootSourceConfig", (F("kernel_image_path", STR), F("initrd_path", Opt(STR)),
+                                           F("boot_args", Opt(STR))))
+
+
+# --- custom CPU templates (x86_64 form of Firecracker's CustomCpuTemplate)
+@dataclass
+class CpuidRegisterModifier(Model):
+    register: str
+    bitmap: Bitmap
+    SPEC = StructSpec("CpuidRegisterModifier", (
+        F("register", Enum("CpuidRegister", ("eax", "ebx", "ecx", "edx"))),
+        F("bitmap", Custom(STR, _bitmap(32)))))
+
+    def to_json(self) -> dict:
+        return {"register": self.register, "bitmap": _bitmap_text(self.bitmap)}
+
+
+@dataclass
+class CpuidLeafModifier(Model):
+    leaf: int
+    subleaf: int
+    flags: int
+    modifiers: list[CpuidRegisterModifier]
+    SPEC = StructSpec("CpuidLeafModifier", (
+        F("leaf", Custom(STR, _u32_string("leaf"))), F("subleaf", Custom(STR, _u32_string("subleaf"))),
+        F("flags", U32), F("modifiers", Seq(Struct(CpuidRegisterModifier)))))
+
+    def to_json(self) -> dict:
+        return {"leaf": hex(self.leaf), "subleaf": hex(self.subleaf), "flags": self.flags,
+                "modifiers": [m.to_json() for m in self.modifiers]}
+
+
+@dataclass
+class MsrModifier(Model):
+    addr: int
+    bitmap: Bitmap
+    SPEC = StructSpec("RegisterModifier", (F("addr", Custom(STR, _u32_string("addr"))),
+                                           F("bitmap", Custom(STR, _bitmap(64)))))
+
+    def to_json(self) -> dict:
+        return {"addr": hex(self.addr), "bitmap": _bitmap_text(self.bitmap)}
+
+
+def _bitmap_text(b: Bitmap) -> str:
+    return "0b" + "".join(("1" if b.value >> i & 1 else "0") if b.filter >> i & 1 else "x"
+                          for i in reversed(range(b.width)))
+
+
+@dataclass
+class CpuConfig(Model):
+    kvm_capabilities: list[str] = field(default_factory=list)
+    cpuid_modifiers: list[CpuidLeafModifier] = field(default_factory=list)
+    msr_modifiers: list[MsrModifier] = field(default_factory=list)
+    SPEC = StructSpec("CustomCpuTemplate", (
+        F("kvm_capabilities", Seq(Custom(STR, _kvm_capability)), default_factory=list),
+        F("cpuid_modifiers", Seq(Struct(CpuidLeafModifier)), default_factory=list),
+        F("msr_modifiers", Seq(Struct(MsrModifier)), default_factory=list)))
+
+
+# ----------------------------------------------------------------------------- devices
+@dataclass
+class Drive(Model):
+    drive_id: str
+    is_root_device: bool
+    partuuid: str | None = None
+    cache_type: str = "Unsafe"
+    is_read_only: bool | None = None
+    path_on_host: str | None = None
+    rate_limiter: RateLimiter | None = None
+    io_engine: str | None = None
+    socket: str | None = None
+    SPEC = StructSpec("BlockDeviceConfig", (
+        F("drive_id", STR), F("partuuid", Opt(STR)), F("is_root_device", BOOL),
+        F("cache_type", Enum("CacheType", ("Unsafe", "Writeback")), "Unsafe"),
+        F("is_read_only", Opt(BOOL)), F("path_on_host", Opt(STR)), F("rate_limiter", _RATE_LIMITER),
+        F("io_engine", Opt(Enum("FileEngineType", ("Async", "Sync")))), F("socket", Opt(STR))))
+
+
+@dataclass
+class DriveUpdate(Model):
+    drive_id: str
+    path_on_host: str | None = None
+    rate_limiter: RateLimiter | None = None
+    SPEC = StructSpec("BlockDeviceUpdateConfig", (F("drive_id", STR), F("path_on_host", Opt(STR)),
+                                                  F("rate_limiter", _RATE_LIMITER)))
+
+
+@dataclass
+class NetworkInterface(Model):
+    iface_id: str
+    host_dev_name: str
+    guest_mac: MacAddr | None = None
+    rx_rate_limiter: RateLimiter | None = None
+    tx_rate_limiter: RateLimiter | None = None
+    mtu: int | None = None
+    SPEC = StructSpec("NetworkInterfaceConfig", (
+        F("iface_id", STR), F("host_dev_name", STR), F("guest_mac", Opt(Custom(STR, _mac))),
+        F("rx_rate_limiter", _RATE_LIMITER), F("tx_rate_limiter", _RATE_LIMITER), F("mtu", Opt(U16))))
+    OMIT_IF_NONE = frozenset({"mtu"})
+
+
+@dataclass
+class NetworkInterfaceUpdate(Model):
+    iface_id: str
+    rx_rate_limiter: RateLimiter | None = None
+    tx_rate_limiter: RateLimiter | None = None
+    SPEC = StructSpec("NetworkInterfaceUpdateConfig", (F("iface_id", STR), F("rx_rate_limiter", _RATE_LIMITER),
+                                                       F("tx_rate_limiter", _RATE_LIMITER)))
+
+
+@dataclass
+class Vsock(Model):
+    guest_cid: int
+    uds_path: str
+    vsock_id: str | None = None
+    SPEC = StructSpec("VsockDeviceConfig", (F("vsock_id", Opt(STR)), F("guest_cid", U32), F("uds_path", STR)))
+    HIDDEN = frozenset({"vsock_id"})
+
+
+@dataclass
+class Entropy(Model):
+    rate_limiter: RateLimiter | None = None
+    SPEC = StructSpec("EntropyDeviceConfig", (F("rate_limiter", _RATE_LIMITER),))
+
+
+@dataclass
+class Balloon(Model):
+    amount_mib: int
+    deflate_on_oom: bool
+    stats_polling_interval_s: int = 0
+    free_page_hinting: bool = False
+    free_page_reporting: bool = False
+    SPEC = StructSpec("BalloonDeviceConfig", (
+        F("amount_mib", U32), F("deflate_on_oom", BOOL), F("stats_polling_interval_s", U16, 0),
+        F("free_page_hinting", BOOL, False), F("free_page_reporting", BOOL, False)))
+
+
+@dataclass
+class BalloonUpdate(Model):
+    amount_mib: int
+    SPEC = StructSpec("BalloonUpdateConfig", (F("amount_mib", U32),))
+
+
+@dataclass
+class BalloonStatsUpdate(Model):
+    stats_polling_interval_s: int
+    SPEC = StructSpec("BalloonUpdateStatsConfig", (F("stats_polling_interval_s", U16),))
+
+
+@dataclass
+class BalloonStartHinting(Model):
+    acknowledge_on_stop: bool = False
+    SPEC = StructSpec("StartHintingCmd", (F("acknowledge_on_stop", BOOL, False),))
+
+
+@dataclass
+class Pmem(Model):
+    id: str
+    path_on_host: str
+    root_device: bool = False
+    read_only: bool = False
+    rate_limiter: RateLimiter | None = None
+    SPEC = StructSpec("PmemConfig", (F("id", STR), F("path_on_host", STR), F("root_device", BOOL, False),
+                                     F("read_only", BOOL, False), F("rate_limiter", _RATE_LIMITER)))
+    OMIT_IF_NONE = frozenset({"rate_limiter"})
+
+
+@dataclass
+class PmemUpdate(Model):
+    id: str
+    rate_limiter: RateLimiter | None = None
+    SPEC = StructSpec("PmemUpdateConfig", (F("id", STR), F("rate_limiter", _RATE_LIMITER)))
+
+
+@dataclass
+class MemoryHotplug(Model):
+    total_size_mib: int
+    block_size_mib: int = 2
+    slot_size_mib: int = 128
+    SPEC = StructSpec("MemoryHotplugConfig", (F("total_size_mib", USIZE), F("block_size_mib", USIZE, 2),
+                                              F("slot_size_mib", USIZE, 128)))
+
+
+@dataclass
+class MemoryHotplugSizeUpdate(Model):
+    requested_size_mib: int
+    SPEC = StructSpec("MemoryHotplugSizeUpdate", (F("requested_size_mib", USIZE),))
+
+
+@dataclass
+class Serial(Model):
+    serial_out_path: str | None = None
+    rate_limiter: TokenBucket | None = None
+    SPEC = StructSpec("SerialConfig", (F("serial_out_path", Opt(PATH)), F("rate_limiter", Opt(Struct(TokenBucket)))))
+
+
+# ----------------------------------------------------------------------------- observability
+@dataclass
+class Logger(Model):
+    log_path: str | None = None
+    level: str | None = None
+    show_level: bool | None = None
+    show_log_origin: bool | None = None
+    module: str | None = None
+    SPEC = StructSpec("LoggerConfig", (
+        F("log_path", Opt(PATH)), F("level", Opt(Custom(STR, _level))), F("show_level", Opt(BOOL)),
+        F("show_log_origin", Opt(BOOL)), F("module", Opt(STR))))
+
+
+@dataclass
+class Metrics(Model):
+    metrics_path: str
+    SPEC = StructSpec("MetricsConfig", (F("metrics_path", PATH),))
+
+
+@dataclass
+class MmdsConfig(Model):
+    network_interfaces: list[str]
+    version: str = "V1"
+    ipv4_address: str | None = None
+    imds_compat: bool = False
+    SPEC = StructSpec("MmdsConfig", (
+        F("version", Enum("MmdsVersion", ("V1", "V2")), "V1"), F("network_interfaces", Seq(STR)),
+        F("ipv4_address", Opt(Custom(STR, _ipv4))), F("imds_compat", BOOL, False)))
+
+
+# ----------------------------------------------------------------------------- actions, snapshots
+ACTION_TYPES = ("FlushMetrics", "InstanceStart", "SendCtrlAltDel")
+
+
+@dataclass
+class InstanceAction(Model):
+    action_type: str
+    SPEC = StructSpec("ActionBody", (F("action_type", Enum("ActionType", ACTION_TYPES)),))
+
+
+@dataclass
+class VmState(Model):
+    state: str
+    SPEC = StructSpec("Vm", (F("state", Enum("VmState", ("Paused", "Resumed"))),))
+
+
+@dataclass
+class SnapshotCreate(Model):
+    snapshot_path: str
+    mem_file_path: str
+    snapshot_type: str = "Full"
+    SPEC = StructSpec("CreateSnapshotParams", (
+        F("snapshot_type", Enum("SnapshotType", ("Full", "Diff")), "Full"), F("snapshot_path", PATH),
+        F("mem_file_path", PATH)))
+
+
+@dataclass
+class MemoryBackend(Model):
+    backend_type: str
+    backend_path: str
+    SPEC = StructSpec("MemBackendConfig", (F("backend_path", PATH),
+                                           F("backend_type", Enum("MemBackendType", ("File", "Uffd")))))
+
+
+@dataclass
+class NetworkOverride(Model):
+    iface_id: str
+    host_dev_name: str
+    SPEC = StructSpec("NetworkOverride", (F("iface_id", STR), F("host_dev_name", STR)))
+
+
+@dataclass
+class VsockOverride(Model):
+    uds_path: str
+    SPEC = StructSpec("VsockOverride", (F("uds_path", STR),))
+
+
+@dataclass
+class SnapshotLoad(Model):
+    snapshot_path: str
+    mem_file_path: str | None = None
+    mem_backend: MemoryBackend | None = None
+    enable_diff_snapshots: bool = False
+    track_dirty_pages: bool = False
+    resume_vm: bool = False
+    network_overrides: list[NetworkOverride] = field(default_factory=list)
+    vsock_override: VsockOverride | None = None
+    clock_realtime: bool = False
+    SPEC = StructSpec("LoadSnapshotConfig", (
+        F("snapshot_path", PATH), F("mem_file_path", Opt(PATH)), F("mem_backend", Opt(Struct(MemoryBackend))),
+        F("enable_diff_snapshots", BOOL, False), F("track_dirty_pages", BOOL, False), F("resume_vm", BOOL, False),
+        F("network_overrides", Seq(Struct(NetworkOverride)), default_factory=list),
+        F("vsock_override", Opt(Struct(VsockOverride))), F("clock_realtime", BOOL, False)))
+
+
+MMDS_VALUE = ANY

@@ -1,0 +1,481 @@
+"""VmResources: everything a microVM is built from, validated once, as Firecracker's
+`VmResources` is (src/vmm/src/resources.rs), with Firecracker's error messages.
+
+Devices that pyrite does not build yet are parsed and validated in full, then refused by
+`require_supported()`; `SUPPORTED` is the one list to extend as devices arrive.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .decode import ANY, STR, DecodeError, Opt, Seq, Struct, StructSpec, decode
+from .models import (Balloon, BootSource, CpuConfig, Drive, Entropy, Logger, MachineConfig,
+                     MachineConfigUpdate, MemoryHotplug, Metrics, MmdsConfig, NetworkInterface, Pmem,
+                     Serial, Vsock)
+
+# Firecracker's default guest command line (used when boot-source has no boot_args).
+DEFAULT_KERNEL_CMDLINE = ("reboot=k panic=1 nomodule 8250.nr_uarts=0 i8042.noaux i8042.nomux "
+                          "i8042.dumbkbd swiotlb=noforce")
+CMDLINE_MAX_SIZE = 4096  # arch/x86_64 layout: the command line page, NUL included
+MAX_SUPPORTED_VCPUS = 32
+
+# ----------------------------------------------------------------------------- what pyrite builds
+# Resource kinds and features pyrite's VMM builds today. Everything else in FEATURES is
+# parsed and validated, then refused with 400 until its device arrives: add it here then.
+SUPPORTED: frozenset[str] = frozenset({"machine-config", "boot-source", "logger", "metrics", "serial"})
+
+FEATURES: dict[str, str] = {
+    "machine-config": "machine configuration",
+    "boot-source": "boot sources",
+    "logger": "the logger",
+    "metrics": "metrics",
+    "serial": "serial console configuration",
+    "drives": "block devices (drives)",
+    "network-interfaces": "network interfaces",
+    "vsock": "vsock devices",
+    "entropy": "entropy devices",
+    "balloon": "balloon devices",
+    "mmds": "the microVM metadata service (MMDS)",
+    "mmds-config": "the microVM metadata service (MMDS)",
+    "cpu-config": "custom CPU templates (cpu-config)",
+    "cpu-template": "static CPU templates (cpu_template)",
+    "smt": "simultaneous multithreading (smt)",
+    "huge-pages": "huge pages (huge_pages)",
+    "pmem": "virtio-pmem devices",
+    "memory-hotplug": "memory hotplug",
+    "snapshot": "snapshots",
+    "serial-rate-limiter": "serial output rate limiting",
+}
+
+# Prefixes Firecracker puts before a resource's error: over the API (VmmActionError) and in
+# a config file (ResourcesError).
+_API_PREFIX = {
+    "machine-config": "Machine config error: ", "boot-source": "Boot source error: ",
+    "drives": "Drive config error: ", "network-interfaces": "Network config error: ",
+    "vsock": "Vsock config error: ", "balloon": "Balloon config error: ",
+    "entropy": "Entropy device error: ", "mmds-config": "MMMDS config error: ",  # sic, as Firecracker
+    "logger": "Logger error: ", "metrics": "Metrics error: ", "start": "Start microvm error: ",
+    "pmem": "Pmem config error: ", "memory-hotplug": "Memory hotplug config error: ",
+}
+_FILE_PREFIX = {
+    "machine-config": "VM config error: ", "boot-source": "Boot source error: ",
+    "drives": "Block device error: ", "network-interfaces": "Network device error: ",
+    "vsock": "Vsock device error: ", "balloon": "Balloon device error: ",
+    "entropy": "Entropy device error: ", "mmds-config": "MMDS config error: ",
+    "logger": "Logger error: ", "metrics": "Metrics error: ", "json": "Invalid JSON: ",
+    "file": "File operation error: ", "pmem": "Pmem device error: ",
+}
+
+
+class ConfigError(Exception):
+    """A resource that cannot be configured. `str()` is Firecracker's API fault message;
+    `file_message` is what Firecracker says about the same fault in a config file."""
+
+    def __init__(self, resource: str, detail: str):
+        super().__init__(_API_PREFIX.get(resource, "") + detail)
+        self.resource = resource
+        self.detail = detail
+
+    @property
+    def file_message(self) -> str:
+        return _FILE_PREFIX.get(self.resource, "") + self.detail
+
+
+class NotSupportedYet(ConfigError):
+    def __init__(self, kind: str):
+        super().__init__("unsupported", f"The requested operation is not supported: "
+                                        f"pyrite does not support {FEATURES[kind]} yet.")
+        self.kind = kind
+
+
+def require_supported(kind: str) -> None:
+    if kind not in SUPPORTED:
+        raise NotSupportedYet(kind)
+
+
+def io_error_text(e: OSError) -> str:
+    """An OSError as Rust's io::Error prints it: 'No such file or directory (os error 2)'."""
+    if e.errno is None:
+        return str(e)
+    return f"{os.strerror(e.errno)} (os error {e.errno})"
+
+
+# ----------------------------------------------------------------------------- config file
+class _VmmConfigFile:
+    """The top level of a --config-file (Firecracker's VmmConfig); unknown keys are ignored
+    as Firecracker ignores them."""
+    SPEC = StructSpec("VmmConfig", ())  # fields are looked up by _CONFIG_FILE_KEYS
+
+    def __init__(self, **values):
+        self.values = values
+
+
+_CONFIG_FILE_KEYS: dict[str, Any] = {
+    "balloon": Opt(Struct(Balloon)),
+    "drives": Seq(Struct(Drive)),
+    "boot-source": Struct(BootSource),
+    "cpu-config": Opt(STR),  # a path to a custom CPU template file
+    "logger": Opt(Struct(Logger)),
+    "machine-config": Opt(Struct(MachineConfig)),
+    "metrics": Opt(Struct(Metrics)),
+    "mmds-config": Opt(Struct(MmdsConfig)),
+    "network-interfaces": Seq(Struct(NetworkInterface)),
+    "vsock": Opt(Struct(Vsock)),
+    "entropy": Opt(Struct(Entropy)),
+    "pmem": Seq(Struct(Pmem)),
+    "memory-hotplug": Opt(Struct(MemoryHotplug)),
+    "serial": Opt(Struct(Serial)),
+}
+
+
+def _decode_config_file(data: bytes) -> dict:
+    """Each known key decoded with its type; positions stay those of the file."""
+    from .decode import _Reader  # the streaming reader, used key by key
+    r = _Reader(data)
+    r.skip_ws()
+    if r.peek() != ord("{"):
+        if r.i >= r.n:
+            raise r.eof_error("a value")
+        raise r.error(f"invalid type: {r.unexpected()}, expected struct VmmConfig")
+    r.i += 1
+    out: dict = {}
+    r.skip_ws()
+    if r.peek() == ord("}"):
+        r.i += 1
+    else:
+        while True:
+            c = r.peek()
+            if c != 0x22:
+                if c < 0:
+                    raise r.eof_error("an object")
+                raise r.peek_error("key must be a string")
+            key = r.string()
+            if key in out:
+                raise r.place_at_end(DecodeError(f"duplicate field `{key}`"), ord("}"))
+            r.colon()
+            try:
+                out[key] = r.value(_CONFIG_FILE_KEYS.get(key, ANY))
+            except DecodeError as e:
+                raise r.place_at_end(e, ord("}")) from None
+            r.skip_ws()
+            c = r.peek()
+            if c == ord(","):
+                r.i += 1
+                r.skip_ws()
+                if r.peek() == ord("}"):
+                    raise r.peek_error("trailing comma")
+                continue
+            if c == ord("}"):
+                r.i += 1
+                break
+            if c < 0:
+                raise r.eof_error("an object")
+            raise r.peek_error("expected `,` or `}`")
+    if "boot-source" not in out:
+        raise DecodeError("missing field `boot-source`", r.i)
+    r.skip_ws()
+    if r.i < r.n:
+        raise r.peek_error("trailing characters")
+    return out
+
+
+# ----------------------------------------------------------------------------- resources
+@dataclass
+class VmResources:
+    machine_config: MachineConfig = field(default_factory=MachineConfig)
+    boot_source: BootSource | None = None
+    cpu_config: CpuConfig | None = None
+    drives: list[Drive] = field(default_factory=list)
+    network_interfaces: list[NetworkInterface] = field(default_factory=list)
+    vsock: Vsock | None = None
+    entropy: Entropy | None = None
+    balloon: Balloon | None = None
+    mmds_config: MmdsConfig | None = None
+    mmds_data: Any = None
+    pmem: list[Pmem] = field(default_factory=list)
+    memory_hotplug: MemoryHotplug | None = None
+    serial: Serial | None = None
+    logger: Logger | None = None
+    metrics: Metrics | None = None
+    boot_timer: bool = False
+
+    # --- construction from Firecracker's JSON config file
+    @classmethod
+    def from_config_file(cls, path: str | os.PathLike) -> "VmResources":
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise ConfigError("file", f"Unable to open or read from the configuration file {path}: "
+                                      f"{io_error_text(e)}") from None
+        return cls.from_json_bytes(data)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "VmResources":
+        """From an already parsed config file object (positions refer to its JSON dump)."""
+        return cls.from_json_bytes(json.dumps(obj).encode())
+
+    @classmethod
+    def from_json_bytes(cls, data: bytes) -> "VmResources":
+        try:
+            values = _decode_config_file(data)
+        except DecodeError as e:
+            raise ConfigError("json", e.describe(data)) from None
+        res = cls()
+        # Firecracker's order (VmResources::from_json): logger and metrics are the caller's
+        # to apply; then machine config, CPU template, boot source, devices.
+        res.logger = values.get("logger")
+        res.metrics = values.get("metrics")
+        if values.get("machine-config") is not None:
+            res.set_machine_config(values["machine-config"])
+        if values.get("cpu-config") is not None:
+            res.set_cpu_config(_load_cpu_template(values["cpu-config"]))
+        res.set_boot_source(values["boot-source"])
+        for drive in values.get("drives") or []:
+            res.add_drive(drive.drive_id, drive)
+        for pmem in values.get("pmem") or []:
+            res.add_pmem(pmem.id, pmem)
+        for iface in values.get("network-interfaces") or []:
+            res.add_network_interface(iface.iface_id, iface)
+        if values.get("vsock") is not None:
+            res.set_vsock(values["vsock"])
+        if values.get("entropy") is not None:
+            res.set_entropy(values["entropy"])
+        if values.get("mmds-config") is not None:
+            res.set_mmds_config(values["mmds-config"])
+        if values.get("balloon") is not None:
+            res.set_balloon(values["balloon"])
+        if values.get("memory-hotplug") is not None:
+            res.set_memory_hotplug(values["memory-hotplug"])
+        if values.get("serial") is not None:
+            res.set_serial(values["serial"])
+        return res
+
+    # --- machine
+    def set_machine_config(self, mc: MachineConfig) -> None:
+        """PUT /machine-config: as Firecracker, a PUT is an update with every field given
+        (an absent cpu_template keeps the current one)."""
+        self.update_machine_config(MachineConfigUpdate(
+            vcpu_count=mc.vcpu_count, mem_size_mib=mc.mem_size_mib, smt=mc.smt, cpu_template=mc.cpu_template,
+            track_dirty_pages=mc.track_dirty_pages, huge_pages=mc.huge_pages))
+
+    def update_machine_config(self, update: MachineConfigUpdate) -> None:
+        cur = self.machine_config
+        vcpus = cur.vcpu_count if update.vcpu_count is None else update.vcpu_count
+        smt = cur.smt if update.smt is None else update.smt
+        if vcpus == 0 or vcpus > MAX_SUPPORTED_VCPUS or (smt and vcpus > 1 and vcpus % 2 == 1):
+            raise ConfigError("machine-config", "The number of vCPUs must be greater than 0, less than "
+                              f"{MAX_SUPPORTED_VCPUS} and must be 1 or an even number if SMT is enabled.")
+        mem = cur.mem_size_mib if update.mem_size_mib is None else update.mem_size_mib
+        huge = cur.huge_pages if update.huge_pages is None else update.huge_pages
+        if mem == 0 or (huge == "2M" and mem % 2):
+            raise ConfigError("machine-config",
+                              "The memory size (MiB) is either 0, or not a multiple of the configured page size.")
+        if self.balloon is not None and mem < self.balloon.amount_mib:
+            raise ConfigError("machine-config", "The memory size (MiB) is smaller than the previously set "
+                                                "balloon device target size.")
+        if huge != "None" and self.balloon is not None:
+            raise ConfigError("machine-config", "Firecracker's huge pages support is incompatible with memory "
+                                                "ballooning.")
+        if huge != "None" and self.boot_source is not None and self.boot_source.initrd_path is not None:
+            raise ConfigError("machine-config", "Firecracker's huge pages support is incompatible with initrds.")
+        template = cur.cpu_template
+        if update.cpu_template is not None:
+            template = None if update.cpu_template == "None" else update.cpu_template
+        if template is not None:
+            require_supported("cpu-template")
+        if smt:
+            require_supported("smt")
+        if huge != "None":
+            require_supported("huge-pages")
+        self.machine_config = MachineConfig(
+            vcpu_count=vcpus, mem_size_mib=mem, smt=smt, cpu_template=template,
+            track_dirty_pages=cur.track_dirty_pages if update.track_dirty_pages is None else update.track_dirty_pages,
+            huge_pages=huge)
+
+    def set_cpu_config(self, cpu: CpuConfig) -> None:
+        require_supported("cpu-config")
+        self.cpu_config = cpu
+
+    # --- boot source
+    def set_boot_source(self, bs: BootSource) -> None:
+        for path, detail in ((bs.kernel_image_path, "The kernel file cannot be opened: {}"),
+                             (bs.initrd_path, "The initrd file cannot be opened due to invalid path or "
+                                              "invalid permissions. {}")):
+            if path is None:
+                continue
+            if "\0" in path:
+                raise ConfigError("boot-source", detail.format("file name contained an unexpected NUL byte"))
+            try:
+                os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+            except OSError as e:
+                raise ConfigError("boot-source", detail.format(io_error_text(e))) from None
+        cmdline = DEFAULT_KERNEL_CMDLINE if bs.boot_args is None else bs.boot_args
+        if not all(" " <= c <= "~" for c in cmdline):
+            raise ConfigError("boot-source", "The kernel command line is invalid: String contains a "
+                                             "non-printable ASCII character.")
+        if len(cmdline) + 1 > CMDLINE_MAX_SIZE:
+            raise ConfigError("boot-source", "The kernel command line is invalid: Inserting string would "
+                                             "make command line too long.")
+        if bs.initrd_path is not None and self.machine_config.huge_pages != "None":
+            raise ConfigError("machine-config", "Firecracker's huge pages support is incompatible with initrds.")
+        self.boot_source = bs
+
+    @property
+    def kernel_cmdline(self) -> str:
+        """The command line the guest gets: boot_args, or Firecracker's default."""
+        if self.boot_source is None or self.boot_source.boot_args is None:
+            return DEFAULT_KERNEL_CMDLINE
+        return self.boot_source.boot_args
+
+    # --- devices (validated as Firecracker validates them, then refused until built)
+    def add_drive(self, drive_id: str, drive: Drive) -> None:
+        is_virtio = drive.path_on_host is not None and drive.is_read_only is not None and drive.socket is None
+        is_vhost_user = drive.socket is not None and drive.path_on_host is None and drive.is_read_only is None
+        if not (is_virtio or is_vhost_user):
+            raise ConfigError("drives", "Unable to create the virtio block device: Invalid block config.")
+        if drive.is_root_device and any(d.is_root_device and d.drive_id != drive_id for d in self.drives):
+            raise ConfigError("drives", "A root block device already exists!")
+        require_supported("drives")
+        self._replace(self.drives, "drive_id", drive)
+
+    def add_network_interface(self, iface_id: str, iface: NetworkInterface) -> None:
+        for other in self.network_interfaces:
+            if other.iface_id == iface_id:
+                continue
+            if other.host_dev_name == iface.host_dev_name:
+                raise ConfigError("network-interfaces",
+                                  f"The host device name {iface.host_dev_name} is already in use.")
+            if iface.guest_mac is not None and other.guest_mac == iface.guest_mac:
+                raise ConfigError("network-interfaces", f"The guest MAC address {iface.guest_mac} is already in use.")
+        if iface.mtu is not None and not 68 <= iface.mtu <= 65535:
+            raise ConfigError("network-interfaces", f"Invalid MTU {iface.mtu}: must be between 68 and 65535.")
+        require_supported("network-interfaces")
+        self._replace(self.network_interfaces, "iface_id", iface)
+
+    def set_vsock(self, vsock: Vsock) -> None:
+        if vsock.guest_cid < 3:
+            raise ConfigError("vsock", f"Invalid guest CID {vsock.guest_cid}: must be 3 or more.")
+        require_supported("vsock")
+        self.vsock = vsock
+
+    def set_entropy(self, entropy: Entropy) -> None:
+        require_supported("entropy")
+        self.entropy = entropy
+
+    def set_balloon(self, balloon: Balloon) -> None:
+        if balloon.amount_mib > self.machine_config.mem_size_mib:
+            raise ConfigError("balloon", "Amount of pages requested is too large.")
+        if self.machine_config.huge_pages != "None":
+            raise ConfigError("balloon", "Firecracker's huge pages support is incompatible with memory ballooning.")
+        require_supported("balloon")
+        self.balloon = balloon
+
+    def set_mmds_config(self, cfg: MmdsConfig) -> None:
+        if not cfg.network_interfaces:
+            raise ConfigError("mmds-config", "The list of network interface IDs that allow forwarding MMDS "
+                                             "requests is empty.")
+        known = {i.iface_id for i in self.network_interfaces}
+        if any(i not in known for i in cfg.network_interfaces):
+            raise ConfigError("mmds-config", "The list of network interface IDs provided contains at least one "
+                                             "ID that does not correspond to any existing network interface.")
+        if cfg.ipv4_address is not None:
+            a, b, c, d = (int(x) for x in cfg.ipv4_address.split("."))
+            if not (a == 169 and b == 254 and 1 <= c <= 254):
+                raise ConfigError("mmds-config", f"The MMDS IPv4 address is not link local.")
+        require_supported("mmds-config")
+        self.mmds_config = cfg
+
+    def set_mmds_data(self, value: Any) -> None:
+        require_supported("mmds")
+        self.mmds_data = value
+
+    def add_pmem(self, pmem_id: str, pmem: Pmem) -> None:
+        if pmem.root_device and any(p.root_device and p.id != pmem_id for p in self.pmem):
+            raise ConfigError("pmem", "A root pmem device already exist")
+        require_supported("pmem")
+        self._replace(self.pmem, "id", pmem)
+
+    def set_memory_hotplug(self, cfg: MemoryHotplug) -> None:
+        if cfg.block_size_mib < 2:
+            raise ConfigError("memory-hotplug", "Block size must not be lower than 2 MiB")
+        if cfg.block_size_mib & (cfg.block_size_mib - 1):
+            raise ConfigError("memory-hotplug", "Block size must be a power of 2")
+        if cfg.slot_size_mib < 128:
+            raise ConfigError("memory-hotplug", "Slot size must not be lower than 128 MiB")
+        if cfg.slot_size_mib % cfg.block_size_mib:
+            raise ConfigError("memory-hotplug",
+                              f"Slot size must be a multiple of block size ({cfg.block_size_mib} MiB)")
+        if cfg.total_size_mib < cfg.slot_size_mib:
+            raise ConfigError("memory-hotplug", f"Total size must not be lower than slot size ({cfg.slot_size_mib} MiB)")
+        if cfg.total_size_mib % cfg.slot_size_mib:
+            raise ConfigError("memory-hotplug",
+                              f"Total size must be a multiple of slot size ({cfg.slot_size_mib} MiB)")
+        require_supported("memory-hotplug")
+        self.memory_hotplug = cfg
+
+    def set_serial(self, serial: Serial) -> None:
+        if serial.rate_limiter is not None:
+            require_supported("serial-rate-limiter")
+        self.serial = serial
+
+    @staticmethod
+    def _replace(items: list, key: str, new) -> None:
+        for i, old in enumerate(items):
+            if getattr(old, key) == getattr(new, key):
+                items[i] = new
+                return
+        items.append(new)
+
+    # --- checks before InstanceStart
+    def unsupported_in_use(self) -> list[str]:
+        """Kinds configured here that pyrite cannot build yet (normally refused earlier)."""
+        used = {
+            "drives": bool(self.drives), "network-interfaces": bool(self.network_interfaces),
+            "vsock": self.vsock is not None, "entropy": self.entropy is not None,
+            "balloon": self.balloon is not None, "mmds-config": self.mmds_config is not None,
+            "mmds": self.mmds_data is not None, "pmem": bool(self.pmem),
+            "memory-hotplug": self.memory_hotplug is not None, "cpu-config": self.cpu_config is not None,
+            "cpu-template": self.machine_config.cpu_template is not None, "smt": self.machine_config.smt,
+            "huge-pages": self.machine_config.huge_pages != "None",
+            "serial-rate-limiter": self.serial is not None and self.serial.rate_limiter is not None,
+        }
+        return [k for k, on in used.items() if on and k not in SUPPORTED]
+
+    # --- GET /vm/config
+    def to_json(self) -> dict:
+        bs = self.boot_source or BootSource(kernel_image_path="")
+        return {
+            "balloon": self.balloon.to_json() if self.balloon else None,
+            "drives": [d.to_json() for d in self.drives],
+            "boot-source": bs.to_json(),
+            "cpu-config": self.cpu_config.to_json() if self.cpu_config else None,
+            "logger": None,   # Firecracker reports neither logger nor metrics here
+            "machine-config": self.machine_config.to_json(),
+            "metrics": None,
+            "mmds-config": self.mmds_config.to_json() if self.mmds_config else None,
+            "network-interfaces": [n.to_json() for n in self.network_interfaces],
+            "vsock": self.vsock.to_json() if self.vsock else None,
+            "entropy": self.entropy.to_json() if self.entropy else None,
+            "pmem": [p.to_json() for p in self.pmem],
+            "memory-hotplug": self.memory_hotplug.to_json() if self.memory_hotplug else None,
+        }
+
+
+def _load_cpu_template(path: str) -> CpuConfig:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError("file", f"Unable to open or read from the CPU template file {path}: "
+                                  f"{io_error_text(e)}") from None
+    try:
+        return decode(data, Struct(CpuConfig))
+    except DecodeError as e:
+        raise ConfigError("json", f"{path}: {e.describe(data)}") from None
+
+
+

@@ -1,0 +1,4 @@
+#ifndef _PYRITE_STRINGS_H
+#define _PYRITE_STRINGS_H
+#include <string.h>
+#endif

@@ -1,0 +1,17 @@
+/* Interfaces between parts of the library OS that applications do not use. */
+#ifndef PYRITE_LIBOS_INTERNAL_H
+#define PYRITE_LIBOS_INTERNAL_H
+
+#include <pyrite/arch.h>
+#include <pyrite/boot.h>
+
+void pyrite_idt_init(void);
+void pyrite_pic_disable(void);
+void pyrite_paging_init(const struct pyrite_bootinfo *bi);
+void pyrite_heap_init(const struct pyrite_bootinfo *bi);
+void pyrite_clock_init(void);
+void pyrite_stdio_flush(void);
+void pyrite_irq_dispatch(struct pyrite_trap_frame *frame);
+__attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame);
+
+#endif

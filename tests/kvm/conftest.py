@@ -1,0 +1,61 @@
+"""Fixtures for tests that need a usable /dev/kvm (they skip, saying why, when there is none)."""
+from __future__ import annotations
+
+import ctypes
+import mmap
+from dataclasses import dataclass
+
+import pytest
+
+from pyrite.kvm import KvmError, System, Vcpu, Vm
+
+GUEST_RAM = 0x10000       # 64 KiB at guest-physical 0
+CODE_ADDR = 0x1000        # where real_mode_guest places its code
+
+
+@pytest.fixture(scope="session")
+def kvm():
+    try:
+        system = System()
+    except KvmError as e:
+        pytest.skip(f"/dev/kvm is not usable: {e}")
+    yield system
+    system.close()
+
+
+@dataclass
+class RealModeGuest:
+    vm: Vm
+    vcpu: Vcpu
+    ram: mmap.mmap
+
+
+@pytest.fixture
+def real_mode_guest(kvm):
+    """Factory: a VM with 64 KiB of RAM at 0 and one vCPU in real mode at CS:IP 0:0x1000 running `code`."""
+    made = []
+
+    def make(code: bytes, memory_flags: int = 0, irqchip: bool = False) -> RealModeGuest:
+        vm = kvm.create_vm()
+        ram = mmap.mmap(-1, GUEST_RAM)
+        host_addr = ctypes.addressof(ctypes.c_char.from_buffer(ram))
+        vm.set_user_memory_region(0, 0, GUEST_RAM, host_addr, memory_flags)
+        if irqchip:
+            vm.create_irqchip()
+        ram[CODE_ADDR:CODE_ADDR + len(code)] = code
+        vcpu = vm.create_vcpu(0)
+        sregs = vcpu.get_sregs()
+        sregs.cs.base, sregs.cs.selector = 0, 0
+        vcpu.set_sregs(sregs)
+        regs = vcpu.get_regs()
+        regs.rip, regs.rflags = CODE_ADDR, 0x2
+        vcpu.set_regs(regs)
+        guest = RealModeGuest(vm, vcpu, ram)
+        made.append(guest)
+        return guest
+
+    yield make
+    for guest in made:
+        guest.vcpu.close()
+        guest.vm.close()
+        # ram: the VM no longer maps it; dropping the mmap object unmaps it
