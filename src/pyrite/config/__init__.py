@@ -6,7 +6,7 @@
 
 Errors are ConfigError, whose text is Firecracker's fault message for the same input.
 """
-from .decode import DecodeError, decode
+from .decode import DecodeError, decode, encode_json
 from .models import (ACTION_TYPES, Balloon, BalloonStartHinting, BalloonStatsUpdate, BalloonUpdate, Bitmap,
                      BootSource, CpuConfig, CpuidLeafModifier, CpuidRegisterModifier, Drive, DriveUpdate, Entropy,
                      InstanceAction, Logger, MachineConfig, MachineConfigUpdate, MemoryBackend, MemoryHotplug,

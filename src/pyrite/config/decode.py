@@ -20,7 +20,7 @@ from __future__ import annotations
 
 __all__ = [
     "DecodeError", "Type", "STR", "PATH", "BOOL", "U8", "U16", "U32", "U64", "USIZE", "I32", "ANY",
-    "Opt", "Enum", "Seq", "Struct", "Custom", "F", "StructSpec", "REQUIRED", "decode", "line_column",
+    "Opt", "Enum", "Seq", "Struct", "Custom", "F", "StructSpec", "REQUIRED", "decode", "encode_json", "line_column",
     "one_of",
 ]
 
@@ -773,3 +773,34 @@ def _rust_debug(s: str) -> str:
             out.append(ch)
     out.append('"')
     return "".join(out)
+
+
+# ----------------------------------------------------------------------------- encoder
+_ESCAPE_OUT = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+for _c in range(0x20):
+    _ESCAPE_OUT.setdefault(chr(_c), f"\\u{_c:04x}")
+_ESCAPE_TABLE = str.maketrans(_ESCAPE_OUT)
+del _c
+
+
+def encode_json(value) -> str:
+    """Compact JSON as serde_json writes it (no spaces, non-ASCII kept as is)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return '"' + value.translate(_ESCAPE_TABLE) + '"'
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return "null"  # serde_json writes non-finite floats as null
+        return _float_text(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(encode_json(str(k)) + ":" + encode_json(v) for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(encode_json(v) for v in value) + "]"
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")

@@ -7,19 +7,54 @@ single value (a MAC address, a bitmap) happen while decoding, as serde does them
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-from .decode import (ANY, BOOL, PATH, STR, U8, U16, U32, U64, USIZE, Custom, Enum, F, Opt,
+from .decode import (ANY, BOOL, PATH, REQUIRED, STR, U8, U16, U32, U64, USIZE, Custom, Enum, F, Opt,
                      Seq, Struct, StructSpec)
 
 
 class Model:
-    """Common serialization: fields in SPEC order; None fields named in OMIT_IF_NONE are left
-    out, HIDDEN fields never appear (as serde's skip_serializing)."""
-    SPEC: ClassVar[StructSpec]
-    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset()
-    HIDDEN: ClassVar[frozenset[str]] = frozenset()
+    """A plain typed record whose fields are its SPEC's, in Rust order.
+
+    Built from keywords (or positionally, in SPEC order); a field not given takes its serde
+    default, else the class attribute of that name (Python-side defaults such as
+    MachineConfig's 1 vCPU / 128 MiB), else it is missing. Not a dataclass only because
+    `dataclasses` costs ~10 ms of import time on the way to the API's first answer.
+
+    Serialization: fields in SPEC order; None fields named in OMIT_IF_NONE are left out,
+    HIDDEN fields never appear (as serde's skip_serializing)."""
+    SPEC: StructSpec
+    OMIT_IF_NONE: frozenset = frozenset()
+    HIDDEN: frozenset = frozenset()
+
+    def __init__(self, *args, **kwargs):
+        fields = self.SPEC.fields
+        if len(args) > len(fields):
+            raise TypeError(f"{type(self).__name__} takes at most {len(fields)} positional arguments")
+        for f, v in zip(fields, args):
+            if f.name in kwargs:
+                raise TypeError(f"{type(self).__name__}: {f.name} given twice")
+            kwargs[f.name] = v
+        for f in fields:
+            if f.name in kwargs:
+                value = kwargs.pop(f.name)
+            else:
+                value = f.missing_value()
+                if value is REQUIRED:
+                    value = getattr(type(self), f.name, REQUIRED)
+                if value is REQUIRED:
+                    raise TypeError(f"{type(self).__name__}: missing field {f.name!r}")
+            setattr(self, f.name, value)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unknown field(s) {', '.join(sorted(kwargs))}")
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and all(
+            getattr(self, f.name) == getattr(other, f.name) for f in self.SPEC.fields)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in self.SPEC.fields)
+        return f"{type(self).__name__}({inner})"
 
     def to_json(self) -> dict:
         out: dict = {}
@@ -89,12 +124,21 @@ def parse_number_string(text: str, what: str) -> int:
         raise ValueError(f"Failed to parse string [{text}] as a number for {what}.") from None
 
 
-@dataclass(frozen=True)
+
 class Bitmap:
     """A CPU template bitmap "0b" + one char per bit from the top: '1' set, '0' clear, 'x' keep."""
-    filter: int   # bits to change
-    value: int    # their new values
-    width: int
+    __slots__ = ("filter", "value", "width")
+
+    def __init__(self, filter: int, value: int, width: int):
+        self.filter = filter   # bits to change
+        self.value = value     # their new values
+        self.width = width
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Bitmap) and (self.filter, self.value, self.width) == (other.filter, other.value, other.width)
+
+    def __repr__(self) -> str:
+        return f"Bitmap(filter={self.filter:#x}, value={self.value:#x}, width={self.width})"
 
     def apply(self, original: int) -> int:
         return (original & ~self.filter) | (self.value & self.filter)
@@ -136,7 +180,6 @@ def _kvm_capability(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- shared parts
-@dataclass
 class TokenBucket(Model):
     size: int
     refill_time: int
@@ -144,7 +187,6 @@ class TokenBucket(Model):
     SPEC = StructSpec("TokenBucketConfig", (F("size", U64), F("one_time_burst", Opt(U64)), F("refill_time", U64)))
 
 
-@dataclass
 class RateLimiter(Model):
     bandwidth: TokenBucket | None = None
     ops: TokenBucket | None = None
@@ -160,7 +202,6 @@ CPU_TEMPLATES = ("C3", "T2", "T2S", "None", "T2CL", "T2A")
 HUGE_PAGES = ("None", "2M")
 
 
-@dataclass
 class MachineConfig(Model):
     vcpu_count: int = 1
     mem_size_mib: int = 128
@@ -175,7 +216,6 @@ class MachineConfig(Model):
     OMIT_IF_NONE = frozenset({"cpu_template"})
 
 
-@dataclass
 class MachineConfigUpdate(Model):
     """PATCH /machine-config: every field optional, at least one present."""
     vcpu_count: int | None = None
@@ -193,7 +233,6 @@ class MachineConfigUpdate(Model):
         return all(getattr(self, f.name) is None for f in self.SPEC.fields)
 
 
-@dataclass
 class BootSource(Model):
     kernel_image_path: str
     initrd_path: str | None = None
@@ -203,7 +242,6 @@ class BootSource(Model):
 
 
 # --- custom CPU templates (x86_64 form of Firecracker's CustomCpuTemplate)
-@dataclass
 class CpuidRegisterModifier(Model):
     register: str
     bitmap: Bitmap
@@ -215,7 +253,6 @@ class CpuidRegisterModifier(Model):
         return {"register": self.register, "bitmap": _bitmap_text(self.bitmap)}
 
 
-@dataclass
 class CpuidLeafModifier(Model):
     leaf: int
     subleaf: int
@@ -230,7 +267,6 @@ class CpuidLeafModifier(Model):
                 "modifiers": [m.to_json() for m in self.modifiers]}
 
 
-@dataclass
 class MsrModifier(Model):
     addr: int
     bitmap: Bitmap
@@ -246,11 +282,10 @@ def _bitmap_text(b: Bitmap) -> str:
                           for i in reversed(range(b.width)))
 
 
-@dataclass
 class CpuConfig(Model):
-    kvm_capabilities: list[str] = field(default_factory=list)
-    cpuid_modifiers: list[CpuidLeafModifier] = field(default_factory=list)
-    msr_modifiers: list[MsrModifier] = field(default_factory=list)
+    kvm_capabilities: list[str]
+    cpuid_modifiers: list[CpuidLeafModifier]
+    msr_modifiers: list[MsrModifier]
     SPEC = StructSpec("CustomCpuTemplate", (
         F("kvm_capabilities", Seq(Custom(STR, _kvm_capability)), default_factory=list),
         F("cpuid_modifiers", Seq(Struct(CpuidLeafModifier)), default_factory=list),
@@ -258,7 +293,6 @@ class CpuConfig(Model):
 
 
 # ----------------------------------------------------------------------------- devices
-@dataclass
 class Drive(Model):
     drive_id: str
     is_root_device: bool
@@ -276,7 +310,6 @@ class Drive(Model):
         F("io_engine", Opt(Enum("FileEngineType", ("Async", "Sync")))), F("socket", Opt(STR))))
 
 
-@dataclass
 class DriveUpdate(Model):
     drive_id: str
     path_on_host: str | None = None
@@ -285,7 +318,6 @@ class DriveUpdate(Model):
                                                   F("rate_limiter", _RATE_LIMITER)))
 
 
-@dataclass
 class NetworkInterface(Model):
     iface_id: str
     host_dev_name: str
@@ -299,7 +331,6 @@ class NetworkInterface(Model):
     OMIT_IF_NONE = frozenset({"mtu"})
 
 
-@dataclass
 class NetworkInterfaceUpdate(Model):
     iface_id: str
     rx_rate_limiter: RateLimiter | None = None
@@ -308,7 +339,6 @@ class NetworkInterfaceUpdate(Model):
                                                        F("tx_rate_limiter", _RATE_LIMITER)))
 
 
-@dataclass
 class Vsock(Model):
     guest_cid: int
     uds_path: str
@@ -317,13 +347,11 @@ class Vsock(Model):
     HIDDEN = frozenset({"vsock_id"})
 
 
-@dataclass
 class Entropy(Model):
     rate_limiter: RateLimiter | None = None
     SPEC = StructSpec("EntropyDeviceConfig", (F("rate_limiter", _RATE_LIMITER),))
 
 
-@dataclass
 class Balloon(Model):
     amount_mib: int
     deflate_on_oom: bool
@@ -335,25 +363,21 @@ class Balloon(Model):
         F("free_page_hinting", BOOL, False), F("free_page_reporting", BOOL, False)))
 
 
-@dataclass
 class BalloonUpdate(Model):
     amount_mib: int
     SPEC = StructSpec("BalloonUpdateConfig", (F("amount_mib", U32),))
 
 
-@dataclass
 class BalloonStatsUpdate(Model):
     stats_polling_interval_s: int
     SPEC = StructSpec("BalloonUpdateStatsConfig", (F("stats_polling_interval_s", U16),))
 
 
-@dataclass
 class BalloonStartHinting(Model):
     acknowledge_on_stop: bool = False
     SPEC = StructSpec("StartHintingCmd", (F("acknowledge_on_stop", BOOL, False),))
 
 
-@dataclass
 class Pmem(Model):
     id: str
     path_on_host: str
@@ -365,14 +389,12 @@ class Pmem(Model):
     OMIT_IF_NONE = frozenset({"rate_limiter"})
 
 
-@dataclass
 class PmemUpdate(Model):
     id: str
     rate_limiter: RateLimiter | None = None
     SPEC = StructSpec("PmemUpdateConfig", (F("id", STR), F("rate_limiter", _RATE_LIMITER)))
 
 
-@dataclass
 class MemoryHotplug(Model):
     total_size_mib: int
     block_size_mib: int = 2
@@ -381,13 +403,11 @@ class MemoryHotplug(Model):
                                               F("slot_size_mib", USIZE, 128)))
 
 
-@dataclass
 class MemoryHotplugSizeUpdate(Model):
     requested_size_mib: int
     SPEC = StructSpec("MemoryHotplugSizeUpdate", (F("requested_size_mib", USIZE),))
 
 
-@dataclass
 class Serial(Model):
     serial_out_path: str | None = None
     rate_limiter: TokenBucket | None = None
@@ -395,7 +415,6 @@ class Serial(Model):
 
 
 # ----------------------------------------------------------------------------- observability
-@dataclass
 class Logger(Model):
     log_path: str | None = None
     level: str | None = None
@@ -407,13 +426,11 @@ class Logger(Model):
         F("show_log_origin", Opt(BOOL)), F("module", Opt(STR))))
 
 
-@dataclass
 class Metrics(Model):
     metrics_path: str
     SPEC = StructSpec("MetricsConfig", (F("metrics_path", PATH),))
 
 
-@dataclass
 class MmdsConfig(Model):
     network_interfaces: list[str]
     version: str = "V1"
@@ -428,19 +445,16 @@ class MmdsConfig(Model):
 ACTION_TYPES = ("FlushMetrics", "InstanceStart", "SendCtrlAltDel")
 
 
-@dataclass
 class InstanceAction(Model):
     action_type: str
     SPEC = StructSpec("ActionBody", (F("action_type", Enum("ActionType", ACTION_TYPES)),))
 
 
-@dataclass
 class VmState(Model):
     state: str
     SPEC = StructSpec("Vm", (F("state", Enum("VmState", ("Paused", "Resumed"))),))
 
 
-@dataclass
 class SnapshotCreate(Model):
     snapshot_path: str
     mem_file_path: str
@@ -450,7 +464,6 @@ class SnapshotCreate(Model):
         F("mem_file_path", PATH)))
 
 
-@dataclass
 class MemoryBackend(Model):
     backend_type: str
     backend_path: str
@@ -458,20 +471,17 @@ class MemoryBackend(Model):
                                            F("backend_type", Enum("MemBackendType", ("File", "Uffd")))))
 
 
-@dataclass
 class NetworkOverride(Model):
     iface_id: str
     host_dev_name: str
     SPEC = StructSpec("NetworkOverride", (F("iface_id", STR), F("host_dev_name", STR)))
 
 
-@dataclass
 class VsockOverride(Model):
     uds_path: str
     SPEC = StructSpec("VsockOverride", (F("uds_path", STR),))
 
 
-@dataclass
 class SnapshotLoad(Model):
     snapshot_path: str
     mem_file_path: str | None = None
@@ -479,7 +489,7 @@ class SnapshotLoad(Model):
     enable_diff_snapshots: bool = False
     track_dirty_pages: bool = False
     resume_vm: bool = False
-    network_overrides: list[NetworkOverride] = field(default_factory=list)
+    network_overrides: list[NetworkOverride]
     vsock_override: VsockOverride | None = None
     clock_realtime: bool = False
     SPEC = StructSpec("LoadSnapshotConfig", (

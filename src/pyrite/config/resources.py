@@ -6,10 +6,7 @@ Devices that pyrite does not build yet are parsed and validated in full, then re
 """
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
 from .decode import ANY, STR, DecodeError, Opt, Seq, Struct, StructSpec, decode
 from .models import (Balloon, BootSource, CpuConfig, Drive, Entropy, Logger, MachineConfig,
@@ -183,24 +180,30 @@ def _decode_config_file(data: bytes) -> dict:
 
 
 # ----------------------------------------------------------------------------- resources
-@dataclass
 class VmResources:
-    machine_config: MachineConfig = field(default_factory=MachineConfig)
-    boot_source: BootSource | None = None
-    cpu_config: CpuConfig | None = None
-    drives: list[Drive] = field(default_factory=list)
-    network_interfaces: list[NetworkInterface] = field(default_factory=list)
-    vsock: Vsock | None = None
-    entropy: Entropy | None = None
-    balloon: Balloon | None = None
-    mmds_config: MmdsConfig | None = None
-    mmds_data: Any = None
-    pmem: list[Pmem] = field(default_factory=list)
-    memory_hotplug: MemoryHotplug | None = None
-    serial: Serial | None = None
-    logger: Logger | None = None
-    metrics: Metrics | None = None
-    boot_timer: bool = False
+    """Everything the builder needs. Fields may be read freely; change them through the
+    set_/add_/update_ methods, which validate first and change nothing on error."""
+
+    def __init__(self):
+        self.machine_config = MachineConfig()
+        self.boot_source: BootSource | None = None
+        self.cpu_config: CpuConfig | None = None
+        self.drives: list[Drive] = []
+        self.network_interfaces: list[NetworkInterface] = []
+        self.vsock: Vsock | None = None
+        self.entropy: Entropy | None = None
+        self.balloon: Balloon | None = None
+        self.mmds_config: MmdsConfig | None = None
+        self.mmds_data = None
+        self.pmem: list[Pmem] = []
+        self.memory_hotplug: MemoryHotplug | None = None
+        self.serial: Serial | None = None
+        self.logger: Logger | None = None
+        self.metrics: Metrics | None = None
+        self.boot_timer = False
+
+    def __repr__(self) -> str:
+        return f"VmResources({self.to_json()!r})"
 
     # --- construction from Firecracker's JSON config file
     @classmethod
@@ -216,7 +219,8 @@ class VmResources:
     @classmethod
     def from_json(cls, obj: dict) -> "VmResources":
         """From an already parsed config file object (positions refer to its JSON dump)."""
-        return cls.from_json_bytes(json.dumps(obj).encode())
+        from .decode import encode_json
+        return cls.from_json_bytes(encode_json(obj).encode())
 
     @classmethod
     def from_json_bytes(cls, data: bytes) -> "VmResources":
@@ -389,7 +393,7 @@ class VmResources:
         require_supported("mmds-config")
         self.mmds_config = cfg
 
-    def set_mmds_data(self, value: Any) -> None:
+    def set_mmds_data(self, value) -> None:
         require_supported("mmds")
         self.mmds_data = value
 

@@ -50,8 +50,8 @@ int pyrite_split_cmdline(char *line, char **argv, int max_argv, char **envp, int
 void pyrite_boot_timer_signal(void);
 
 /* The image's name (argv[0]) and default command line, set at build time. */
-extern const char pyrite_app_name[];
-extern const char pyrite_default_cmdline[];
-extern const char pyrite_libos_version[];
+extern const char *const pyrite_app_name;
+extern const char *const pyrite_default_cmdline;
+extern const char *const pyrite_libos_version;
 
 #endif
