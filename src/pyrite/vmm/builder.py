@@ -76,6 +76,7 @@ def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = N
                    symbolize=None) -> Vmm:
     """Build a stopped microVM from `spec`; `Vmm.start()` runs it."""
     spec.validate()
+    kvm.install_kick_handler()  # stopping vCPUs needs it; signal handlers install from the main thread only
     start_ns = time.monotonic_ns() if start_ns is None else start_ns
     kernel_image, kernel_name = _read_input("kernel", spec.kernel)
     initrd_image = _read_input("initrd", spec.initrd) if spec.initrd is not None else None

@@ -1,0 +1,53 @@
+"""Build the test guests in tests/guests/ with pyrite's library OS (cached by content)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+GUESTS = Path(__file__).resolve().parents[1] / "guests"
+
+
+def guest_image(name: str, **options) -> Path:
+    from pyrite.unikernel.build import BuildError, build_image
+    try:
+        return build_image([GUESTS / f"{name}.c"], **options)
+    except BuildError as e:
+        if "gcc not found" in str(e):
+            pytest.skip(str(e))
+        raise
+
+
+def parse_facts(console: bytes) -> dict:
+    """The guests' `key=value` and `e820 ...` lines, as plain data."""
+    facts: dict = {"e820": [], "initrd": [], "zeropage": {}, "argv": [], "env": []}
+    for raw in console.decode(errors="replace").splitlines():
+        line = raw.rstrip("\r")
+        word, _, rest = line.partition(" ")
+        if word == "e820":
+            addr, size, kind = rest.split()
+            facts["e820"].append((int(addr, 16), int(size, 16), int(kind)))
+        elif word == "initrd":
+            addr, size, digest = rest.split()
+            facts["initrd"].append((int(addr, 16), int(size, 16), digest))
+        elif word == "zeropage":
+            key, _, value = rest.partition("=")
+            facts["zeropage"][key] = int(value, 16)
+        elif word == "env":
+            facts["env"].append(rest)
+        elif line.startswith("cpus="):
+            cpus, source = line.split()
+            facts["cpus"], facts["cpu_source"] = int(cpus[5:]), source.partition("=")[2]
+        elif line.startswith("argv["):
+            facts["argv"].append(line.partition("=")[2])
+        elif "=" in line and " " not in line.partition("=")[0]:
+            key, _, value = line.partition("=")
+            facts.setdefault(key, value)
+    return facts
+
+
+def fnv1a64(data: bytes) -> str:
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
