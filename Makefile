@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 APT_PKGS := gcc make linux-libc-dev qemu-system-x86 xz-utils zstd lz4 bzip2 binutils
 STAMP  := $(VENV)/.installed
 
-.PHONY: all deps setup run test bench clean
+.PHONY: all deps setup bytecode run test bench clean
 
 all: run
 
@@ -23,14 +23,19 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(MAKE) bytecode
 	touch $@
+
+# Start-up time is boot time: ship compiled bytecode even where PYTHONDONTWRITEBYTECODE is set.
+bytecode:
+	$(PY) -m compileall -q src > /dev/null
 
 setup: $(STAMP)
 
-run: setup
+run: setup bytecode
 	$(VENV)/bin/pyrite run
 
-test: setup
+test: setup bytecode
 	$(PY) -m pytest -q tests
 
 bench: setup

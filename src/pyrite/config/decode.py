@@ -14,7 +14,7 @@ error met in reading order is the one reported, and its position follows serde_j
   whitespace and a closing `}`.
 
 Types are small descriptor objects (STR, U8, Opt(T), Enum(...), Struct(cls), Seq(T), ANY);
-a struct is a dataclass with a `SPEC` class attribute listing its fields in Rust order.
+a struct is a record class (pyrite.config.models.Model) whose `SPEC` lists its fields in Rust order.
 """
 from __future__ import annotations
 

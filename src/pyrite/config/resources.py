@@ -318,7 +318,7 @@ class VmResources:
             except OSError as e:
                 raise ConfigError("boot-source", detail.format(io_error_text(e))) from None
         cmdline = DEFAULT_KERNEL_CMDLINE if bs.boot_args is None else bs.boot_args
-        if not all(" " <= c <= "~" for c in cmdline):
+        if "\0" in cmdline or not cmdline.isascii():
             raise ConfigError("boot-source", "The kernel command line is invalid: String contains a "
                                              "non-printable ASCII character.")
         if len(cmdline) + 1 > CMDLINE_MAX_SIZE:

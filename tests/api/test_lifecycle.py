@@ -1,0 +1,130 @@
+"""A microVM's life through the API, on the real VMM: boot a test guest, pause it (it makes
+no progress while paused), resume it, shut it down with SendCtrlAltDel, check the metrics.
+
+Needs /dev/kvm, gcc (to build the guest with pyrite's library OS) and the VMM builder
+(pyrite.vmm.builder.build_for_boot); each test skips and says which is missing.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import start_vmm
+
+GUEST_SOURCE = Path(__file__).resolve().parent / "guests" / "ticker.c"
+
+
+def _require_vmm():
+    try:
+        from pyrite.vmm.builder import build_for_boot  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"pyrite.vmm.builder.build_for_boot is not available yet: {e}")
+    try:
+        from pyrite.kvm import KvmError, System
+    except ImportError as e:
+        pytest.skip(f"pyrite.kvm is not available: {e}")
+    try:
+        System().close()
+    except (KvmError, OSError) as e:
+        pytest.skip(f"/dev/kvm is not usable: {e}")
+
+
+@pytest.fixture(scope="module")
+def ticker_image(tmp_path_factory):
+    _require_vmm()
+    try:
+        from pyrite.unikernel.build import build_image
+        return build_image([GUEST_SOURCE], tmp_path_factory.mktemp("guest") / "ticker.elf")
+    except Exception as e:  # no gcc, or the library OS cannot build here
+        pytest.skip(f"cannot build the test guest: {e}")
+
+
+def ticks(path: Path) -> int:
+    found = re.findall(rb"tick (\d+)", path.read_bytes()) if path.exists() else []
+    return int(found[-1]) + 1 if found else 0
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def configure(vmm, image: Path, tmp_path: Path) -> tuple[Path, Path]:
+    serial = tmp_path / "serial.out"
+    metrics = tmp_path / "metrics.json"
+    metrics.touch()
+    assert vmm.request("PUT", "/boot-source", body={"kernel_image_path": str(image)}).status == 204
+    assert vmm.request("PUT", "/machine-config", body={"vcpu_count": 1, "mem_size_mib": 64}).status == 204
+    assert vmm.request("PUT", "/serial", body={"serial_out_path": str(serial)}).status == 204
+    assert vmm.request("PUT", "/metrics", body={"metrics_path": str(metrics)}).status == 204
+    return serial, metrics
+
+
+def test_boot_pause_resume_ctrl_alt_del(ticker_image, tmp_path):
+    vmm = start_vmm(tmp_path, "--id", "lifecycle")
+    try:
+        serial, metrics = configure(vmm, ticker_image, tmp_path)
+        r = vmm.request("PUT", "/actions", body={"action_type": "InstanceStart"})
+        assert r.status == 204, r
+        assert vmm.request("GET", "/").json()["state"] == "Running"
+        wait_for(lambda: ticks(serial) >= 2, 60, "the guest to tick")
+
+        # pre-boot only requests are refused now, with Firecracker's words
+        r = vmm.request("PUT", "/machine-config", body={"vcpu_count": 2, "mem_size_mib": 64})
+        assert (r.status, r.fault) == (400, "The requested operation is not supported after starting the microVM.")
+        r = vmm.request("PUT", "/actions", body={"action_type": "InstanceStart"})
+        assert r.fault == "The requested operation is not supported after starting the microVM."
+
+        assert vmm.request("PATCH", "/vm", body={"state": "Paused"}).status == 204
+        assert vmm.request("GET", "/").json()["state"] == "Paused"
+        paused_at = ticks(serial)
+        time.sleep(1.0)
+        assert ticks(serial) == paused_at, "the guest made progress while paused"
+        assert vmm.request("GET", "/version").status == 200  # the API stays responsive
+
+        assert vmm.request("PATCH", "/vm", body={"state": "Resumed"}).status == 204
+        assert vmm.request("GET", "/").json()["state"] == "Running"
+        wait_for(lambda: ticks(serial) > paused_at + 1, 60, "the guest to tick again after resume")
+
+        assert vmm.request("PUT", "/actions", body={"action_type": "FlushMetrics"}).status == 204
+        assert vmm.request("PUT", "/actions", body={"action_type": "SendCtrlAltDel"}).status == 204
+        wait_for(lambda: b"ctrl-alt-del" in serial.read_bytes(), 60, "the guest to see Ctrl+Alt+Del")
+        assert vmm.proc.wait(timeout=30) == 0
+    finally:
+        vmm.stop()
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert len(lines) >= 2  # FlushMetrics, then the flush at exit
+    assert lines[0]["put_api_requests"]["actions_count"] >= 1
+    assert lines[0]["latencies_us"]["pause_vm"] > 0
+    assert sum(line["vcpu"]["exit_io_out"] for line in lines) > 0
+    assert "Firecracker exiting successfully. exit_code=0" in vmm.log.read_text()
+
+
+def test_config_file_boot_without_api(ticker_image, tmp_path):
+    """--no-api --config-file boots at once, as Firecracker does; the guest runs until
+    the process is stopped."""
+    serial = tmp_path / "serial.out"
+    cfg = tmp_path / "vm.json"
+    cfg.write_text(json.dumps({"boot-source": {"kernel_image_path": str(ticker_image)}, "drives": [],
+                               "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
+                               "serial": {"serial_out_path": str(serial)}}))
+    import subprocess
+    import sys
+    from conftest import REPO
+    proc = subprocess.Popen([sys.executable, "-m", "pyrite.api.cli", "--no-api", "--config-file", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        wait_for(lambda: ticks(serial) >= 2, 60, "the guest booted from the config file to tick")
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
