@@ -7,7 +7,8 @@
 
 void pyrite_idt_init(void);
 void pyrite_pic_disable(void);
-void pyrite_paging_init(const struct pyrite_bootinfo *bi);
+void pyrite_paging_init_low(void);
+void pyrite_paging_map_high(const struct pyrite_bootinfo *bi);
 void pyrite_heap_init(const struct pyrite_bootinfo *bi);
 void pyrite_clock_init(void);
 void pyrite_stdio_flush(void);

@@ -27,8 +27,8 @@ static uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v;
 
 static uintptr_t ebda_base(void)
 {
-    uintptr_t seg = *(volatile uint16_t *)0x40E;     /* BDA: EBDA segment */
-    return seg ? seg << 4 : 0;
+    extern uint16_t pyrite_bda_ebda_segment;          /* BDA word 0x40E, read at boot */
+    return (uintptr_t)pyrite_bda_ebda_segment << 4;
 }
 
 /* MP spec 1.4: floating pointer "_MP_" in the EBDA's first KiB, the last KiB of base

@@ -41,10 +41,10 @@ __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame)
     pyrite_stdio_flush();
 
     const char *name = vector < 32 && exception_names[vector] ? exception_names[vector] : "unexpected interrupt";
-    printf("\npyrite: crash: %s (vector %u) error=%#lx at rip=%#018lx cpl=%lu\n",
+    printf("\npyrite: crash: %s (vector %u) error=%#lx at rip=0x%016lx cpl=%lu\n",
            name, vector, f.error, f.rip, f.cs & 3);
     if (vector == 14)
-        printf("  cr2=%#018lx (%s %s, %s)\n", pyrite_fault_cr2,
+        printf("  cr2=0x%016lx (%s %s, %s)\n", pyrite_fault_cr2,
                f.error & 2 ? "write" : "read", f.error & 1 ? "protection" : "not present",
                f.error & 16 ? "instruction fetch" : (f.error & 4 ? "user" : "kernel"));
     printf("  rax=%016lx rbx=%016lx rcx=%016lx rdx=%016lx\n", f.rax, f.rbx, f.rcx, f.rdx);

@@ -4,16 +4,20 @@
  * Every vector pushes (error code, vector) and comes to trap_common, which saves the
  * general registers as a struct pyrite_trap_frame (arch/trap.h) and then:
  *   - vectors >= 32 (interrupts): pyrite_irq_dispatch(frame) in C, then return;
- *   - #GP from CPL 3 on cli / sti / hlt: emulates the instruction (CPL 3 cannot
- *     execute them with IOPL 0, and `int n` is not available on every KVM):
+ *   - #GP from CPL 3 on cli / sti / hlt / mov %rax,%cr3 / wrmsr: emulates the instruction
+ *     (CPL 3 cannot execute them, and `int n` is not available on every KVM):
  *       cli, sti  clear / set IF in the saved RFLAGS;
  *       hlt       halts until the next interrupt unless pyrite_irq_count differs
  *                 from the caller's eax (no lost wake-ups: checked with IF=0);
+ *       mov %rax,%cr3  loads CR3 (flushes the TLB after CPL 3 edited page tables);
+ *       wrmsr       writes the MSR (used for kvmclock);
  *   - anything else is a crash: the frame goes to pyrite_crash(frame), at CPL 3 on
  *     its own stack (ring-3 builds) or directly (ring-0 builds).
  */
 #include "pyrite/asm.h"
 
+#define F_RDX    (11 * 8)
+#define F_RCX    (12 * 8)
 #define F_RAX    (14 * 8)
 #define F_VECTOR (15 * 8)
 #define F_ERROR  (16 * 8)
@@ -72,7 +76,13 @@ trap_common:
         testb   $3, F_CS(%rsp)
         jz      trap_crash
         movq    F_RIP(%rsp), %rax
-        movzbl  (%rax), %eax
+        movl    (%rax), %eax
+        andl    $0xFFFFFF, %eax
+        cmpl    $0xD8220F, %eax         /* mov %rax, %cr3 */
+        je      trap_mov_cr3
+        cmpw    $0x300F, %ax            /* wrmsr */
+        je      trap_wrmsr
+        movzbl  %al, %eax
         cmpl    $0xF4, %eax
         je      trap_hlt
         cmpl    $0xFB, %eax
@@ -93,6 +103,18 @@ trap_hlt:
         sti                             /* sti; hlt: an interrupt pending now wakes the hlt */
 1:      hlt
         cli
+        jmp     trap_skip_insn
+trap_wrmsr:
+        movl    F_RCX(%rsp), %ecx
+        movl    F_RAX(%rsp), %eax
+        movl    F_RDX(%rsp), %edx
+        wrmsr
+        incq    F_RIP(%rsp)
+        jmp     trap_skip_insn
+trap_mov_cr3:
+        movq    F_RAX(%rsp), %rax
+        movq    %rax, %cr3
+        addq    $2, F_RIP(%rsp)         /* 3 bytes with the increment below */
 trap_skip_insn:
         incq    F_RIP(%rsp)
         jmp     trap_return

@@ -48,11 +48,12 @@ multiboot_header:
 
 /* -------------------------------------------------------------- 32-bit entries */
 
-/* Identity page tables: PML4[0] -> PDPT; 1 GiB pages when the CPU has them
- * (4 stores), otherwise 2048 2 MiB pages in four page directories. Every entry is
- * user-accessible: the application runs at CPL 3 in the one address space.
- * The 4th GiB (MMIO gap: boot timer, IOAPIC, LAPIC) is mapped uncached.
- * Works in .code32 and .code64 (32-bit registers only); clobbers eax, ebx, ecx, edx. */
+/* Boot page tables. With 1 GiB pages (CPUID pdpe1gb) they map the first 4 GiB
+ * (4 stores; GiB 3, the MMIO gap, uncached). Without, they map only [0, __image_end)
+ * with 2 MiB pages: each iteration costs emulated CPL-0 time, so arch/paging.c maps
+ * the rest from CPL 3. Every entry is user-accessible: the application runs at CPL 3
+ * in the one address space. Works in .code32 and .code64 (32-bit registers only);
+ * clobbers eax, ebx, ecx, edx. */
 .macro BUILD_PAGE_TABLES
         movl    $(pyrite_pdpt + PTE_TABLE), pyrite_pml4
         movl    $0x80000001, %eax
@@ -65,15 +66,13 @@ multiboot_header:
         movl    $(0xC0000000 + PTE_LARGE + PTE_UNCACHED), pyrite_pdpt + 24
         jmp     3f
 1:      movl    $(pyrite_pd + PTE_TABLE), pyrite_pdpt
-        movl    $(pyrite_pd + 0x1000 + PTE_TABLE), pyrite_pdpt + 8
-        movl    $(pyrite_pd + 0x2000 + PTE_TABLE), pyrite_pdpt + 16
-        movl    $(pyrite_pd + 0x3000 + PTE_TABLE), pyrite_pdpt + 24
         movl    $pyrite_pd, %ebx
         movl    $PTE_LARGE, %eax
 2:      movl    %eax, (%ebx)
         addl    $8, %ebx
         addl    $0x200000, %eax
-        jnc     2b                      /* carry once the 4 GiB are covered */
+        cmpl    $__image_end, %eax      /* __image_end is 4 KiB aligned: flags do not matter */
+        jb      2b
 3:
 .endm
 

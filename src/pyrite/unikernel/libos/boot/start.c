@@ -27,15 +27,26 @@ __attribute__((noreturn, used)) void pyrite_start(uint64_t protocol, uint64_t in
     /* The loaders zero the bss; zero it again so a reused memory image starts clean. */
     memset(__bss_start, 0, (size_t)(__bss_end - __bss_start));
     pyrite_idt_init();
+    pyrite_paging_init_low();       /* boot structures may lie anywhere below 4 GiB */
     pyrite_pic_disable();
     serial_init();
     pyrite_bootinfo_parse(&bootinfo, (int)protocol, info, cmdline_copy, sizeof cmdline_copy);
-    pyrite_paging_init(&bootinfo);
+    pyrite_paging_map_high(&bootinfo);
     pyrite_heap_init(&bootinfo);
     pyrite_clock_init();
     irq_enable();
 
-    const char *line = bootinfo.cmdline[0] ? bootinfo.cmdline : pyrite_default_cmdline;
+    const char *line = bootinfo.cmdline;
+    if (bootinfo.protocol == BOOT_MULTIBOOT) {
+        /* Multiboot loaders (GRUB, QEMU) put the kernel's path first: argv[0]'s place. */
+        while (*line == ' ')
+            line++;
+        while (*line && *line != ' ')
+            line++;
+    }
+    line += strspn(line, " \t");
+    if (!*line)
+        line = pyrite_default_cmdline;
     strncpy(cmdline_words, line, sizeof cmdline_words - 1);
     argv_table[0] = (char *)pyrite_app_name;
     int argc = 1 + pyrite_split_cmdline(cmdline_words, argv_table + 1, MAX_ARGS - 1,

@@ -19,7 +19,9 @@ int nanosleep(const struct timespec *req, struct timespec *rem);
 time_t time(time_t *out);
 clock_t clock(void);
 
-/* pyrite: TSC frequency found at boot (Hz), 0 if unknown. */
+/* pyrite: the TSC frequency (Hz) the clocks use, and where it came from
+ * ("cpuid", "kvmclock", "pit", "cpuid-nominal" or "guess"). */
 unsigned long pyrite_tsc_hz(void);
+const char *pyrite_tsc_source(void);
 
 #endif

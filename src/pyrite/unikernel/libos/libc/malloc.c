@@ -84,8 +84,7 @@ static void add_ram(const struct pyrite_bootinfo *bi, uint64_t start, uint64_t e
 
 void pyrite_heap_init(const struct pyrite_bootinfo *bi)
 {
-    extern char __image_end[];
-    uint64_t floor = (uintptr_t)__image_end;
+    uint64_t floor = pyrite_image_memory_end();     /* past the image and its page directories */
     for (unsigned i = 0; i < bi->nr_mem; i++) {
         const struct pyrite_mem_region *r = &bi->mem[i];
         uint64_t start = r->addr, end = r->addr + r->size;

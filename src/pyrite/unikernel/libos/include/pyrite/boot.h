@@ -46,6 +46,10 @@ void pyrite_bootinfo_parse(struct pyrite_bootinfo *bi, int protocol, uint64_t in
  * (see boot/args.c for the rules). Returns argc. */
 int pyrite_split_cmdline(char *line, char **argv, int max_argv, char **envp, int max_envp);
 
+/* End of the memory the image uses (code, data, bss and page tables it allocated):
+ * RAM from here on, outside the boot modules, belongs to the heap. */
+uintptr_t pyrite_image_memory_end(void);
+
 /* Signal Firecracker's boot timer (write 123 to MMIO 0xC0000000). */
 void pyrite_boot_timer_signal(void);
 
