@@ -3,18 +3,23 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-from dataclasses import dataclass
 
 
 class GuestMemoryError(Exception):
     """A guest-physical access that falls outside guest RAM."""
 
 
-@dataclass(frozen=True)
 class Region:
-    gpa: int
-    size: int
-    mem: mmap.mmap
+    """`size` bytes of guest RAM at guest-physical `gpa`, backed by the host mapping `mem`."""
+    __slots__ = ("gpa", "size", "mem")
+
+    def __init__(self, gpa: int, size: int, mem: mmap.mmap):
+        self.gpa = gpa
+        self.size = size
+        self.mem = mem
+
+    def __repr__(self) -> str:
+        return f"Region(gpa={self.gpa:#x}, size={self.size:#x})"
 
     @property
     def end(self) -> int:

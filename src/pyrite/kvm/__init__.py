@@ -3,11 +3,10 @@
     with System() as kvm, kvm.create_vm() as vm:
         vm.set_user_memory_region(0, 0, len(ram), host_addr)
         vcpu = vm.create_vcpu(0)
-        exit = vcpu.run()          # an exits.* dataclass
+        exit = vcpu.run()          # an exits.VcpuExit
 """
 from . import exits
 from .errors import KvmError
-from .ioctls import Cap, ExitReason
 from .kick import install_kick_handler, kick, kick_signal, kick_thread
 from .system import System
 from .types import CpuidEntry
@@ -16,3 +15,10 @@ from .vm import Vm
 
 __all__ = ["System", "Vm", "Vcpu", "KvmError", "exits", "CpuidEntry", "Cap", "ExitReason",
            "kick", "kick_signal", "kick_thread", "install_kick_handler"]
+
+
+def __getattr__(name: str):
+    if name in ("Cap", "ExitReason"):   # IntEnums, built on first use (see ioctls)
+        from . import ioctls
+        return getattr(ioctls, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

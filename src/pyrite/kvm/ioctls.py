@@ -6,7 +6,6 @@ mirrors in structs.py; tests/unit/test_kvm_layout.py compares them with the C ma
 from __future__ import annotations
 
 import ctypes
-from enum import IntEnum
 
 from . import structs as s
 
@@ -99,87 +98,104 @@ for _name, _value in list(globals().items()):
         IOCTL_NAMES.setdefault(_value, _name)
 
 
-class Cap(IntEnum):
-    """KVM_CHECK_EXTENSION capability numbers (<linux/kvm.h> KVM_CAP_*)."""
-    IRQCHIP = 0
-    HLT = 1
-    USER_MEMORY = 3
-    SET_TSS_ADDR = 4
-    EXT_CPUID = 7
-    CLOCKSOURCE = 8
-    NR_VCPUS = 9
-    NR_MEMSLOTS = 10
-    PIT = 11
-    NOP_IO_DELAY = 12
-    MP_STATE = 14
-    COALESCED_MMIO = 15
-    SYNC_MMU = 16
-    USER_NMI = 22
-    SET_GUEST_DEBUG = 23
-    IRQ_ROUTING = 25
-    IRQ_INJECT_STATUS = 26
-    MCE = 31
-    IRQFD = 32
-    PIT2 = 33
-    PIT_STATE2 = 35
-    IOEVENTFD = 36
-    SET_IDENTITY_MAP_ADDR = 37
-    ADJUST_CLOCK = 39
-    INTERNAL_ERROR_DATA = 40
-    VCPU_EVENTS = 41
-    DEBUGREGS = 50
-    ENABLE_CAP = 54
-    XSAVE = 55
-    XCRS = 56
-    TSC_CONTROL = 60
-    GET_TSC_KHZ = 61
-    MAX_VCPUS = 66
-    TSC_DEADLINE_TIMER = 72
-    KVMCLOCK_CTRL = 76
-    SIGNAL_MSI = 77
-    READONLY_MEM = 81
-    IRQFD_RESAMPLE = 82
-    ENABLE_CAP_VM = 98
-    IOEVENTFD_NO_LENGTH = 100
-    CHECK_EXTENSION_VM = 105
-    SPLIT_IRQCHIP = 121
-    IOEVENTFD_ANY_LENGTH = 122
-    MAX_VCPU_ID = 128
-    X2APIC_API = 129
-    IMMEDIATE_EXIT = 136
-    X86_DISABLE_EXITS = 143
-    GET_MSR_FEATURES = 153
-    MANUAL_DIRTY_LOG_PROTECT2 = 168
-    SYSTEM_EVENT_DATA = 215
-    XSAVE2 = 208
+# KVM_CHECK_EXTENSION capability numbers (<linux/kvm.h> KVM_CAP_*), as the Cap enum.
+CAPABILITIES: dict[str, int] = {
+    "IRQCHIP": 0,
+    "HLT": 1,
+    "USER_MEMORY": 3,
+    "SET_TSS_ADDR": 4,
+    "EXT_CPUID": 7,
+    "CLOCKSOURCE": 8,
+    "NR_VCPUS": 9,
+    "NR_MEMSLOTS": 10,
+    "PIT": 11,
+    "NOP_IO_DELAY": 12,
+    "MP_STATE": 14,
+    "COALESCED_MMIO": 15,
+    "SYNC_MMU": 16,
+    "USER_NMI": 22,
+    "SET_GUEST_DEBUG": 23,
+    "IRQ_ROUTING": 25,
+    "IRQ_INJECT_STATUS": 26,
+    "MCE": 31,
+    "IRQFD": 32,
+    "PIT2": 33,
+    "PIT_STATE2": 35,
+    "IOEVENTFD": 36,
+    "SET_IDENTITY_MAP_ADDR": 37,
+    "ADJUST_CLOCK": 39,
+    "INTERNAL_ERROR_DATA": 40,
+    "VCPU_EVENTS": 41,
+    "DEBUGREGS": 50,
+    "ENABLE_CAP": 54,
+    "XSAVE": 55,
+    "XCRS": 56,
+    "TSC_CONTROL": 60,
+    "GET_TSC_KHZ": 61,
+    "MAX_VCPUS": 66,
+    "TSC_DEADLINE_TIMER": 72,
+    "KVMCLOCK_CTRL": 76,
+    "SIGNAL_MSI": 77,
+    "READONLY_MEM": 81,
+    "IRQFD_RESAMPLE": 82,
+    "ENABLE_CAP_VM": 98,
+    "IOEVENTFD_NO_LENGTH": 100,
+    "CHECK_EXTENSION_VM": 105,
+    "SPLIT_IRQCHIP": 121,
+    "IOEVENTFD_ANY_LENGTH": 122,
+    "MAX_VCPU_ID": 128,
+    "X2APIC_API": 129,
+    "IMMEDIATE_EXIT": 136,
+    "X86_DISABLE_EXITS": 143,
+    "GET_MSR_FEATURES": 153,
+    "MANUAL_DIRTY_LOG_PROTECT2": 168,
+    "SYSTEM_EVENT_DATA": 215,
+    "XSAVE2": 208,
+}
+
+# kvm_run.exit_reason (<linux/kvm.h> KVM_EXIT_*), as the ExitReason enum.
+EXIT_REASONS: dict[str, int] = {
+    "UNKNOWN": 0,
+    "EXCEPTION": 1,
+    "IO": 2,
+    "HYPERCALL": 3,
+    "DEBUG": 4,
+    "HLT": 5,
+    "MMIO": 6,
+    "IRQ_WINDOW_OPEN": 7,
+    "SHUTDOWN": 8,
+    "FAIL_ENTRY": 9,
+    "INTR": 10,
+    "SET_TPR": 11,
+    "TPR_ACCESS": 12,
+    "NMI": 16,
+    "INTERNAL_ERROR": 17,
+    "SYSTEM_EVENT": 24,
+    "IOAPIC_EOI": 26,
+    "HYPERV": 27,
+    "X86_RDMSR": 29,
+    "X86_WRMSR": 30,
+    "DIRTY_RING_FULL": 31,
+    "X86_BUS_LOCK": 33,
+    "XEN": 34,
+    "NOTIFY": 37,
+}
 
 
-class ExitReason(IntEnum):
-    """kvm_run.exit_reason (<linux/kvm.h> KVM_EXIT_*)."""
-    UNKNOWN = 0
-    EXCEPTION = 1
-    IO = 2
-    HYPERCALL = 3
-    DEBUG = 4
-    HLT = 5
-    MMIO = 6
-    IRQ_WINDOW_OPEN = 7
-    SHUTDOWN = 8
-    FAIL_ENTRY = 9
-    INTR = 10
-    SET_TPR = 11
-    TPR_ACCESS = 12
-    NMI = 16
-    INTERNAL_ERROR = 17
-    SYSTEM_EVENT = 24
-    IOAPIC_EOI = 26
-    HYPERV = 27
-    X86_RDMSR = 29
-    X86_WRMSR = 30
-    DIRTY_RING_FULL = 31
-    X86_BUS_LOCK = 33
-    XEN = 34
-    NOTIFY = 37
+_ENUMS = {"Cap": (CAPABILITIES, "KVM_CHECK_EXTENSION capability numbers (KVM_CAP_*)."),
+          "ExitReason": (EXIT_REASONS, "kvm_run.exit_reason values (KVM_EXIT_*).")}
+
+
+def __getattr__(name: str):
+    # Cap and ExitReason are IntEnums built from the tables on first use: the boot path
+    # compares plain ints and should not pay for importing enum.
+    if name in _ENUMS:
+        from enum import IntEnum
+        table, doc = _ENUMS[name]
+        enum = globals()[name] = IntEnum(name, table, module=__name__)
+        enum.__doc__ = doc
+        return enum
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 KVM_EXIT_IO_IN = 0

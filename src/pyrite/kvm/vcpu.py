@@ -63,12 +63,13 @@ _MAX_DATA = 16                         # internal.data[16], system_event.data[16
 assert _IO.size == ctypes.sizeof(s.kvm_run_io) and _MMIO.size <= ctypes.sizeof(s.kvm_run_mmio)
 assert OFF_MMIO_DATA == OFF_MMIO + 8 and _DEBUG.size == ctypes.sizeof(s.kvm_debug_exit_arch)
 
-# Plain ints (not IntEnum members): cheaper to compare in the hot path.
-EXIT_IO, EXIT_MMIO, EXIT_HLT = int(io.ExitReason.IO), int(io.ExitReason.MMIO), int(io.ExitReason.HLT)
-EXIT_SHUTDOWN, EXIT_INTR = int(io.ExitReason.SHUTDOWN), int(io.ExitReason.INTR)
-EXIT_FAIL_ENTRY, EXIT_INTERNAL_ERROR = int(io.ExitReason.FAIL_ENTRY), int(io.ExitReason.INTERNAL_ERROR)
-EXIT_SYSTEM_EVENT, EXIT_DEBUG = int(io.ExitReason.SYSTEM_EVENT), int(io.ExitReason.DEBUG)
-EXIT_UNKNOWN = int(io.ExitReason.UNKNOWN)
+# Plain ints from the exit-reason table, compared in the hot path.
+_R = io.EXIT_REASONS
+EXIT_IO, EXIT_MMIO, EXIT_HLT = _R["IO"], _R["MMIO"], _R["HLT"]
+EXIT_SHUTDOWN, EXIT_INTR = _R["SHUTDOWN"], _R["INTR"]
+EXIT_FAIL_ENTRY, EXIT_INTERNAL_ERROR = _R["FAIL_ENTRY"], _R["INTERNAL_ERROR"]
+EXIT_SYSTEM_EVENT, EXIT_DEBUG = _R["SYSTEM_EVENT"], _R["DEBUG"]
+EXIT_UNKNOWN = _R["UNKNOWN"]
 # Module globals, not attribute lookups, in the hot path.
 KVM_RUN, KVM_EXIT_IO_OUT = io.KVM_RUN, io.KVM_EXIT_IO_OUT
 

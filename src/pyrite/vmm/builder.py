@@ -3,10 +3,9 @@ kernel and boot parameters, devices, vCPUs (created stopped)."""
 from __future__ import annotations
 
 import os
+import stat
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from pyrite import kvm
 from pyrite.arch.x86_64 import boot_cpu, cpuid, layout, msr
@@ -20,9 +19,9 @@ from pyrite.devices.legacy.serial import Serial
 from pyrite.memory import GuestMemory
 from .bus import Bus
 from .console import FdSink, SerialConsole
-from .crash import register_dump
 from .event_loop import EventLoop
 from .exit import VmExit
+from .machine import create_machine
 from .vcpu import RunControl, VcpuThread
 from .vmm import Vmm
 
@@ -34,13 +33,18 @@ class BuildError(Exception):
     """The microVM could not be built; the message names the input at fault."""
 
 
-@dataclass(frozen=True)
 class VmSpec:
-    kernel: str | os.PathLike | bytes        # a path, or the image itself
-    cmdline: str = DEFAULT_CMDLINE
-    initrd: str | os.PathLike | bytes | None = None
-    mem_mib: int = 128
-    vcpus: int = 1
+    """What to boot: kernel and initrd (each a path, or the image itself), command line, size."""
+    __slots__ = ("kernel", "cmdline", "initrd", "mem_mib", "vcpus")
+
+    def __init__(self, kernel: str | os.PathLike | bytes, cmdline: str = DEFAULT_CMDLINE,
+                 initrd: str | os.PathLike | bytes | None = None, mem_mib: int = 128,
+                 vcpus: int = 1):
+        self.kernel = kernel
+        self.cmdline = cmdline
+        self.initrd = initrd
+        self.mem_mib = mem_mib
+        self.vcpus = vcpus
 
     def validate(self) -> None:
         if not isinstance(self.vcpus, int) or not 1 <= self.vcpus <= MAX_VCPUS:
@@ -52,18 +56,25 @@ class VmSpec:
             raise BuildError(f"memory size {self.mem_mib} MiB is more than this host has ({host_mib} MiB)")
 
 
-def _read_input(what: str, source) -> tuple[bytes, str]:
+def _image_source(what: str, source) -> tuple[object, str]:
+    """The image and its name for messages. A path is only checked here, so that a user gets
+    one clear message; the loader maps the file instead of reading a copy into the heap."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), what
-    path = Path(source)
+        return source, what
+    path = os.fspath(source)
     try:
-        return path.read_bytes(), str(path)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise BuildError(f"{what} {path}: no such file") from None
-    except IsADirectoryError:
-        raise BuildError(f"{what} {path}: is a directory, not an image file") from None
     except PermissionError:
         raise BuildError(f"{what} {path}: permission denied") from None
+    try:
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    if is_dir:
+        raise BuildError(f"{what} {path}: is a directory, not an image file")
+    return path, path
 
 
 def _log_boot_time(message: str) -> None:
@@ -73,23 +84,28 @@ def _log_boot_time(message: str) -> None:
 def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = None,
                    on_boot_timer: Callable[[str], None] | None = _log_boot_time,
                    start_ns: int | None = None, kvm_path: str = "/dev/kvm",
-                   symbolize=None) -> Vmm:
-    """Build a stopped microVM from `spec`; `Vmm.start()` runs it."""
-    spec.validate()
-    kvm.install_kick_handler()  # stopping vCPUs needs it; signal handlers install from the main thread only
-    start_ns = time.monotonic_ns() if start_ns is None else start_ns
-    kernel_image, kernel_name = _read_input("kernel", spec.kernel)
-    initrd_image = _read_input("initrd", spec.initrd) if spec.initrd is not None else None
-    mem_size = spec.mem_mib << 20
-    closers: list = []
+                   symbolize=None, machine: tuple[kvm.System, kvm.Vm] | None = None) -> Vmm:
+    """Build a stopped microVM from `spec`; `Vmm.start()` runs it.
+
+    `machine` is a (System, Vm) pair from machine.create_machine(), made early by a caller that
+    wants the VM's creation out of the way (see machine.py); the build then owns it.
+    """
+    closers: list = [machine[0].close, machine[1].close] if machine is not None else []
     try:
-        system = kvm.System(kvm_path)
-        closers.append(system.close)
+        spec.validate()
+        kernel_image, kernel_name = _image_source("kernel", spec.kernel)
+        initrd_image = _image_source("initrd", spec.initrd) if spec.initrd is not None else None
+        kvm.install_kick_handler()  # stopping vCPUs needs it; signal handlers install from the main thread only
+        start_ns = time.monotonic_ns() if start_ns is None else start_ns
+        mem_size = spec.mem_mib << 20
+        if machine is None:
+            machine = create_machine(kvm_path)
+            closers += [machine[0].close, machine[1].close]
+        system, vm = machine
         memory = GuestMemory(layout.ram_regions(mem_size))
         closers.append(memory.close)
-        vm = system.create_vm()
-        closers.append(vm.close)
-        _set_up_vm(vm, memory)
+        for slot, region in enumerate(memory.regions):
+            vm.set_user_memory_region(slot, region.gpa, region.size, region.host_addr)
 
         kernel = load_kernel(memory, kernel_image, name=kernel_name)
         initrd = None
@@ -108,7 +124,11 @@ def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = N
             _attach_console_input(event_loop, devices["serial_console"], console_in)
 
         supported = system.get_supported_cpuid()
-        describe = lambda vcpu, ex: register_dump(vcpu, memory, symbolize)  # noqa: E731
+
+        def describe(vcpu, ex) -> str:
+            from .crash import register_dump   # only a failing guest needs the crash report
+            return register_dump(vcpu, memory, symbolize)
+
         threads = []
         for index in range(spec.vcpus):
             vcpu = vm.create_vcpu(index)
@@ -116,12 +136,10 @@ def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = N
             _configure_vcpu(vcpu, index, spec.vcpus, supported, memory, params)
             threads.append(VcpuThread(index, vcpu, pio, mmio, control, finish, describe))
     except (LoaderError, kvm.KvmError, ValueError, OSError) as e:
-        for close in reversed(closers):
-            close()
+        _close_all(closers)
         raise BuildError(str(e)) from e
     except BaseException:
-        for close in reversed(closers):
-            close()
+        _close_all(closers)
         raise
     vmm = Vmm(system=system, vm=vm, memory=memory, vcpus=threads, control=control,
               event_loop=event_loop, devices=devices, closers=closers)
@@ -130,12 +148,9 @@ def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = N
     return vmm
 
 
-def _set_up_vm(vm, memory: GuestMemory) -> None:
-    vm.set_tss_addr(layout.KVM_TSS_ADDRESS)
-    for slot, region in enumerate(memory.regions):
-        vm.set_user_memory_region(slot, region.gpa, region.size, region.host_addr)
-    vm.create_irqchip()
-    vm.create_pit2()
+def _close_all(closers: list) -> None:
+    for close in reversed(closers):
+        close()
 
 
 def _irq_line(vm, gsi: int, closers: list) -> Callable[[], None]:

@@ -1,20 +1,25 @@
 """Address dispatch for port I/O and MMIO: ranges mapped to device read/write callables."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 ReadFn = Callable[[int, int], bytes]        # (offset, length) -> data
 WriteFn = Callable[[int, bytes], None]      # (offset, data)
 
 
-@dataclass(frozen=True)
 class BusRange:
-    base: int
-    size: int
-    name: str
-    read: ReadFn
-    write: WriteFn
+    """[base, base + size) claimed by the device `name`."""
+    __slots__ = ("base", "size", "name", "read", "write")
+
+    def __init__(self, base: int, size: int, name: str, read: ReadFn, write: WriteFn):
+        self.base = base
+        self.size = size
+        self.name = name
+        self.read = read
+        self.write = write
+
+    def __repr__(self) -> str:
+        return f"BusRange({self.name!r}, [{self.base:#x}, {self.base + self.size:#x}))"
 
 
 class BusError(Exception):

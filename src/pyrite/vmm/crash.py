@@ -1,7 +1,7 @@
 """Crash reports from vCPU state: registers, the faulting instruction bytes, the stack."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from pyrite.arch.x86_64.pagewalk import translate
 from pyrite.kvm import exits

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import select
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 class EventLoop:
@@ -14,11 +14,15 @@ class EventLoop:
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._epoll.register(self._wake, select.EPOLLIN)
         self._stopping = False
+        self._started = False
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def add(self, fd: int, handler: Callable[[int], None], events: int = select.EPOLLIN) -> None:
         self._handlers[fd] = handler
         self._epoll.register(fd, events)
+        if self._started:
+            self._start_thread()
 
     def remove(self, fd: int) -> None:
         if self._handlers.pop(fd, None) is not None:
@@ -28,11 +32,21 @@ class EventLoop:
                 pass
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="fc_event_loop", daemon=True)
-        self._thread.start()
+        """Handle events from now on. The thread starts with the first fd to watch: a microVM
+        without host input (stdin from /dev/null or a file) runs without it."""
+        self._started = True
+        if self._handlers:
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(target=self._run, name="fc_event_loop", daemon=True)
+                self._thread.start()
 
     def stop(self) -> None:
-        self._stopping = True
+        with self._lock:
+            self._stopping = True
         os.eventfd_write(self._wake, 1)
         if self._thread and self._thread is not threading.current_thread():
             self._thread.join(timeout=2)

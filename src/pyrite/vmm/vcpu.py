@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from pyrite import kvm
 from pyrite.kvm import exits
 from .bus import Bus
-from .crash import describe_failure
 from .exit import VmExit
 
 
@@ -108,6 +107,7 @@ class VcpuThread:
             if kind == "shutdown":
                 return VmExit("halt", 0, f"vCPU {self.index}: guest shut down")
             return VmExit("crash", 1, f"vCPU {self.index}: system event {kind}\n{self.describe(self.vcpu, None)}")
+        from .crash import describe_failure   # only a failing guest needs the crash report
         reason = {exits.Shutdown: "crash", exits.InternalError: "internal-error",
                   exits.FailEntry: "fail-entry"}.get(type(ex), "error")
         return VmExit(reason, 1, describe_failure(self.index, ex, self.describe(self.vcpu, ex)))

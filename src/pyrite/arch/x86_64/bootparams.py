@@ -8,14 +8,12 @@ the Multiboot 0.6.96 specification.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 
 from pyrite.memory import GuestMemory
 
 from .layout import (CMDLINE_MAX_SIZE, CMDLINE_START, EBDA_START, HIMEM_START,
                      MULTIBOOT_INFO_START, PVH_INFO_START, PVH_MEMMAP_START, PVH_MODLIST_START,
                      ZERO_PAGE_START, e820_map, ram_regions)
-from .loader.bzimage import BOOT_FLAG, CAN_USE_HEAP, HDRS_MAGIC, LOADED_HIGH, SetupHeader
 from .loader.result import LoadResult
 
 
@@ -23,11 +21,17 @@ class BootConfigError(ValueError):
     """Boot parameters that cannot be given to the kernel (e.g. a command line too long)."""
 
 
-@dataclass(frozen=True)
 class BootParams:
-    protocol: str
-    entry: int
-    regs: dict[str, int] = field(hash=False)   # general registers at entry, e.g. {"rsi": ZERO_PAGE_START}
+    """How the boot vCPU starts: the protocol, its entry point and registers."""
+    __slots__ = ("protocol", "entry", "regs")
+
+    def __init__(self, protocol: str, entry: int, regs: dict[str, int]):
+        self.protocol = protocol
+        self.entry = entry
+        self.regs = regs          # general registers at entry, e.g. {"rsi": ZERO_PAGE_START}
+
+    def __repr__(self) -> str:
+        return f"BootParams({self.protocol!r}, entry={self.entry:#x}, regs={self.regs!r})"
 
 
 # --- PVH: struct hvm_start_info and friends --------------------------------------------------
@@ -103,6 +107,7 @@ def _cmdline_limit(kernel: LoadResult) -> tuple[int, str]:
     """Longest command line (without its NUL) and what sets that limit."""
     limit, why = CMDLINE_MAX_SIZE - 1, f"CMDLINE_MAX_SIZE {CMDLINE_MAX_SIZE} including the NUL"
     if kernel.protocol == "linux64" and kernel.setup_header is not None:
+        from .loader.bzimage import SetupHeader
         hdr_limit = SetupHeader(kernel.setup_header).cmdline_size
         if hdr_limit < limit:
             limit, why = hdr_limit, f"{kernel.image}'s setup header cmdline_size"
@@ -135,6 +140,7 @@ def _write_pvh(mem: GuestMemory, initrd: tuple[int, int] | None, mem_size: int) 
 
 def _write_zero_page(mem: GuestMemory, kernel: LoadResult, cmdline: bytes,
                      initrd: tuple[int, int] | None, mem_size: int) -> None:
+    from .loader.bzimage import BOOT_FLAG, CAN_USE_HEAP, HDRS_MAGIC, LOADED_HIGH
     zp = bytearray(ZERO_PAGE_SIZE)
     if kernel.setup_header is not None:
         zp[ZP_SETUP_HEADER:ZP_SETUP_HEADER + len(kernel.setup_header)] = kernel.setup_header

@@ -45,10 +45,12 @@ which writes "AMD EPYC" or a generic Xeon string.
 """
 from __future__ import annotations
 
-import copy
-from typing import Callable
+from collections.abc import Callable
 
 from pyrite.kvm.types import CpuidEntry
+
+# (function, index) -> (eax, ebx, ecx, edx)
+HostCpuid = Callable[[int, int], tuple[int, int, int, int]]
 
 VENDOR_INTEL = b"GenuineIntel"
 VENDOR_AMD = b"AuthenticAMD"
@@ -57,9 +59,6 @@ FLAG_SIGNIFICANT_INDEX = 1       # KVM_CPUID_FLAG_SIGNIFCANT_INDEX
 KVM_CPUID_SIGNATURE = 0x4000_0000
 KVM_CPUID_FEATURES = 0x4000_0001
 KVM_SIGNATURE = b"KVMKVMKVM\0\0\0"
-
-# (function, index) -> (eax, ebx, ecx, edx)
-HostCpuid = Callable[[int, int], tuple[int, int, int, int]]
 
 
 class CpuidError(Exception):
@@ -95,7 +94,7 @@ class _Table:
     """Entries keyed by (function, index); insertion keeps KVM's order."""
 
     def __init__(self, entries: list[CpuidEntry]):
-        self.entries = {(e.function, e.index): copy.copy(e) for e in entries}
+        self.entries = {(e.function, e.index): e.copy() for e in entries}
 
     def get(self, function: int, index: int = 0) -> CpuidEntry | None:
         return self.entries.get((function, index))

@@ -21,7 +21,7 @@ header's entry count is the number of base-table entries as the MP spec defines 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 
 from pyrite.arch.x86_64.layout import EBDA_START, MPTABLE_START
 from pyrite.memory import GuestMemory, GuestMemoryError
@@ -68,45 +68,18 @@ class MptableError(Exception):
     """The MP table cannot be written or read back."""
 
 
-@dataclass(frozen=True)
-class MpProcessor:
-    apic_id: int
-    apic_version: int
-    enabled: bool
-    bootstrap: bool
+# What parse_mptable() reads back (named tuples: cheap to define on the boot path).
+MpProcessor = namedtuple("MpProcessor", "apic_id apic_version enabled bootstrap")
+MpIoApic = namedtuple("MpIoApic", "apic_id version address")
+# An I/O (``kind`` MP_INTSRC) or local (MP_LINTSRC) interrupt assignment.
+MpInterrupt = namedtuple("MpInterrupt", "kind irq_type source_bus source_irq dest_apic dest_pin")
 
 
-@dataclass(frozen=True)
-class MpIoApic:
-    apic_id: int
-    version: int
-    address: int
-
-
-@dataclass(frozen=True)
-class MpInterrupt:
-    """An I/O (``kind`` MP_INTSRC) or local (MP_LINTSRC) interrupt assignment."""
-    kind: int
-    irq_type: int
-    source_bus: int
-    source_irq: int
-    dest_apic: int
-    dest_pin: int
-
-
-@dataclass(frozen=True)
-class MpTable:
-    address: int
-    processors: list[MpProcessor]
-    ioapics: list[MpIoApic]
-    buses: list[tuple[int, bytes]]
-    interrupts: list[MpInterrupt]
-    local_interrupts: list[MpInterrupt]
-    oem: bytes
-    product: bytes
-    lapic_address: int
-    entry_count: int        # as the header states it
-    entries_found: int      # as walking the table finds them
+class MpTable(namedtuple("MpTable", "address processors ioapics buses interrupts local_interrupts "
+                                    "oem product lapic_address entry_count entries_found")):
+    """A parsed MP table. ``buses`` holds (bus id, type) pairs; ``entry_count`` is what the
+    header states, ``entries_found`` what walking the table finds."""
+    __slots__ = ()
 
     @property
     def apic_ids(self) -> list[int]:

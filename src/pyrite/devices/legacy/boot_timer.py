@@ -8,16 +8,29 @@ VMM started, and the CPU time the VMM process has used.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 MAGIC_VALUE_SIGNAL_GUEST_BOOT_COMPLETE = 123
 
 
-@dataclass(frozen=True)
 class BootTime:
-    wall_us: int
-    cpu_us: int
+    """Wall and CPU time from the VMM's start to the guest's signal, in microseconds."""
+    __slots__ = ("wall_us", "cpu_us")
+
+    def __init__(self, wall_us: int, cpu_us: int):
+        self.wall_us = wall_us
+        self.cpu_us = cpu_us
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not BootTime:
+            return NotImplemented
+        return (self.wall_us, self.cpu_us) == (other.wall_us, other.cpu_us)
+
+    def __hash__(self) -> int:
+        return hash((self.wall_us, self.cpu_us))
+
+    def __repr__(self) -> str:
+        return f"BootTime(wall_us={self.wall_us}, cpu_us={self.cpu_us})"
 
     def __str__(self) -> str:
         # Firecracker's exact log line.

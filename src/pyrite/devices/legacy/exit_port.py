@@ -7,7 +7,7 @@ Firecracker has no such port (its guests end with an i8042 reset).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 class ExitPort:

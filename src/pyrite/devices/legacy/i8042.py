@@ -18,8 +18,11 @@ with 0xD4 are dropped.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
+
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from .persist import I8042State
 
 DATA = 0          # port 0x60
 COMMAND = 4       # port 0x64: status register on read
@@ -82,15 +85,17 @@ class I8042Error(Exception):
     """The controller cannot take what the VMM asked (buffer full, or a bad saved state)."""
 
 
-@dataclass
-class I8042State:
-    """The controller's registers; the defaults are Firecracker's reset values."""
-    status: int = SB_KBD_ENABLED
-    control: int = CB_POST_OK | CB_KBD_INT
-    outp: int = 0
-    cmd: int = 0                      # last controller command that takes a parameter
-    kbd_cmd: int = 0                  # keyboard command waiting for its parameter, 0 if none
-    buffer: list[int] = field(default_factory=list)
+# Register values after reset, as Firecracker has them (outp, cmd and kbd_cmd reset to 0).
+RESET_STATUS = SB_KBD_ENABLED
+RESET_CONTROL = CB_POST_OK | CB_KBD_INT
+
+
+def __getattr__(name: str):
+    # The state record lives in persist.py, imported when a snapshot needs it, not at boot.
+    if name == "I8042State":
+        from .persist import I8042State
+        return I8042State
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class I8042:
@@ -99,9 +104,10 @@ class I8042:
     def __init__(self, reset: Callable[[], None], kbd_irq: Callable[[], None] = lambda: None):
         self._reset = reset
         self._kbd_irq = kbd_irq
-        self.status = self.control = self.outp = self.cmd = self.kbd_cmd = 0
+        self.status, self.control, self.outp = RESET_STATUS, RESET_CONTROL, 0
+        self.cmd = 0          # last controller command that takes a parameter
+        self.kbd_cmd = 0      # keyboard command waiting for its parameter, 0 if none
         self.buffer: list[int] = []
-        self._load(I8042State())
         self.reset_count = 0
 
     # -- state --------------------------------------------------------------------------
@@ -112,6 +118,7 @@ class I8042:
         self.buffer = list(s.buffer)
 
     def state(self) -> I8042State:
+        from .persist import I8042State
         return I8042State(status=self.status, control=self.control, outp=self.outp,
                           cmd=self.cmd, kbd_cmd=self.kbd_cmd, buffer=list(self.buffer))
 

@@ -25,8 +25,13 @@ driver's XScale probe fails as it should.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+    from .persist import SerialState
 
 # Register offsets from the base port.
 DATA = 0          # read: RBR, write: THR; DLL while LCR.DLAB
@@ -81,19 +86,20 @@ class SerialError(Exception):
     """A serial state that cannot be restored."""
 
 
-@dataclass
-class SerialState:
-    """Every register of the UART; the defaults are its reset values (as vm-superio)."""
-    dll: int = 0x0C                   # divisor 12: 9600 baud
-    dlm: int = 0x00
-    ier: int = 0x00
-    lcr: int = 0x03                   # 8 data bits, no parity, 1 stop bit
-    mcr: int = MCR_OUT2               # most UARTs need OUT2 for interrupts
-    lsr: int = LSR_THRE | LSR_TEMT
-    msr: int = MSR_DSR | MSR_CTS | MSR_DCD
-    scr: int = 0x00
-    thr_empty_pending: bool = False   # THR-empty interrupt raised and not yet acknowledged
-    rx_fifo: list[int] = field(default_factory=list)
+# Register values after reset, as vm-superio has them (DLM, IER and SCR reset to 0).
+RESET_DLL = 0x0C                  # divisor 12: 9600 baud
+RESET_LCR = 0x03                  # 8 data bits, no parity, 1 stop bit
+RESET_MCR = MCR_OUT2              # most UARTs need OUT2 for interrupts
+RESET_LSR = LSR_THRE | LSR_TEMT
+RESET_MSR = MSR_DSR | MSR_CTS | MSR_DCD
+
+
+def __getattr__(name: str):
+    # The state record lives in persist.py, imported when a snapshot needs it, not at boot.
+    if name == "SerialState":
+        from .persist import SerialState
+        return SerialState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Serial:
@@ -114,11 +120,10 @@ class Serial:
         self._on_input_drained = on_input_drained
         self._pending_out = bytearray()
         self._irq_level = False
-        self.dll = self.dlm = self.ier = self.lcr = self.mcr = 0
-        self.lsr = self.msr = self.scr = 0
-        self.thr_empty_pending = False
+        self.dll, self.dlm, self.ier, self.lcr = RESET_DLL, 0, 0, RESET_LCR
+        self.mcr, self.lsr, self.msr, self.scr = RESET_MCR, RESET_LSR, RESET_MSR, 0
+        self.thr_empty_pending = False    # THR-empty interrupt raised and not yet acknowledged
         self.rx_fifo: list[int] = []
-        self._load(SerialState())
         # Counters for metrics.
         self.tx_bytes = 0         # guest bytes handed to ``out``
         self.tx_lost = 0          # guest bytes dropped because ``out`` failed
@@ -138,6 +143,7 @@ class Serial:
         self.thr_empty_pending = bool(s.thr_empty_pending) and bool(self.ier & IER_THRE)
 
     def state(self) -> SerialState:
+        from .persist import SerialState
         return SerialState(dll=self.dll, dlm=self.dlm, ier=self.ier, lcr=self.lcr, mcr=self.mcr,
                            lsr=self.lsr, msr=self.msr, scr=self.scr,
                            thr_empty_pending=self.thr_empty_pending, rx_fifo=list(self.rx_fifo))

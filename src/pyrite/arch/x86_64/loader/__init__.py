@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pyrite.memory import GuestMemory
 
-from . import bzimage, elf, multiboot, pvh
+from . import elf, pvh
 from .errors import (BzImageError, DecompressError, ElfError, InitrdError, LoaderError,
                      MultibootError)
 from .initrd import load_initrd
@@ -29,14 +29,17 @@ def load_kernel(mem: GuestMemory, source: ImageSource, name: str | None = None) 
 
 
 def _load(mem: GuestMemory, data: memoryview, name: str) -> LoadResult:
+    # PVH, the common case, needs only elf and pvh; the other formats are imported on demand.
     if elf.is_elf(data):
         image = elf.parse(data, name)
         if image.bits == 64 and image.pvh_entry is not None:
             return pvh.load(mem, data, image)
+        from . import multiboot
         header = multiboot.find_header(data, name)
         if header is not None:
             return multiboot.load(mem, data, name, header, image)
         return elf.load_linux64(mem, data, image)
+    from . import bzimage, multiboot
     if bzimage.is_bzimage(data):
         return bzimage.load(mem, data, name)
     header = multiboot.find_header(data, name)

@@ -6,7 +6,6 @@ only so that Multiboot can load it (or so that we can say it is not supported).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from pyrite.memory import GuestMemory
 
@@ -33,23 +32,34 @@ _MACHINE = {ELFCLASS32: (EM_386, "i386 (3)"), ELFCLASS64: (EM_X86_64, "x86_64 (6
 _NOTE = struct.Struct("<III")           # namesz descsz type
 
 
-@dataclass(frozen=True)
 class Segment:
-    index: int          # program header number, for messages
-    offset: int
-    vaddr: int
-    paddr: int
-    filesz: int
-    memsz: int
+    """One PT_LOAD program header."""
+    __slots__ = ("index", "offset", "vaddr", "paddr", "filesz", "memsz")
+
+    def __init__(self, index: int, offset: int, vaddr: int, paddr: int, filesz: int, memsz: int):
+        self.index = index      # program header number, for messages
+        self.offset = offset
+        self.vaddr = vaddr
+        self.paddr = paddr
+        self.filesz = filesz
+        self.memsz = memsz
+
+    def __repr__(self) -> str:
+        return (f"Segment({self.index}, offset={self.offset:#x}, vaddr={self.vaddr:#x}, "
+                f"paddr={self.paddr:#x}, filesz={self.filesz:#x}, memsz={self.memsz:#x})")
 
 
-@dataclass(frozen=True)
 class ElfImage:
-    name: str
-    bits: int                       # 32 or 64
-    entry: int                      # e_entry as written in the header
-    segments: tuple[Segment, ...]   # PT_LOAD segments with memsz > 0
-    pvh_entry: int | None           # XEN_ELFNOTE_PHYS32_ENTRY, if present
+    """A validated ELF executable: what the loaders need from its headers."""
+    __slots__ = ("name", "bits", "entry", "segments", "pvh_entry")
+
+    def __init__(self, name: str, bits: int, entry: int, segments: tuple[Segment, ...],
+                 pvh_entry: int | None):
+        self.name = name
+        self.bits = bits                # 32 or 64
+        self.entry = entry              # e_entry as written in the header
+        self.segments = segments        # PT_LOAD segments with memsz > 0
+        self.pvh_entry = pvh_entry      # XEN_ELFNOTE_PHYS32_ENTRY, if present
 
     @property
     def start(self) -> int:

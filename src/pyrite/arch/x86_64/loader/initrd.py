@@ -4,7 +4,6 @@ from __future__ import annotations
 from pyrite.memory import GuestMemory
 
 from ..layout import ram_regions
-from .bzimage import SetupHeader
 from .errors import InitrdError
 from .placement import describe_size
 from .result import LoadResult
@@ -18,6 +17,7 @@ def initrd_limit(kernel: LoadResult, mem_size: int) -> tuple[int, str]:
     low_gpa, low_size = ram_regions(mem_size)[0]
     limit, why = low_gpa + low_size, "the end of low RAM"
     if kernel.setup_header is not None:
+        from .bzimage import SetupHeader
         max_addr = SetupHeader(kernel.setup_header).initrd_addr_max
         if max_addr and max_addr + 1 < limit:
             limit, why = max_addr + 1, f"the kernel's initrd_addr_max {max_addr:#x}"
