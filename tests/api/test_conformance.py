@@ -36,7 +36,7 @@ def _ops(spec):
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    from conftest import start_vmm
+    from api_client import start_vmm
     tmp = tmp_path_factory.mktemp("conformance")
     v = start_vmm(tmp, "--id", "conformance")
     yield v, tmp

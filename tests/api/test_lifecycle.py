@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import start_vmm
+from api_client import start_vmm
 
 GUEST_SOURCE = Path(__file__).resolve().parent / "guests" / "ticker.c"
 
@@ -119,7 +119,7 @@ def test_config_file_boot_without_api(ticker_image, tmp_path):
                                "serial": {"serial_out_path": str(serial)}}))
     import subprocess
     import sys
-    from conftest import REPO
+    from api_client import REPO
     proc = subprocess.Popen([sys.executable, "-m", "pyrite.api.cli", "--no-api", "--config-file", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
     try:

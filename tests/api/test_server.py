@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import REPO, Client, read_response, start_vmm
+from api_client import REPO, Client, read_response, start_vmm
 
 MICRO_HTTP_DROPPED = "\nAll previous unanswered requests will be dropped."
 

@@ -75,7 +75,8 @@ def test_multiboot_boot_gives_info_structure(kvm, tmp_path):
     facts = parse_facts(console)
     assert result.status == 0, (result, console)
     assert facts["protocol"] == "multiboot"
-    assert facts["cmdline"] == "mb one two"
+    assert facts["cmdline"] == f"{image} mb one two"   # the image path first, as GRUB and QEMU do
+    assert facts["argv"][1:] == ["mb", "one", "two"]
     assert facts["e820"] == expected_e820()
     [(_, size, digest)] = facts["initrd"]
     assert size == len(initrd) and digest == fnv1a64(initrd)

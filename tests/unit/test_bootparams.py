@@ -154,7 +154,7 @@ def test_multiboot_info_with_module_and_memory_map(mem):
     assert info["flags"] == (1 << 0) | (1 << 2) | (1 << 3) | (1 << 6) | (1 << 9)
     assert info["mem_lower"] == 0x9FC00 // 1024                 # 639 KiB below the EBDA
     assert info["mem_upper"] == (MEM - MiB) // 1024
-    assert read_c_string(mem, info["cmdline"]) == b"mb kernel args"
+    assert read_c_string(mem, info["cmdline"]) == b"vmlinux mb kernel args"   # image path first, as QEMU
     assert read_c_string(mem, info["boot_loader_name"]) == b"pyrite"
     assert info["mods_count"] == 1
     mod_start, mod_end, string, reserved = struct.unpack("<IIII", mem.read(info["mods_addr"], 16))

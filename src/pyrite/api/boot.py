@@ -9,9 +9,7 @@ The API needs of a built microVM exactly this (see `MicroVmHandle`):
     wait(timeout) -> int | None   the exit status once it has ended
     state                   "Not started" | "Running" | "Paused"
 
-TODO(lead): pyrite.vmm.builder.build_for_boot takes a VmSpec today; when it takes
-VmResources directly (with serial_out / on_boot_timer / metrics), replace the body of
-`boot_microvm` with that call and drop the adapter.
+The builder takes a VmSpec (`VmResources.to_vm_spec()`); this module adapts the rest.
 """
 from __future__ import annotations
 
@@ -53,11 +51,7 @@ class MicroVmHandle:
         self._vmm.resume()
 
     def send_ctrl_alt_del(self) -> None:
-        send = getattr(self._vmm, "send_ctrl_alt_del", None)
-        if send is not None:
-            send()
-        else:
-            self._vmm.devices["i8042"].trigger_ctrl_alt_del()
+        self._vmm.send_ctrl_alt_del()
 
     def stop(self) -> None:
         self._vmm.stop()
@@ -66,20 +60,17 @@ class MicroVmHandle:
         result = self._vmm.wait(timeout)
         if result is None:
             return None
-        return getattr(result, "status", result)
+        return result.status
 
     @property
     def exit(self):
-        return getattr(self._vmm, "exit", None)
+        return self._vmm.exit
 
     def close(self) -> None:
-        close = getattr(self._vmm, "close", None)
-        if close is not None:
-            close()
+        self._vmm.close()
 
     def exit_counts(self) -> dict[str, int]:
-        counts = getattr(self._vmm, "exit_counts", None)
-        return counts() if counts is not None else {}
+        return self._vmm.exit_counts()
 
 
 # Firecracker's vcpu metric names for the exit kinds pyrite's vCPU threads count.
@@ -92,12 +83,10 @@ def boot_microvm(resources, *, serial_out=None, on_boot_timer=None, metrics=None
     """Build the microVM described by `resources` (validated pyrite.config.VmResources) and
     start its vCPUs. Raises StartError with the builder's message."""
     try:
-        from pyrite.vmm.builder import BuildError, VmSpec, build_for_boot
+        from pyrite.vmm.builder import BuildError, build_for_boot
     except ImportError as e:
         raise StartError(f"the VMM builder is not available: {e}") from None
-    bs = resources.boot_source
-    spec = VmSpec(kernel=bs.kernel_image_path, cmdline=resources.kernel_cmdline, initrd=bs.initrd_path,
-                  mem_mib=resources.machine_config.mem_size_mib, vcpus=resources.machine_config.vcpu_count)
+    spec = resources.to_vm_spec()
     kwargs = {"console_out": serial_out, "start_ns": start_ns if start_ns is not None else time.monotonic_ns()}
     # Firecracker attaches the boot timer device only with --boot-timer.
     kwargs["on_boot_timer"] = on_boot_timer if resources.boot_timer else None
@@ -113,12 +102,9 @@ def boot_microvm(resources, *, serial_out=None, on_boot_timer=None, metrics=None
             totals["failures"] = sum(n for k, n in counts.items() if k in ("InternalError", "FailEntry"))
             return totals
         metrics.add_source("vcpu", vcpu_totals)
-        serial = getattr(vmm, "devices", {}).get("serial")
-        if serial is not None:
-            metrics.add_source("uart", lambda: {
-                "flush_count": getattr(serial, "flush_count", 0),
-                "read_count": getattr(serial, "rx_bytes", 0),
-                "write_count": getattr(serial, "tx_bytes", 0),
-                "missed_write_count": getattr(serial, "tx_lost", 0)})
+        serial = vmm.devices["serial"]
+        metrics.add_source("uart", lambda: {
+            "flush_count": serial.flush_count, "read_count": serial.rx_bytes,
+            "write_count": serial.tx_bytes, "missed_write_count": serial.tx_lost})
     handle.start()
     return handle

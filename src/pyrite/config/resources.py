@@ -449,6 +449,18 @@ class VmResources:
         }
         return [k for k, on in used.items() if on and k not in SUPPORTED]
 
+    def to_vm_spec(self):
+        """What the VMM builder needs, once everything configured is something pyrite can build."""
+        from pyrite.vmm.builder import VmSpec
+        unsupported = self.unsupported_in_use()
+        if unsupported:
+            raise NotSupportedYet(unsupported[0])
+        if self.boot_source is None:
+            raise ConfigError("boot-source", "Cannot start microvm without kernel configuration.")
+        bs, mc = self.boot_source, self.machine_config
+        return VmSpec(kernel=bs.kernel_image_path, cmdline=self.kernel_cmdline, initrd=bs.initrd_path,
+                      mem_mib=mc.mem_size_mib, vcpus=mc.vcpu_count)
+
     # --- GET /vm/config
     def to_json(self) -> dict:
         bs = self.boot_source or BootSource(kernel_image_path="")

@@ -3,6 +3,7 @@ kernel and boot parameters, devices, vCPUs (created stopped)."""
 from __future__ import annotations
 
 import os
+import threading
 import stat
 import time
 from collections.abc import Callable
@@ -169,8 +170,15 @@ def _attach_legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out
 
     i8042 = I8042(reset=lambda: finish(VmExit("reset", 0, "the guest reset the machine through the i8042")),
                   kbd_irq=_irq_line(vm, 1, closers))
-    i8042_read = lambda off, n: bytes((i8042.read(off),)) * n  # noqa: E731
-    i8042_write = lambda off, data: i8042.write(off, data[0])  # noqa: E731
+    i8042_lock = threading.Lock()  # vCPU threads and the API's SendCtrlAltDel share the device
+
+    def i8042_read(off: int, n: int) -> bytes:
+        with i8042_lock:
+            return bytes((i8042.read(off),)) * n
+
+    def i8042_write(off: int, data: bytes) -> None:
+        with i8042_lock:
+            i8042.write(off, data[0])
     pio.register(layout.I8042_PORT, 1, "i8042 data", i8042_read, i8042_write)
     pio.register(layout.I8042_PORT + 4, 1, "i8042 command",
                  lambda off, n: i8042_read(4, n), lambda off, data: i8042_write(4, data))
@@ -182,7 +190,8 @@ def _attach_legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out
 
     timer = BootTimer(start_ns, on_boot_timer or (lambda message: None))
     mmio.register(layout.BOOT_TIMER_ADDR, 0x1000, "boot timer", lambda off, n: b"\0" * n, timer.write)
-    return {"serial": serial, "serial_console": console, "i8042": i8042, "boot_timer": timer,
+    return {"serial": serial, "serial_console": console, "i8042": i8042, "i8042_lock": i8042_lock,
+            "boot_timer": timer,
             "exit_port": exit_port}
 
 

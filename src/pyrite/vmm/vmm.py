@@ -69,6 +69,11 @@ class Vmm:
                 v.kick()
         self._done.set()
 
+    def send_ctrl_alt_del(self) -> None:
+        """Firecracker's SendCtrlAltDel: the key sequence on the i8042, which asks Linux to reboot."""
+        with self.devices["i8042_lock"]:
+            self.devices["i8042"].trigger_ctrl_alt_del()
+
     def stop(self, reason: str = "stopped by the host") -> None:
         self.finish(VmExit("stopped", 0, reason))
 

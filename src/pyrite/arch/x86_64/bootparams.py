@@ -88,6 +88,9 @@ INITRD_MODULE_STRING = b"initrd\0"
 def configure_boot(mem: GuestMemory, kernel: LoadResult, cmdline: bytes,
                    initrd: tuple[int, int] | None, mem_size: int) -> BootParams:
     """Write the command line and the protocol's boot structures; say how to start the vCPU."""
+    if kernel.protocol == "multiboot":
+        # Multiboot loaders (GRUB, QEMU: "%s %s") pass the image path as the command line's first word.
+        cmdline = kernel.image.encode() + b" " + cmdline
     write_cmdline(mem, cmdline, _cmdline_limit(kernel))
     if kernel.protocol == "pvh":
         _write_pvh(mem, initrd, mem_size)
