@@ -19,7 +19,7 @@ E820_LINE = re.compile(rb"BIOS-e820: \[mem 0x([0-9a-f]+)-0x([0-9a-f]+)\] (\w+)")
 
 
 @pytest.fixture(scope="module")
-def vmlinuz(kvm):
+def vmlinuz():
     try:
         return debian_vmlinuz()
     except Exception as e:  # no apt / no network to the Debian mirror
@@ -27,7 +27,7 @@ def vmlinuz(kvm):
 
 
 @pytest.fixture(scope="module")
-def boot(vmlinuz):
+def boot(vmlinuz, kvm):
     import pyrite
     with pyrite.MicroVM(kernel=str(vmlinuz), cmdline=CMDLINE, mem_mib=MEM_MIB) as vm:
         vm.start()
@@ -59,3 +59,15 @@ def test_the_kernel_ends_with_a_clear_report(boot):
     else:                                    # hardware virtualization: no root disk, panic=1, reboot=k
         assert result.reason == "reset", result
         assert b"Kernel panic" in console
+
+
+def test_distribution_bzimage_decompresses_to_its_pvh_vmlinux(vmlinuz):
+    from pyrite.arch.x86_64.loader import load_kernel
+    from pyrite.memory import GuestMemory
+    mem = GuestMemory([(0, MEM_MIB << 20)])
+    result = load_kernel(mem, str(vmlinuz))
+    head = vmlinuz.read_bytes()[:0x1000]
+    assert result.protocol == "pvh"                # the lz4 payload's ELF carries the PVH note
+    assert result.kernel_start == 0x1000000 and result.kernel_end > result.kernel_start
+    assert result.setup_header == head[0x1F1:0x202 + head[0x201]]
+    mem.close()
