@@ -240,8 +240,7 @@ def _run(args: dict, payload_limit: int, metrics) -> int:
             return _fail(f"Could not initialize metrics: {e}", EXIT_GENERIC)
     resources.boot_timer = "boot-timer" in args
 
-    controller = ApiController(resources, instance_id=args["id"], boot=boot_microvm, metrics=metrics,
-                               start_ns=PROCESS_START_NS)
+    controller = ApiController(resources, instance_id=args["id"], boot=boot_microvm, metrics=metrics)
     controller.boot_ready.clear()  # until prepare_main_thread() below
     server = None
     if "no-api" not in args:

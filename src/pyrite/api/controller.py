@@ -66,14 +66,13 @@ class ApiController:
     pyrite.api.boot.boot_microvm (or a test double with the same signature)."""
 
     def __init__(self, resources: VmResources | None = None, *, instance_id: str = "anonymous-instance",
-                 boot=None, logger=LOGGER, metrics=METRICS, serial_out=None, start_ns: int | None = None):
+                 boot=None, logger=LOGGER, metrics=METRICS, serial_out=None):
         self.resources = resources if resources is not None else VmResources()
         self.instance_id = instance_id
         self._boot = boot
         self.logger = logger
         self.metrics = metrics
         self.serial_out = serial_out
-        self.start_ns = start_ns if start_ns is not None else time.monotonic_ns()
         self.vmm = None
         self.started = threading.Event()   # set once InstanceStart succeeded
         self.boot_ready = threading.Event()  # the main thread has prepared for vCPU threads
@@ -230,7 +229,7 @@ class ApiController:
             raise Fault("Start microvm error: the VMM's main thread is not ready for vCPU threads.")
         try:
             vmm = self._boot(self.resources, serial_out=self._serial_sink(), on_boot_timer=self._on_boot_timer,
-                             metrics=self.metrics, start_ns=self.start_ns)
+                             metrics=self.metrics, start_ns=time.monotonic_ns())  # Firecracker times from InstanceStart
         except StartError as e:
             raise Fault(f"Start microvm error: {e}") from None
         except ConfigError:
