@@ -10,6 +10,8 @@ import _signal as signal   # `signal` without its IntEnum wrappers (importing en
 PROCESS_START_NS = time.monotonic_ns()
 USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem-mib N] [--vcpus N]
                   [--serial-out F] [--config-file vm.json] [--quiet]
+       pyrite unikernel build APP.c [MORE.c ...] -o APP.img [--cmdline S] [--ring0]
+       pyrite unikernel inspect APP.img
 
 Boots IMAGE (ELF vmlinux, PVH, bzImage or Multiboot) in a microVM with the serial console on
 the terminal. Without IMAGE it boots pyrite's built-in demo guest. ARGs are appended to the
@@ -75,11 +77,23 @@ def _spec_from(opts: dict):
             raise UsageError(f"{opts['config_file']}: {e}") from None
     image = opts["image"]
     if image is None:
+        from pyrite.unikernel.build import BuildError
         from pyrite.unikernel.demo import demo_image
-        image = demo_image()
-    cmdline = opts["cmdline"] if opts["cmdline"] is not None else (
-        "" if opts["image"] is None or opts["args"] else DEFAULT_CMDLINE)
-    cmdline = " ".join(filter(None, [cmdline, *opts["args"]]))
+        try:
+            image = demo_image()
+        except BuildError as e:
+            raise UsageError(f"cannot build the demo guest: {e}") from None
+    cmdline = opts["cmdline"]
+    if cmdline is None:
+        # A pyrite unikernel has its own default command line (used when it is given none).
+        from pyrite.unikernel.cmdline import is_pyrite_image
+        cmdline = "" if opts["image"] is None or is_pyrite_image(image) else DEFAULT_CMDLINE
+    if opts["args"]:
+        from pyrite.unikernel.cmdline import ArgumentError, quote_args
+        try:
+            cmdline = " ".join(filter(None, [cmdline, quote_args(opts["args"])]))
+        except ArgumentError as e:
+            raise UsageError(str(e)) from None
     return VmSpec(kernel=image, cmdline=cmdline, initrd=opts["initrd"],
                   mem_mib=opts["mem_mib"], vcpus=opts["vcpus"])
 

@@ -62,26 +62,17 @@ def test_run_without_an_image_boots_the_demo(kvm, tmp_path):
     assert "  memory      127 MiB\n" in out          # 128 MiB less the legacy hole below 1 MiB
 
 
-# The three below need wiring in pyrite.cli / pyrite.vmm (another area): each is strict, so
-# that it fails as an unexpected pass once the wiring is there and the marker must go.
-
-@pytest.mark.xfail(strict=True, reason="pyrite.cli joins ARGS with blanks; it should use "
-                                       "pyrite.unikernel.cmdline.quote_args")
 def test_an_argument_with_blanks_stays_one_argument(kvm, tmp_path):
     r = pyrite("run", build(tmp_path, "args"), "two words", "")
     assert r.stdout.decode().startswith("argc=3\nargv[1]=two words\nargv[2]=\n")
 
 
-@pytest.mark.xfail(strict=True, reason="pyrite.cli gives a pyrite image Linux's default command line "
-                                       "when no ARGS are given, hiding the image's own default")
 def test_the_images_default_command_line_applies_without_arguments(kvm, tmp_path):
     image = build(tmp_path, "args", "--cmdline", "from-image GREETING=baked")
     r = pyrite("run", image)
     assert r.stdout.decode().startswith("argc=2\nargv[1]=from-image\nGREETING=baked\n")
 
 
-@pytest.mark.xfail(strict=True, reason="pyrite.cli does not yet pass symbolize=elf_symbolizer(image) "
-                                       "to build_for_boot")
 def test_triple_fault_report_names_the_function(kvm, tmp_path):
     r = pyrite("run", build(tmp_path, "triple_fault"))
     assert "triple fault" in r.stderr.decode()

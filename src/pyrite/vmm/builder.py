@@ -128,7 +128,8 @@ def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = N
 
         def describe(vcpu, ex) -> str:
             from .crash import register_dump   # only a failing guest needs the crash report
-            return register_dump(vcpu, memory, symbolize)
+            from pyrite.arch.x86_64.loader.symbols import elf_symbolizer
+            return register_dump(vcpu, memory, symbolize or elf_symbolizer(spec.kernel))
 
         threads = []
         for index in range(spec.vcpus):

@@ -1,0 +1,151 @@
+"""virtio-blk (virtio 1.2 section 5.2), sans-I/O: one request queue served from a `BlockBackend`.
+
+Offered features: VIRTIO_BLK_F_RO for a read-only drive, VIRTIO_BLK_F_FLUSH when asked to
+honour flushes, plus VERSION_1, EVENT_IDX and INDIRECT_DESC. The configuration space is
+`capacity` (le64, in 512-byte sectors), as in Firecracker.
+
+Requests: IN, OUT, FLUSH and GET_ID; any other type is answered VIRTIO_BLK_S_UNSUPP.
+Answered with VIRTIO_BLK_S_IOERR (5.2.6.1 and Firecracker): a write to a read-only drive
+(no data written), data that is not a whole number of sectors, sectors past the end of the
+disk, a header shorter than 16 bytes, buffers in the wrong direction, and backend failures.
+A chain that cannot be walked, or has no device-writable byte for the status, cannot be
+answered: it is returned with 0 bytes and the device asks for a reset.
+"""
+from __future__ import annotations
+
+from struct import pack
+
+from ..device import TYPE_BLOCK, VirtioDevice
+from ..queue import InvalidChain
+from .request import (SECTOR_SIZE, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
+                      VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
+                      VIRTIO_BLK_T_OUT, InvalidRequest, Request, parse, take_status, total_length)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .backend import BlockBackend
+    from .persist import BlockState
+
+VIRTIO_BLK_F_RO = 5
+VIRTIO_BLK_F_FLUSH = 9
+
+QUEUE_SIZE = 256                 # Firecracker's block queue size
+
+
+class Block(VirtioDevice):
+    device_type = TYPE_BLOCK
+    name = "block"
+
+    def __init__(self, backend: BlockBackend, read_only: bool = False, flush: bool = True,
+                 disk_id: bytes | None = None, queue_size: int = QUEUE_SIZE):
+        features = (1 << VIRTIO_BLK_F_RO if read_only else 0) | (1 << VIRTIO_BLK_F_FLUSH if flush else 0)
+        super().__init__((queue_size,), features)
+        self.backend = backend
+        self.read_only = read_only
+        self.disk_id = (backend.disk_id() if disk_id is None else disk_id)[:VIRTIO_BLK_ID_BYTES]
+        self.capacity = backend.size // SECTOR_SIZE    # a partial last sector is not visible
+
+    def config_space(self) -> bytes:
+        return pack("<Q", self.capacity)
+
+    def update_backend(self, backend: BlockBackend) -> None:
+        """Swap the backing file (PATCH /drives): new capacity, and the driver is told."""
+        self.backend = backend
+        self.capacity = backend.size // SECTOR_SIZE
+        if self.activated:
+            self.interrupt.signal_config_change()
+
+    # -- request processing --
+
+    def process_queue(self, index: int) -> None:
+        queue, mem = self.queues[index], self.mem
+        returned = 0
+        try:
+            while (chain := queue.pop_or_enable_notification(mem)) is not None:
+                where = f"{queue.name}: chain {chain.head}"
+                try:
+                    readable, writable = chain.buffers()
+                    data_in, status = take_status(writable, where)
+                except InvalidChain:
+                    queue.add_used(mem, chain.head, 0)   # give the buffer back, then ask for a reset
+                    returned += 1
+                    raise
+                try:
+                    code, written = self._execute(parse(readable, data_in, where), where)
+                except InvalidRequest as e:
+                    self.guest_error(str(e))
+                    code, written = VIRTIO_BLK_S_IOERR, 0
+                status[0] = code
+                queue.add_used(mem, chain.head, written + 1)
+                returned += 1
+        finally:
+            if returned:
+                self.signal_used(index)
+
+    def _execute(self, req: Request, where: str) -> tuple[int, int]:
+        """Carry out `req`: (status, bytes written into the driver's buffers)."""
+        if req.type == VIRTIO_BLK_T_IN:
+            if req.data_out:
+                raise InvalidRequest(f"{where}: read request with {total_length(req.data_out)} "
+                                     f"device-readable data bytes")
+            return self._transfer(req, req.data_in, where, self.backend.readinto)
+        if req.type == VIRTIO_BLK_T_OUT:
+            if req.data_in:
+                raise InvalidRequest(f"{where}: write request with {total_length(req.data_in)} "
+                                     f"device-writable data bytes")
+            if self.read_only:
+                self.guest_error(f"{where}: write to read-only drive at sector {req.sector}")
+                return VIRTIO_BLK_S_IOERR, 0
+            code, _ = self._transfer(req, req.data_out, where, self.backend.write)
+            return code, 0
+        if req.type == VIRTIO_BLK_T_FLUSH:
+            try:
+                self.backend.flush()
+            except OSError as e:
+                self.guest_error(f"{where}: flush failed: {e}")
+                return VIRTIO_BLK_S_IOERR, 0
+            return VIRTIO_BLK_S_OK, 0
+        if req.type == VIRTIO_BLK_T_GET_ID:
+            if total_length(req.data_in) < VIRTIO_BLK_ID_BYTES:
+                raise InvalidRequest(f"{where}: GET_ID with {total_length(req.data_in)} bytes, "
+                                     f"needs {VIRTIO_BLK_ID_BYTES}")
+            ident = self.disk_id.ljust(VIRTIO_BLK_ID_BYTES, b"\0")   # NUL-padded (5.2.6)
+            for buf in req.data_in:
+                n = min(len(buf), len(ident))
+                buf[:n] = ident[:n]
+                ident = ident[n:]
+                if not ident:
+                    break
+            return VIRTIO_BLK_S_OK, VIRTIO_BLK_ID_BYTES
+        return VIRTIO_BLK_S_UNSUPP, 0
+
+    def _transfer(self, req: Request, buffers: list[memoryview], where: str, io) -> tuple[int, int]:
+        length = total_length(buffers)
+        if length % SECTOR_SIZE:
+            raise InvalidRequest(f"{where}: {length} data bytes is not a whole number of sectors")
+        if req.sector + length // SECTOR_SIZE > self.capacity:
+            raise InvalidRequest(f"{where}: sectors [{req.sector}, {req.sector + length // SECTOR_SIZE}) "
+                                 f"run past the end of the disk ({self.capacity} sectors)")
+        try:
+            io(req.sector * SECTOR_SIZE, buffers)
+        except OSError as e:
+            self.guest_error(f"{where}: I/O at sector {req.sector} failed: {e}")
+            return VIRTIO_BLK_S_IOERR, 0
+        return VIRTIO_BLK_S_OK, length
+
+    # -- snapshots --
+
+    def state(self) -> BlockState:
+        from .persist import BlockState
+        return BlockState(virtio=self.virtio_state(), read_only=self.read_only,
+                          disk_id=self.disk_id, capacity=self.capacity)
+
+    @classmethod
+    def from_state(cls, state: BlockState, backend: BlockBackend, flush: bool = True) -> Block:
+        from ..device import VirtioStateError
+        dev = cls(backend, read_only=state.read_only, flush=flush, disk_id=state.disk_id)
+        if dev.capacity != state.capacity:
+            raise VirtioStateError(f"block: saved capacity {state.capacity} sectors, backend "
+                                   f"{backend!r} has {dev.capacity}")
+        dev.load_virtio_state(state.virtio)
+        return dev

@@ -1,0 +1,1 @@
+"""virtio-rng (the entropy device, device ID 4)."""

@@ -1,0 +1,78 @@
+"""virtio-rng, the entropy device (virtio 1.2 section 5.4), sans-I/O.
+
+One request queue; no configuration space and no device-specific features. The driver
+places device-writable buffers in the queue; the device fills each with bytes from
+`source(n)` (the host's getrandom by default) and returns it with the count written.
+
+A chain with a device-readable buffer breaks 5.4.6.1 ("The driver MUST NOT place
+driver-readable buffers into the queue"): it is returned with 0 bytes written, and so is a
+chain that cannot be walked (a loop, an address outside memory...); both are logged.
+Only queue-level errors (a bad avail index or head) make the device ask for a reset.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from ..device import TYPE_RNG, VirtioDevice
+from ..queue import InvalidChain
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .persist import EntropyState
+
+QUEUE_SIZE = 256                 # Firecracker's entropy queue size
+
+
+def _host_random(n: int) -> bytes:
+    # getrandom(2) without GRND_NONBLOCK blocks only before the kernel's pool is initialised.
+    getrandom = getattr(os, "getrandom", None)
+    return getrandom(n) if getrandom is not None else os.urandom(n)
+
+
+class Entropy(VirtioDevice):
+    device_type = TYPE_RNG
+    name = "entropy"
+
+    def __init__(self, source: Callable[[int], bytes] = _host_random, queue_size: int = QUEUE_SIZE):
+        super().__init__((queue_size,))
+        self.source = source
+
+    def process_queue(self, index: int) -> None:
+        queue, mem = self.queues[index], self.mem
+        returned = 0
+        try:
+            while (chain := queue.pop_or_enable_notification(mem)) is not None:
+                try:
+                    readable, writable = chain.buffers()
+                    if readable:
+                        raise InvalidChain(f"{queue.name}: chain {chain.head} has a device-readable buffer")
+                    written = self._fill(writable)
+                except InvalidChain as e:
+                    self.guest_error(str(e))
+                    written = 0          # returning the chain empty is a complete answer here
+                queue.add_used(mem, chain.head, written)
+                returned += 1
+        finally:
+            if returned:
+                self.signal_used(index)
+
+    def _fill(self, buffers: list[memoryview]) -> int:
+        written = 0
+        for buf in buffers:
+            data = self.source(len(buf))[:len(buf)]
+            buf[:len(data)] = data
+            written += len(data)
+            if len(data) < len(buf):
+                break            # 5.4.6.1: the device MAY use less than the whole buffer
+        return written
+
+    def state(self) -> EntropyState:
+        from .persist import EntropyState
+        return EntropyState(virtio=self.virtio_state())
+
+    @classmethod
+    def from_state(cls, state: EntropyState, source: Callable[[int], bytes] = _host_random) -> Entropy:
+        dev = cls(source)
+        dev.load_virtio_state(state.virtio)
+        return dev
