@@ -9,13 +9,16 @@ import _signal as signal   # `signal` without its IntEnum wrappers (importing en
 
 PROCESS_START_NS = time.monotonic_ns()
 USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem-mib N] [--vcpus N]
-                  [--serial-out F] [--config-file vm.json] [--quiet]
+                  [--serial-out F] [--drive PATH[,ro][,root] ...] [--entropy]
+                  [--config-file vm.json] [--quiet]
        pyrite unikernel build APP.c [MORE.c ...] -o APP.img [--cmdline S] [--ring0]
        pyrite unikernel inspect APP.img
 
 Boots IMAGE (ELF vmlinux, PVH, bzImage or Multiboot) in a microVM with the serial console on
 the terminal. Without IMAGE it boots pyrite's built-in demo guest. ARGs are appended to the
-kernel command line (a unikernel's main() receives them as argv)."""
+kernel command line (a unikernel's main() receives them as argv). Each --drive adds a
+virtio-blk disk over a raw image file (drive0, drive1, ... ; ",ro" read-only, ",root" the
+root device: root=/dev/vda on the command line); --entropy adds a virtio-rng device."""
 
 
 class UsageError(Exception):
@@ -24,9 +27,10 @@ class UsageError(Exception):
 
 def _parse_run(argv: list[str]) -> dict:
     opts = {"image": None, "args": [], "initrd": None, "cmdline": None, "mem_mib": 128, "vcpus": 1,
-            "serial_out": None, "config_file": None, "quiet": False}
+            "serial_out": None, "config_file": None, "quiet": False, "drives": [], "entropy": False}
     valued = {"--initrd": "initrd", "--cmdline": "cmdline", "--mem-mib": "mem_mib",
-              "--vcpus": "vcpus", "--serial-out": "serial_out", "--config-file": "config_file"}
+              "--vcpus": "vcpus", "--serial-out": "serial_out", "--config-file": "config_file",
+              "--drive": "drive"}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -45,12 +49,18 @@ def _parse_run(argv: list[str]) -> dict:
                     raise UsageError(f"{arg} needs a value")
                 value = argv[i]
             key = valued[name]
+            if key == "drive":
+                opts["drives"].append(_parse_drive(value, len(opts["drives"])))
+                i += 1
+                continue
             if key in ("mem_mib", "vcpus"):
                 try:
                     value = int(value, 0)
                 except ValueError:
                     raise UsageError(f"{name} {value!r}: not a number") from None
             opts[key] = value
+        elif arg == "--entropy":
+            opts["entropy"] = True
         elif arg in ("-q", "--quiet"):
             opts["quiet"] = True
         elif arg in ("-h", "--help"):
@@ -64,11 +74,23 @@ def _parse_run(argv: list[str]) -> dict:
     return opts
 
 
+def _parse_drive(value: str, index: int) -> dict:
+    """--drive PATH[,ro][,root] -> a drive dict for VmSpec (drive id "drive<index>")."""
+    path, *flags = value.split(",")
+    if not path:
+        raise UsageError(f"--drive {value!r}: no image path")
+    unknown = [f for f in flags if f not in ("ro", "root")]
+    if unknown:
+        raise UsageError(f"--drive {value!r}: unknown flag {unknown[0]!r} (expected ro or root)")
+    return {"drive_id": f"drive{index}", "path": path, "read_only": "ro" in flags,
+            "is_root_device": "root" in flags}
+
+
 def _spec_from(opts: dict):
     from pyrite.vmm.builder import DEFAULT_CMDLINE, VmSpec
     if opts["config_file"]:
-        if opts["image"]:
-            raise UsageError("give either IMAGE or --config-file, not both")
+        if opts["image"] or opts["drives"] or opts["entropy"]:
+            raise UsageError("give either IMAGE (with --drive/--entropy) or --config-file, not both")
         from pyrite.config import ConfigError, VmResources
         try:
             resources = VmResources.from_config_file(opts["config_file"])
@@ -94,8 +116,13 @@ def _spec_from(opts: dict):
             cmdline = " ".join(filter(None, [cmdline, quote_args(opts["args"])]))
         except ArgumentError as e:
             raise UsageError(str(e)) from None
-    return VmSpec(kernel=image, cmdline=cmdline, initrd=opts["initrd"],
-                  mem_mib=opts["mem_mib"], vcpus=opts["vcpus"])
+    from pyrite.vmm.builder import BuildError
+    try:
+        return VmSpec(kernel=image, cmdline=cmdline, initrd=opts["initrd"],
+                      mem_mib=opts["mem_mib"], vcpus=opts["vcpus"], drives=opts["drives"],
+                      entropy=opts["entropy"])
+    except BuildError as e:
+        raise UsageError(str(e)) from None
 
 
 def cmd_run(argv: list[str]) -> int:

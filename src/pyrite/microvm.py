@@ -18,16 +18,22 @@ __all__ = ["MicroVM", "VmExit", "BuildError"]
 
 class MicroVM:
     """One microVM. Console output is kept in `console_output` (and copied to `console`, a
-    binary file object, when given); `send_console_input()` types into the guest's serial port."""
+    binary file object, when given); `send_console_input()` types into the guest's serial port.
+
+    `drives` are virtio-blk disks: paths, pyrite.vmm.devices.DriveSpec, or dicts such as
+    {"drive_id": "rootfs", "path": "disk.img", "read_only": False, "is_root_device": True}
+    (Firecracker's path_on_host / is_read_only are accepted too); `entropy=True` adds a
+    virtio-rng device (or a dict {"rate_limiter": {...}})."""
 
     def __init__(self, kernel, *, cmdline: str = DEFAULT_CMDLINE, initrd=None, mem_mib: int = 128,
-                 vcpus: int = 1, console=None, boot_timer=None):
+                 vcpus: int = 1, console=None, boot_timer=None, drives=(), entropy=None):
         self._sink = BufferSink(tee=console)
         self._input_r, self._input_w = os.pipe()
         os.set_blocking(self._input_r, False)
         try:
             self._vmm = build_for_boot(VmSpec(kernel=kernel, cmdline=cmdline, initrd=initrd,
-                                              mem_mib=mem_mib, vcpus=vcpus),
+                                              mem_mib=mem_mib, vcpus=vcpus, drives=drives,
+                                              entropy=entropy),
                                        console_out=self._sink, console_in=self._input_r,
                                        on_boot_timer=boot_timer)
         except BaseException:
@@ -75,6 +81,13 @@ class MicroVM:
 
     def send_console_input(self, data: bytes) -> None:
         os.write(self._input_w, data)
+
+    def update_drive(self, drive_id: str, path: str | None = None, rate_limiter: dict | None = None) -> None:
+        """Swap a running drive's backing file and/or rate limiter (Firecracker's PATCH /drives)."""
+        self._vmm.update_drive(drive_id, path, rate_limiter)
+
+    def device_metrics(self) -> dict[str, dict[str, int]]:
+        return self._vmm.device_metrics()
 
     @property
     def vmm(self):

@@ -148,3 +148,43 @@ def test_request_metrics(api):
     assert line["get_api_requests"]["instance_info_count"] == 1
     # incremental counters restart after each flush, as Firecracker's SharedIncMetric
     assert json.loads(api.metrics.line())["put_api_requests"]["machine_cfg_count"] == 0
+
+
+def test_instance_start_hands_over_the_machine_made_ahead(api):
+    """The KVM VM made by the main thread before InstanceStart goes to the build, once."""
+    made_ahead = object()  # stands for the (System, Vm) pair of boot.prepare_main_thread()
+    api.machine = made_ahead
+    call(api, "PUT", "/boot-source", {"kernel_image_path": api.kernel})
+    assert call(api, "PUT", "/actions", {"action_type": "InstanceStart"}).status == 204
+    assert api.booted[0].kwargs["machine"] is made_ahead
+    assert api.machine is None
+
+
+def test_boot_timer_device_only_with_the_flag(tmp_path):
+    """Firecracker attaches the boot timer only with --boot-timer."""
+    for flag in (False, True):
+        booted = []
+
+        def fake_boot(resources, **kwargs):  # TEST DOUBLE of pyrite.api.boot.boot_microvm
+            vm = FakeMicroVm()
+            vm.kwargs = kwargs
+            booted.append(vm)
+            return vm
+
+        controller = ApiController(boot=fake_boot, logger=Logger(level="Off"), metrics=Metrics(), boot_timer=flag)
+        kernel = tmp_path / "vmlinux"
+        kernel.write_bytes(b"\x7fELF")
+        call(controller, "PUT", "/boot-source", {"kernel_image_path": str(kernel)})
+        assert call(controller, "PUT", "/actions", {"action_type": "InstanceStart"}).status == 204
+        assert (booted[0].kwargs["on_boot_timer"] is not None) is flag
+
+
+def test_every_route_body_names_a_model():
+    """Routes name their body models (loaded on first use): each name must resolve."""
+    from pyrite.api.routes import ANY_JSON, ROUTES
+    from pyrite.config.decode import ANY
+    for route in ROUTES:
+        if route.body == ANY_JSON:
+            assert route.body_type() is ANY, route
+        elif route.body is not None:
+            assert route.body_type().cls.__name__ == route.body, route

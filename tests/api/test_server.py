@@ -305,3 +305,20 @@ def test_api_socket_is_ready_quickly(tmp_path):
         assert r.status == 200
     finally:
         v.stop()
+
+
+def test_first_answer_needs_no_heavy_imports():
+    """GET / is answered without the modules that cost milliseconds of every VMM's start
+    (socket.py and its enum, the resource models, the JSON reader, KVM, the builder): they
+    load after the socket is up, or with the first request that needs them."""
+    script = (
+        "import sys\n"
+        "from pyrite.api import cli, server\n"
+        "from pyrite.api.controller import ApiController\n"
+        "assert ApiController(instance_id='x').handle('GET', '/', None).status == 200\n"
+        "heavy = ('socket', 'enum', 'pyrite.config.models', 'pyrite.config.resources', 'pyrite.config.decode',\n"
+        "         'pyrite.kvm', 'pyrite.vmm.builder')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

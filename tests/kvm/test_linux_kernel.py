@@ -1,7 +1,8 @@
 """A real Linux kernel (Debian's cloud kernel, a bzImage with an lz4 payload and a PVH note)
 booted by pyrite: its banner, the command line and the e820 map must be exactly what pyrite
-gave it. On our PVM hosts it later stops on an instruction KVM cannot emulate at CPL 0;
-pyrite must report that clearly (elsewhere it runs on and panics for lack of a root disk)."""
+gave it, and it must find every vCPU in pyrite's ACPI tables (it has no MP-table support).
+On our PVM hosts it later stops on an instruction KVM cannot emulate at CPL 0; pyrite must
+report that clearly (elsewhere it runs on and panics for lack of a root disk)."""
 from __future__ import annotations
 
 import re
@@ -13,9 +14,12 @@ from linux_kernel import debian_vmlinuz
 
 
 MEM_MIB = 256
+VCPUS = 2
 # earlyprintk: the 8250 console proper registers only after the point where PVM gives up.
 CMDLINE = "console=ttyS0 earlyprintk=serial reboot=k panic=1 pci=off pyrite.test=e820-check"
 E820_LINE = re.compile(rb"BIOS-e820: \[mem 0x([0-9a-f]+)-0x([0-9a-f]+)\] (\w+)")
+# e.g. "ACPI: APIC 0x00000000000A01C2 000048 (v06 PYRITE PYVMMADT ..."
+ACPI_TABLE_LINE = re.compile(rb"ACPI: (\w{4}) 0x([0-9A-F]{16}) ([0-9A-F]{6}) \(v(\d\d) PYRITE")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,7 @@ def vmlinuz():
 @pytest.fixture(scope="module")
 def boot(vmlinuz, kvm):
     import pyrite
-    with pyrite.MicroVM(kernel=str(vmlinuz), cmdline=CMDLINE, mem_mib=MEM_MIB) as vm:
+    with pyrite.MicroVM(kernel=str(vmlinuz), cmdline=CMDLINE, mem_mib=MEM_MIB, vcpus=VCPUS) as vm:
         vm.start()
         result = vm.wait(timeout=300)
         if result is None:
@@ -47,6 +51,23 @@ def test_banner_command_line_and_e820_match_what_pyrite_gave(boot):
     seen = [e for e in seen if (e[0], e[0] + e[1]) != (0xA0000, 0x100000)]
     expected = [(addr, size, b"usable") for addr, size, kind in layout.e820_map(MEM_MIB << 20) if kind == 1]
     assert seen == expected
+
+
+def test_the_kernel_reads_pyrites_acpi_tables_and_finds_every_vcpu(boot):
+    from pyrite.arch.x86_64.acpi import parse_acpi, write_acpi_tables
+    from pyrite.memory import GuestMemory
+    console, _ = boot
+    mem = GuestMemory([(0, 1 << 20)])
+    ours = parse_acpi(mem, write_acpi_tables(mem, VCPUS))
+    mem.close()
+    # Debian's cloud kernel has no CONFIG_X86_MPPARSE: the MADT is its only source of CPUs.
+    seen = {sig: (int(addr, 16), int(length, 16), int(rev))
+            for sig, addr, length, rev in ACPI_TABLE_LINE.findall(console)}
+    expected = {t.signature: (t.address, t.length, t.revision) for t in ours.tables.values()}
+    expected[b"RSDP"] = (ours.rsdp_address, 36, ours.revision)
+    assert seen == expected, console[:4000]
+    assert b"ACPI: Using ACPI (MADT) for SMP configuration information" in console
+    assert f"smpboot: Allowing {VCPUS} CPUs, 0 hotplug CPUs".encode() in console
 
 
 def test_the_kernel_ends_with_a_clear_report(boot):

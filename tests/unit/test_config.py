@@ -194,10 +194,9 @@ def test_devices_not_built_yet_are_validated_then_refused():
         r.add_drive("d", c.Drive(drive_id="d", is_root_device=True))
     assert str(e.value) == "Drive config error: Unable to create the virtio block device: Invalid block config."
     refusals = [
-        lambda: r.add_drive("d", c.Drive(drive_id="d", is_root_device=True, path_on_host="/x", is_read_only=False)),
+        lambda: r.add_drive("v", c.Drive(drive_id="v", is_root_device=False, socket="/tmp/vhost.sock")),
         lambda: r.add_network_interface("e", c.NetworkInterface(iface_id="e", host_dev_name="tap0")),
         lambda: r.set_vsock(c.Vsock(guest_cid=3, uds_path="/tmp/v.sock")),
-        lambda: r.set_entropy(c.Entropy()),
         lambda: r.set_balloon(c.Balloon(amount_mib=1, deflate_on_oom=True)),
         lambda: r.set_cpu_config(c.CpuConfig()),
         lambda: r.update_machine_config(c.MachineConfigUpdate(cpu_template="T2")),
@@ -214,7 +213,7 @@ def test_devices_not_built_yet_are_validated_then_refused():
 
 def test_supported_kinds_are_one_list(monkeypatch):
     """Lifting a refusal is one edit of SUPPORTED."""
-    monkeypatch.setattr(c.resources, "SUPPORTED", c.SUPPORTED | {"vsock"})
+    monkeypatch.setattr(c.errors, "SUPPORTED", c.SUPPORTED | {"vsock"})
     r = c.VmResources()
     r.set_vsock(c.Vsock(guest_cid=3, uds_path="/tmp/v.sock", vsock_id="old"))
     assert r.to_json()["vsock"] == {"guest_cid": 3, "uds_path": "/tmp/v.sock"}
@@ -241,9 +240,20 @@ def test_config_file(tmp_path):
         c.VmResources.from_config_file(tmp_path / "absent.json")
     assert "No such file or directory (os error 2)" in e.value.file_message
     cfg.write_text(json.dumps({"boot-source": {"kernel_image_path": str(kernel)},
-                               "drives": [{"drive_id": "root", "is_root_device": True, "path_on_host": "/x",
-                                           "is_read_only": True}]}))
-    with pytest.raises(c.NotSupportedYet):
+                               "drives": [{"drive_id": "data", "is_root_device": False, "path_on_host": "/y",
+                                           "is_read_only": False, "cache_type": "Writeback"},
+                                          {"drive_id": "root", "is_root_device": True, "path_on_host": "/x",
+                                           "is_read_only": True, "partuuid": "abcd-01",
+                                           "rate_limiter": {"ops": {"size": 5, "refill_time": 100}}}],
+                               "entropy": {}}))
+    spec = c.VmResources.from_config_file(cfg).to_vm_spec()
+    assert [(d.drive_id, d.path, d.read_only, d.is_root_device, d.partuuid, d.flush) for d in spec.drives] == [
+        ("data", "/y", False, False, None, True), ("root", "/x", True, True, "abcd-01", False)]
+    assert spec.drives[1].rate_limiter["ops"] == {"size": 5, "one_time_burst": None, "refill_time": 100}
+    assert spec.entropy is not None and spec.entropy.rate_limiter is None
+    cfg.write_text(json.dumps({"boot-source": {"kernel_image_path": str(kernel)},
+                               "drives": [{"drive_id": "v", "is_root_device": False, "socket": "/tmp/v.sock"}]}))
+    with pytest.raises(c.NotSupportedYet, match="vhost-user block devices"):
         c.VmResources.from_config_file(cfg)
 
 

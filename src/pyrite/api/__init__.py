@@ -5,3 +5,5 @@
     boot.py        the one call into the VMM builder              cli.py      pyrite-vmm
     logger.py / metrics.py   Firecracker's log lines and metrics JSON lines
 """
+
+API_VERSION = "1.16.1"   # the Firecracker API pyrite implements (GET /version, GET /, --version)

@@ -16,15 +16,38 @@ from __future__ import annotations
 import time
 
 
-def prepare_main_thread() -> None:
+def prepare_main_thread():
     """Call from the main thread, after the API socket is up: installs the vCPU kick signal
-    handler (signal.signal works only there) and imports the builder ahead of InstanceStart."""
+    handler (signal.signal works only there), creates the KVM VM with its irqchip and PIT, and
+    imports the builder, all ahead of InstanceStart.
+
+    Returns the (System, Vm) pair for `boot_microvm(machine=...)`, or None when KVM cannot be
+    opened here (InstanceStart then reports why). Creating it early matters beyond the ioctls:
+    the kernel work KVM_CREATE_IRQCHIP leaves behind delays the first memory slot by 5-10 ms
+    unless it has finished by then (see pyrite.vmm.machine). Whoever holds the pair and does
+    not boot it closes it with `release_machine`."""
     try:
-        from pyrite.kvm import kick_signal
+        from pyrite.kvm import KvmError, kick_signal
+        from pyrite.vmm.machine import create_machine
+    except ImportError:
+        return None  # InstanceStart will report what is missing
+    kick_signal()
+    try:
+        machine = create_machine()
+    except (KvmError, OSError):
+        machine = None
+    try:
         import pyrite.vmm.builder  # noqa: F401
     except ImportError:
-        return  # InstanceStart will report what is missing
-    kick_signal()
+        pass
+    return machine
+
+
+def release_machine(machine) -> None:
+    """Close a (System, Vm) pair from prepare_main_thread() that was never booted."""
+    system, vm = machine
+    vm.close()
+    system.close()
 
 
 class StartError(Exception):
@@ -72,6 +95,10 @@ class MicroVmHandle:
     def exit_counts(self) -> dict[str, int]:
         return self._vmm.exit_counts()
 
+    def update_drive(self, drive_id: str, path: str | None, rate_limiter: dict | None) -> None:
+        """PATCH /drives: swap the backing file and/or the rate limiter (DeviceUpdateError)."""
+        self._vmm.update_drive(drive_id, path, rate_limiter)
+
 
 # Firecracker's vcpu metric names for the exit kinds pyrite's vCPU threads count.
 _EXIT_METRICS = {"IoIn": "exit_io_in", "IoOut": "exit_io_out", "MmioRead": "exit_mmio_read",
@@ -79,19 +106,25 @@ _EXIT_METRICS = {"IoIn": "exit_io_in", "IoOut": "exit_io_out", "MmioRead": "exit
 
 
 def boot_microvm(resources, *, serial_out=None, on_boot_timer=None, metrics=None,
-                 start_ns: int | None = None) -> MicroVmHandle:
+                 start_ns: int | None = None, machine=None) -> MicroVmHandle:
     """Build the microVM described by `resources` (validated pyrite.config.VmResources) and
-    start its vCPUs. Raises StartError with the builder's message."""
+    start its vCPUs. `on_boot_timer` None means no boot timer device (Firecracker attaches it
+    only with --boot-timer). `machine` is prepare_main_thread()'s pair or None; the build owns
+    it from here, failed or not. Raises StartError with the builder's message."""
     try:
-        from pyrite.vmm.builder import BuildError, build_for_boot
-    except ImportError as e:
-        raise StartError(f"the VMM builder is not available: {e}") from None
-    spec = resources.to_vm_spec()
-    kwargs = {"console_out": serial_out, "start_ns": start_ns if start_ns is not None else time.monotonic_ns()}
-    # Firecracker attaches the boot timer device only with --boot-timer.
-    kwargs["on_boot_timer"] = on_boot_timer if resources.boot_timer else None
+        try:
+            from pyrite.vmm.builder import BuildError, build_for_boot
+        except ImportError as e:
+            raise StartError(f"the VMM builder is not available: {e}") from None
+        spec = resources.to_vm_spec()
+    except BaseException:
+        if machine is not None:
+            release_machine(machine)
+        raise
+    start_ns = start_ns if start_ns is not None else time.monotonic_ns()
     try:
-        vmm = build_for_boot(spec, **kwargs)
+        vmm = build_for_boot(spec, console_out=serial_out, on_boot_timer=on_boot_timer, start_ns=start_ns,
+                             machine=machine)
     except BuildError as e:
         raise StartError(str(e)) from None
     handle = MicroVmHandle(vmm)

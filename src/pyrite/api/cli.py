@@ -17,6 +17,7 @@ PROCESS_START_CPU_NS = time.process_time_ns()
 import os  # noqa: E402
 import sys  # noqa: E402
 
+from . import API_VERSION  # noqa: E402
 from .logger import LOGGER, LEVELS, LoggerError  # noqa: E402
 
 PYRITE_VERSION = "0.1.0"
@@ -108,17 +109,12 @@ def parse_args(argv: list[str]) -> dict:
 
 
 def help_text() -> str:
-    lines = [f"Firecracker v{_api_version()} (pyrite {PYRITE_VERSION})", "", "optional arguments:"]
+    lines = [f"Firecracker v{API_VERSION} (pyrite {PYRITE_VERSION})", "", "optional arguments:"]
     for a in ARGS:
         left = f"  --{a.name}" + (f" <{a.name}>" if a.takes_value else "")
         default = f' [default: "{a.default}"]' if a.default is not None else ""
         lines.append(f"{left:<60}{a.help}{default}")
     return "\n".join(lines) + "\n"
-
-
-def _api_version() -> str:
-    from .controller import API_VERSION
-    return API_VERSION
 
 
 def _usize(args: dict, name: str) -> int | None:
@@ -156,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(help_text())
         return EXIT_OK
     if "version" in args:
-        sys.stdout.write(f"Firecracker v{_api_version()} (pyrite {PYRITE_VERSION})\n\n")
+        sys.stdout.write(f"Firecracker v{API_VERSION} (pyrite {PYRITE_VERSION})\n\n")
         return EXIT_OK
     try:
         _check_instance_id(args["id"])
@@ -170,18 +166,19 @@ def main(argv: list[str] | None = None) -> int:
     LOGGER.instance_id = args["id"]
     level = args.get("level")
     if level is not None:
-        from pyrite.config.models import _LEVEL_ALIASES
-        if level.lower() not in _LEVEL_ALIASES:
+        from pyrite.config.levels import parse_level
+        try:
+            level = parse_level(level)
+        except ValueError:
             return _fail(f"Invalid value for logger level: Failed to parse string to level filter: {level}."
                          "Possible values: [Error, Warning, Info, Debug]", EXIT_BAD_CONFIGURATION)
-        level = _LEVEL_ALIASES[level.lower()]
     try:
         LOGGER.configure(log_path=args.get("log-path"), level=level,
                          show_level=True if "show-level" in args else None,
                          show_log_origin=True if "show-log-origin" in args else None, module=args.get("module"))
     except LoggerError as e:
         return _fail(f"Could not initialize logger: {e}", EXIT_GENERIC)
-    LOGGER.info(f"Running Firecracker v{_api_version()} (pyrite {PYRITE_VERSION})")
+    LOGGER.info(f"Running Firecracker v{API_VERSION} (pyrite {PYRITE_VERSION})")
 
     from .metrics import METRICS, MetricsError
     if "metrics-path" in args:
@@ -206,10 +203,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _refuse_unsupported(args: dict) -> str | None:
-    from pyrite.config import FEATURES
     if "metadata" in args:
+        from pyrite.config import FEATURES
         return f"The requested operation is not supported: pyrite does not support {FEATURES['mmds']} yet."
     if "describe-snapshot" in args or "snapshot-version" in args:
+        from pyrite.config import FEATURES
         return f"The requested operation is not supported: pyrite does not support {FEATURES['snapshot']} yet."
     if "seccomp-filter" in args:
         return "The requested operation is not supported: pyrite does not support custom seccomp filters yet."
@@ -217,12 +215,13 @@ def _refuse_unsupported(args: dict) -> str | None:
 
 
 def _run(args: dict, payload_limit: int, metrics) -> int:
-    from pyrite.config import ConfigError, VmResources
+    from pyrite.config.errors import ConfigError
     from .boot import boot_microvm
     from .controller import ApiController, Fault
 
-    resources = VmResources()
+    resources = None  # without a config file, the controller makes the default ones when first needed
     if "config-file" in args:
+        from pyrite.config.resources import VmResources
         try:
             resources = VmResources.from_config_file(args["config-file"])
             if resources.logger is not None:
@@ -238,9 +237,9 @@ def _run(args: dict, payload_limit: int, metrics) -> int:
                          f"single json failed: {text}", EXIT_GENERIC)
         except Exception as e:  # metrics init
             return _fail(f"Could not initialize metrics: {e}", EXIT_GENERIC)
-    resources.boot_timer = "boot-timer" in args
 
-    controller = ApiController(resources, instance_id=args["id"], boot=boot_microvm, metrics=metrics)
+    controller = ApiController(resources, instance_id=args["id"], boot=boot_microvm, metrics=metrics,
+                               boot_timer="boot-timer" in args)
     controller.boot_ready.clear()  # until prepare_main_thread() below
     server = None
     if "no-api" not in args:
@@ -259,7 +258,8 @@ def _run(args: dict, payload_limit: int, metrics) -> int:
 
     try:
         from .boot import prepare_main_thread
-        prepare_main_thread()  # after the socket is up: it costs tens of ms of imports
+        # After the socket is up: the KVM VM and the builder's imports cost tens of ms.
+        controller.machine = prepare_main_thread()
         controller.boot_ready.set()
         if "config-file" in args:
             try:
@@ -284,6 +284,10 @@ def _run(args: dict, payload_limit: int, metrics) -> int:
             pass
         if server is not None:
             server.stop()
+        if controller.machine is not None:  # made ahead, never booted
+            from .boot import release_machine
+            release_machine(controller.machine)
+            controller.machine = None
         if controller.vmm is not None and controller.vmm.wait(0) is not None:
             controller.vmm.close()  # joins the vCPU threads, releases KVM and guest memory
     vmm_exit = getattr(controller.vmm, "exit", None) if controller.vmm is not None else None

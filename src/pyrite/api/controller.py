@@ -10,14 +10,16 @@ from __future__ import annotations
 import threading
 import time
 
-from pyrite.config import (ConfigError, NotSupportedYet, VmResources, require_supported)
-from pyrite.config.decode import DecodeError, decode, encode_json
+# Not the models, VmResources or the JSON reader: GET / is answered without them (they load
+# with the first request body, or the first use of `resources`).
+from pyrite.config.encode import encode_json
+from pyrite.config.errors import ConfigError, NotSupportedYet, require_supported
 
+from . import API_VERSION
 from .logger import LOGGER, LoggerError
 from .metrics import METRICS, MetricsError
 from .routes import POST_BOOT, PRE_BOOT, Route, RouteError, resolve
 
-API_VERSION = "1.16.1"   # the Firecracker API pyrite implements (GET /version, GET /)
 APP_NAME = "Firecracker"  # what GET / reports: clients check it
 
 NOT_SUPPORTED_PRE_BOOT = "The requested operation is not supported before starting the microVM."
@@ -65,10 +67,11 @@ class ApiController:
     """Owns the VmResources before boot and the microVM after. `boot` is
     pyrite.api.boot.boot_microvm (or a test double with the same signature)."""
 
-    def __init__(self, resources: VmResources | None = None, *, instance_id: str = "anonymous-instance",
-                 boot=None, logger=LOGGER, metrics=METRICS, serial_out=None):
-        self.resources = resources if resources is not None else VmResources()
+    def __init__(self, resources=None, *, instance_id: str = "anonymous-instance",
+                 boot=None, logger=LOGGER, metrics=METRICS, serial_out=None, boot_timer: bool = False):
+        self._resources = resources   # pyrite.config.VmResources; a default one is made on first use
         self.instance_id = instance_id
+        self.boot_timer = boot_timer  # --boot-timer: attach the boot timer device and log the guest's signal
         self._boot = boot
         self.logger = logger
         self.metrics = metrics
@@ -78,7 +81,19 @@ class ApiController:
         self.boot_ready = threading.Event()  # the main thread has prepared for vCPU threads
         self.boot_ready.set()
         self.boot_path = False             # a boot-specific resource was configured (no snapshot load then)
+        self.machine = None                # a KVM VM made ahead of InstanceStart (boot.prepare_main_thread)
         self._lock = threading.Lock()
+
+    @property
+    def resources(self):
+        if self._resources is None:
+            from pyrite.config.resources import VmResources
+            self._resources = VmResources()
+        return self._resources
+
+    @resources.setter
+    def resources(self, resources) -> None:
+        self._resources = resources
 
     # ------------------------------------------------------------------ entry point
     def handle(self, method: str, path: str, body: bytes | None) -> Response:
@@ -90,8 +105,9 @@ class ApiController:
             route, params = resolve(method, path, body is not None)
             payload = None
             if route.body is not None and body is not None:
+                from pyrite.config.decode import DecodeError, decode
                 try:
-                    payload = decode(body, route.body)
+                    payload = decode(body, route.body_type())
                 except DecodeError as e:
                     raise Fault("An error occurred when deserializing the json body of a request: "
                                 f"{e.describe(body)}.") from None
@@ -217,6 +233,7 @@ class ApiController:
 
     def start_microvm(self) -> None:
         """InstanceStart: build and start the microVM from the resources."""
+        start_ns = time.monotonic_ns()  # Firecracker's boot timer counts from InstanceStart
         if self.resources.boot_source is None:
             raise Fault("Start microvm error: Cannot start microvm without kernel configuration.")
         unsupported = self.resources.unsupported_in_use()
@@ -228,8 +245,11 @@ class ApiController:
         if not self.boot_ready.wait(30):
             raise Fault("Start microvm error: the VMM's main thread is not ready for vCPU threads.")
         try:
-            vmm = self._boot(self.resources, serial_out=self._serial_sink(), on_boot_timer=self._on_boot_timer,
-                             metrics=self.metrics, start_ns=time.monotonic_ns())  # Firecracker times from InstanceStart
+            serial_out = self._serial_sink()
+            machine, self.machine = self.machine, None  # the build owns it from here, failed or not
+            vmm = self._boot(self.resources, serial_out=serial_out,
+                             on_boot_timer=self._on_boot_timer if self.boot_timer else None,
+                             metrics=self.metrics, start_ns=start_ns, machine=machine)
         except StartError as e:
             raise Fault(f"Start microvm error: {e}") from None
         except ConfigError:
@@ -280,6 +300,13 @@ class ApiController:
 
     def op_patchGuestDriveByID(self, update, drive_id):
         require_supported("drives")
+        from pyrite.vmm.devices import DeviceUpdateError
+        rate_limiter = update.rate_limiter.to_json() if update.rate_limiter is not None else None
+        try:
+            self.vmm.update_drive(drive_id, update.path_on_host, rate_limiter)
+        except DeviceUpdateError as e:   # no such drive, a file that cannot be opened, a bad bucket
+            raise ConfigError("drives", f"Unable to patch the block device: {e} Please verify the "
+                                        f"request arguments.") from None
 
     def op_putGuestNetworkInterfaceByID(self, iface, iface_id):
         self.boot_path = True

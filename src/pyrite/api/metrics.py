@@ -16,7 +16,7 @@ import os
 import threading
 import time
 
-from pyrite.config.decode import encode_json
+from pyrite.config.encode import encode_json
 
 INC, STORE = "inc", "store"
 FLUSH_INTERVAL_S = 60

@@ -1,33 +1,41 @@
 """The API's routing table, as data: every path and method of Firecracker's swagger.
 
-A Route names its swagger operationId, the body type its JSON is decoded into, when the
+A Route names its swagger operationId, the model its JSON body is decoded into (a class of
+pyrite.config.models, by name: the models load with the first body, not with the API), when the
 operation is allowed (before InstanceStart, after it, or both, as Firecracker's
 PrebootApiController / RuntimeApiController decide), and the metric it counts under.
 Tests enumerate ROUTES against the swagger, so an operation cannot be forgotten.
 """
 from __future__ import annotations
 
-from pyrite.config import models as m
-from pyrite.config.decode import ANY, Struct
-
 PRE_BOOT, POST_BOOT, ANY_TIME = "pre-boot", "post-boot", "any time"
+ANY_JSON = "any JSON"  # a body taken as it is (MMDS data), not a model
 
 
 class Route:
     __slots__ = ("method", "pattern", "operation", "body", "body_required", "phase", "metric", "id_field",
-                 "segments")
+                 "segments", "_body_type")
 
     def __init__(self, method: str, pattern: str, operation: str, body=None, *, phase: str = ANY_TIME,
                  metric: str | None = None, id_field: str | None = None, body_required: bool = True):
         self.method = method
         self.pattern = pattern
         self.operation = operation          # the swagger operationId, also the handler's name
-        self.body = body                    # a decode type, or None for no body
+        self.body = body                    # a model's name, ANY_JSON, or None for no body
         self.body_required = body_required
         self.phase = phase
         self.metric = metric                # "<group>.<name>": counts <name>_count and <name>_fails
         self.id_field = id_field            # body field that must equal the path's {id}
         self.segments = tuple(pattern.strip("/").split("/")) if pattern != "/" else ()
+        self._body_type = None
+
+    def body_type(self):
+        """The pyrite.config.decode type the body is decoded with."""
+        if self._body_type is None:
+            from pyrite.config import models
+            from pyrite.config.decode import ANY, Struct
+            self._body_type = ANY if self.body == ANY_JSON else Struct(getattr(models, self.body))
+        return self._body_type
 
     def match(self, segments: tuple[str, ...]) -> dict | None:
         if len(segments) != len(self.segments):
@@ -44,59 +52,55 @@ class Route:
         return f"Route({self.method} {self.pattern} -> {self.operation})"
 
 
-def _s(cls):
-    return Struct(cls)
-
-
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/", "describeInstance", metric="get_api_requests.instance_info"),
     Route("GET", "/version", "getFirecrackerVersion", metric="get_api_requests.vmm_version"),
     Route("GET", "/machine-config", "getMachineConfiguration", metric="get_api_requests.machine_cfg"),
     Route("GET", "/vm/config", "getExportVmConfig"),
-    Route("PUT", "/actions", "createSyncAction", _s(m.InstanceAction), metric="put_api_requests.actions"),
-    Route("PUT", "/machine-config", "putMachineConfiguration", _s(m.MachineConfig), phase=PRE_BOOT,
+    Route("PUT", "/actions", "createSyncAction", "InstanceAction", metric="put_api_requests.actions"),
+    Route("PUT", "/machine-config", "putMachineConfiguration", "MachineConfig", phase=PRE_BOOT,
           metric="put_api_requests.machine_cfg"),
-    Route("PATCH", "/machine-config", "patchMachineConfiguration", _s(m.MachineConfigUpdate), phase=PRE_BOOT,
+    Route("PATCH", "/machine-config", "patchMachineConfiguration", "MachineConfigUpdate", phase=PRE_BOOT,
           metric="patch_api_requests.machine_cfg"),
-    Route("PUT", "/boot-source", "putGuestBootSource", _s(m.BootSource), phase=PRE_BOOT,
+    Route("PUT", "/boot-source", "putGuestBootSource", "BootSource", phase=PRE_BOOT,
           metric="put_api_requests.boot_source"),
-    Route("PUT", "/cpu-config", "putCpuConfiguration", _s(m.CpuConfig), phase=PRE_BOOT,
+    Route("PUT", "/cpu-config", "putCpuConfiguration", "CpuConfig", phase=PRE_BOOT,
           metric="put_api_requests.cpu_cfg"),
-    Route("PUT", "/logger", "putLogger", _s(m.Logger), phase=PRE_BOOT, metric="put_api_requests.logger"),
-    Route("PUT", "/metrics", "putMetrics", _s(m.Metrics), phase=PRE_BOOT, metric="put_api_requests.metrics"),
-    Route("PUT", "/serial", "putSerialDevice", _s(m.Serial), phase=PRE_BOOT, metric="put_api_requests.serial"),
-    Route("PATCH", "/vm", "patchVm", _s(m.VmState), phase=POST_BOOT),
-    Route("PUT", "/drives/{drive_id}", "putGuestDriveByID", _s(m.Drive), phase=PRE_BOOT,
+    Route("PUT", "/logger", "putLogger", "Logger", phase=PRE_BOOT, metric="put_api_requests.logger"),
+    Route("PUT", "/metrics", "putMetrics", "Metrics", phase=PRE_BOOT, metric="put_api_requests.metrics"),
+    Route("PUT", "/serial", "putSerialDevice", "Serial", phase=PRE_BOOT, metric="put_api_requests.serial"),
+    Route("PATCH", "/vm", "patchVm", "VmState", phase=POST_BOOT),
+    Route("PUT", "/drives/{drive_id}", "putGuestDriveByID", "Drive", phase=PRE_BOOT,
           metric="put_api_requests.drive", id_field="drive_id"),
-    Route("PATCH", "/drives/{drive_id}", "patchGuestDriveByID", _s(m.DriveUpdate), phase=POST_BOOT,
+    Route("PATCH", "/drives/{drive_id}", "patchGuestDriveByID", "DriveUpdate", phase=POST_BOOT,
           metric="patch_api_requests.drive", id_field="drive_id"),
-    Route("PUT", "/network-interfaces/{iface_id}", "putGuestNetworkInterfaceByID", _s(m.NetworkInterface),
+    Route("PUT", "/network-interfaces/{iface_id}", "putGuestNetworkInterfaceByID", "NetworkInterface",
           phase=PRE_BOOT, metric="put_api_requests.network", id_field="iface_id"),
     Route("PATCH", "/network-interfaces/{iface_id}", "patchGuestNetworkInterfaceByID",
-          _s(m.NetworkInterfaceUpdate), phase=POST_BOOT, metric="patch_api_requests.network", id_field="iface_id"),
-    Route("PUT", "/pmem/{id}", "putGuestPmemByID", _s(m.Pmem), phase=PRE_BOOT, metric="put_api_requests.pmem",
+          "NetworkInterfaceUpdate", phase=POST_BOOT, metric="patch_api_requests.network", id_field="iface_id"),
+    Route("PUT", "/pmem/{id}", "putGuestPmemByID", "Pmem", phase=PRE_BOOT, metric="put_api_requests.pmem",
           id_field="id"),
-    Route("PATCH", "/pmem/{id}", "patchGuestPmemByID", _s(m.PmemUpdate), phase=POST_BOOT, id_field="id"),
-    Route("PUT", "/vsock", "putGuestVsock", _s(m.Vsock), phase=PRE_BOOT, metric="put_api_requests.vsock"),
-    Route("PUT", "/entropy", "putEntropyDevice", _s(m.Entropy), phase=PRE_BOOT),
+    Route("PATCH", "/pmem/{id}", "patchGuestPmemByID", "PmemUpdate", phase=POST_BOOT, id_field="id"),
+    Route("PUT", "/vsock", "putGuestVsock", "Vsock", phase=PRE_BOOT, metric="put_api_requests.vsock"),
+    Route("PUT", "/entropy", "putEntropyDevice", "Entropy", phase=PRE_BOOT),
     Route("GET", "/balloon", "describeBalloonConfig"),
-    Route("PUT", "/balloon", "putBalloon", _s(m.Balloon), phase=PRE_BOOT),
-    Route("PATCH", "/balloon", "patchBalloon", _s(m.BalloonUpdate), phase=POST_BOOT),
+    Route("PUT", "/balloon", "putBalloon", "Balloon", phase=PRE_BOOT),
+    Route("PATCH", "/balloon", "patchBalloon", "BalloonUpdate", phase=POST_BOOT),
     Route("GET", "/balloon/statistics", "describeBalloonStats", phase=POST_BOOT),
-    Route("PATCH", "/balloon/statistics", "patchBalloonStatsInterval", _s(m.BalloonStatsUpdate), phase=POST_BOOT),
-    Route("PATCH", "/balloon/hinting/start", "startBalloonHinting", _s(m.BalloonStartHinting), phase=POST_BOOT,
+    Route("PATCH", "/balloon/statistics", "patchBalloonStatsInterval", "BalloonStatsUpdate", phase=POST_BOOT),
+    Route("PATCH", "/balloon/hinting/start", "startBalloonHinting", "BalloonStartHinting", phase=POST_BOOT,
           body_required=False),
     Route("GET", "/balloon/hinting/status", "describeBalloonHinting", phase=POST_BOOT),
     Route("PATCH", "/balloon/hinting/stop", "stopBalloonHinting", phase=POST_BOOT),
-    Route("PUT", "/mmds", "putMmds", ANY, metric="put_api_requests.mmds"),
-    Route("PATCH", "/mmds", "patchMmds", ANY, metric="patch_api_requests.mmds"),
+    Route("PUT", "/mmds", "putMmds", ANY_JSON, metric="put_api_requests.mmds"),
+    Route("PATCH", "/mmds", "patchMmds", ANY_JSON, metric="patch_api_requests.mmds"),
     Route("GET", "/mmds", "getMmds", metric="get_api_requests.mmds"),
-    Route("PUT", "/mmds/config", "putMmdsConfig", _s(m.MmdsConfig), phase=PRE_BOOT),
-    Route("PUT", "/snapshot/create", "createSnapshot", _s(m.SnapshotCreate), phase=POST_BOOT),
-    Route("PUT", "/snapshot/load", "loadSnapshot", _s(m.SnapshotLoad), phase=PRE_BOOT),
-    Route("PUT", "/hotplug/memory", "putMemoryHotplug", _s(m.MemoryHotplug), phase=PRE_BOOT,
+    Route("PUT", "/mmds/config", "putMmdsConfig", "MmdsConfig", phase=PRE_BOOT),
+    Route("PUT", "/snapshot/create", "createSnapshot", "SnapshotCreate", phase=POST_BOOT),
+    Route("PUT", "/snapshot/load", "loadSnapshot", "SnapshotLoad", phase=PRE_BOOT),
+    Route("PUT", "/hotplug/memory", "putMemoryHotplug", "MemoryHotplug", phase=PRE_BOOT,
           metric="put_api_requests.hotplug_memory"),
-    Route("PATCH", "/hotplug/memory", "patchMemoryHotplug", _s(m.MemoryHotplugSizeUpdate), phase=POST_BOOT,
+    Route("PATCH", "/hotplug/memory", "patchMemoryHotplug", "MemoryHotplugSizeUpdate", phase=POST_BOOT,
           metric="patch_api_requests.hotplug_memory"),
     Route("GET", "/hotplug/memory", "getMemoryHotplug", metric="get_api_requests.hotplug_memory"),
 )

@@ -18,6 +18,8 @@ a struct is a record class (pyrite.config.models.Model) whose `SPEC` lists its f
 """
 from __future__ import annotations
 
+from .encode import encode_json, float_text  # encode_json: kept importable from here
+
 __all__ = [
     "DecodeError", "Type", "STR", "PATH", "BOOL", "U8", "U16", "U32", "U64", "USIZE", "I32", "ANY",
     "Opt", "Enum", "Seq", "Struct", "Custom", "F", "StructSpec", "REQUIRED", "decode", "encode_json", "line_column",
@@ -410,7 +412,7 @@ class _Reader:
             if c == 0x2D or 0x30 <= c <= 0x39:
                 kind, v = self.number()
                 if kind == "f":
-                    raise self.error(f"invalid type: floating point `{_float_text(v)}`, expected {t.expecting}")
+                    raise self.error(f"invalid type: floating point `{float_text(v)}`, expected {t.expecting}")
                 if not t.low <= v <= t.high:
                     raise self.error(f"invalid value: integer `{v}`, expected {t.expecting}")
                 return v
@@ -453,7 +455,7 @@ class _Reader:
             return "boolean `false`"
         if c == 0x2D or 0x30 <= c <= 0x39:
             kind, v = self.number()
-            return f"floating point `{_float_text(v)}`" if kind == "f" else f"integer `{v}`"
+            return f"floating point `{float_text(v)}`" if kind == "f" else f"integer `{v}`"
         if c == 0x22:
             return f"string {_rust_debug(self.string())}"
         if c == ord("["):
@@ -741,16 +743,6 @@ def _next_special(b: bytes, i: int, n: int) -> int:
     return end
 
 
-def _float_text(v: float) -> str:
-    """A float as serde prints it (ryu): 1.5, 100.0, 1e20, 1.8446744073709552e19, -0.0."""
-    text = repr(v)
-    if "e" in text:
-        mantissa, exp = text.split("e")
-        sign = "-" if exp.startswith("-") else ""
-        return f"{mantissa}e{sign}{exp.lstrip('+-').lstrip('0') or '0'}"
-    return text
-
-
 def _rust_debug(s: str) -> str:
     """A string as Rust's `{:?}` prints it."""
     out = ['"']
@@ -773,34 +765,3 @@ def _rust_debug(s: str) -> str:
             out.append(ch)
     out.append('"')
     return "".join(out)
-
-
-# ----------------------------------------------------------------------------- encoder
-_ESCAPE_OUT = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
-for _c in range(0x20):
-    _ESCAPE_OUT.setdefault(chr(_c), f"\\u{_c:04x}")
-_ESCAPE_TABLE = str.maketrans(_ESCAPE_OUT)
-del _c
-
-
-def encode_json(value) -> str:
-    """Compact JSON as serde_json writes it (no spaces, non-ASCII kept as is)."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, str):
-        return '"' + value.translate(_ESCAPE_TABLE) + '"'
-    if isinstance(value, int):
-        return str(int(value))
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            return "null"  # serde_json writes non-finite floats as null
-        return _float_text(value)
-    if isinstance(value, dict):
-        return "{" + ",".join(encode_json(str(k)) + ":" + encode_json(v) for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(encode_json(v) for v in value) + "]"
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .decode import (ANY, BOOL, PATH, REQUIRED, STR, U8, U16, U32, U64, USIZE, Custom, Enum, F, Opt,
                      Seq, Struct, StructSpec)
+from .levels import LOG_LEVELS, parse_level  # noqa: F401  (LOG_LEVELS: part of this module's names)
 
 
 class Model:
@@ -98,17 +99,6 @@ def _ipv4(text: str) -> str:
     return text
 
 
-LOG_LEVELS = ("Off", "Error", "Warning", "Info", "Debug", "Trace")
-_LEVEL_ALIASES = {"off": "Off", "error": "Error", "warning": "Warning", "warn": "Warning",
-                  "info": "Info", "debug": "Debug", "trace": "Trace"}
-
-
-def _level(text: str) -> str:
-    """Firecracker's LevelFilter: case-insensitive, "Warn" accepted for Warning."""
-    try:
-        return _LEVEL_ALIASES[text.lower()]
-    except KeyError:
-        raise ValueError("Invalid LevelFilter") from None
 
 
 def parse_number_string(text: str, what: str) -> int:
@@ -422,7 +412,7 @@ class Logger(Model):
     show_log_origin: bool | None = None
     module: str | None = None
     SPEC = StructSpec("LoggerConfig", (
-        F("log_path", Opt(PATH)), F("level", Opt(Custom(STR, _level))), F("show_level", Opt(BOOL)),
+        F("log_path", Opt(PATH)), F("level", Opt(Custom(STR, parse_level))), F("show_level", Opt(BOOL)),
         F("show_log_origin", Opt(BOOL)), F("module", Opt(STR))))
 
 

@@ -2,13 +2,15 @@
 `VmResources` is (src/vmm/src/resources.rs), with Firecracker's error messages.
 
 Devices that pyrite does not build yet are parsed and validated in full, then refused by
-`require_supported()`; `SUPPORTED` is the one list to extend as devices arrive.
+`require_supported()`; `SUPPORTED` (in errors.py) is the one list to extend as devices arrive.
 """
 from __future__ import annotations
 
 import os
 
 from .decode import ANY, STR, DecodeError, Opt, Seq, Struct, StructSpec, decode
+from . import errors
+from .errors import ConfigError, NotSupportedYet, io_error_text, require_supported
 from .models import (Balloon, BootSource, CpuConfig, Drive, Entropy, Logger, MachineConfig,
                      MachineConfigUpdate, MemoryHotplug, Metrics, MmdsConfig, NetworkInterface, Pmem,
                      Serial, Vsock)
@@ -18,87 +20,6 @@ DEFAULT_KERNEL_CMDLINE = ("reboot=k panic=1 nomodule 8250.nr_uarts=0 i8042.noaux
                           "i8042.dumbkbd swiotlb=noforce")
 CMDLINE_MAX_SIZE = 4096  # arch/x86_64 layout: the command line page, NUL included
 MAX_SUPPORTED_VCPUS = 32
-
-# ----------------------------------------------------------------------------- what pyrite builds
-# Resource kinds and features pyrite's VMM builds today. Everything else in FEATURES is
-# parsed and validated, then refused with 400 until its device arrives: add it here then.
-SUPPORTED: frozenset[str] = frozenset({"machine-config", "boot-source", "logger", "metrics", "serial"})
-
-FEATURES: dict[str, str] = {
-    "machine-config": "machine configuration",
-    "boot-source": "boot sources",
-    "logger": "the logger",
-    "metrics": "metrics",
-    "serial": "serial console configuration",
-    "drives": "block devices (drives)",
-    "network-interfaces": "network interfaces",
-    "vsock": "vsock devices",
-    "entropy": "entropy devices",
-    "balloon": "balloon devices",
-    "mmds": "the microVM metadata service (MMDS)",
-    "mmds-config": "the microVM metadata service (MMDS)",
-    "cpu-config": "custom CPU templates (cpu-config)",
-    "cpu-template": "static CPU templates (cpu_template)",
-    "smt": "simultaneous multithreading (smt)",
-    "huge-pages": "huge pages (huge_pages)",
-    "pmem": "virtio-pmem devices",
-    "memory-hotplug": "memory hotplug",
-    "snapshot": "snapshots",
-    "serial-rate-limiter": "serial output rate limiting",
-}
-
-# Prefixes Firecracker puts before a resource's error: over the API (VmmActionError) and in
-# a config file (ResourcesError).
-_API_PREFIX = {
-    "machine-config": "Machine config error: ", "boot-source": "Boot source error: ",
-    "drives": "Drive config error: ", "network-interfaces": "Network config error: ",
-    "vsock": "Vsock config error: ", "balloon": "Balloon config error: ",
-    "entropy": "Entropy device error: ", "mmds-config": "MMMDS config error: ",  # sic, as Firecracker
-    "logger": "Logger error: ", "metrics": "Metrics error: ", "start": "Start microvm error: ",
-    "pmem": "Pmem config error: ", "memory-hotplug": "Memory hotplug config error: ",
-}
-_FILE_PREFIX = {
-    "machine-config": "VM config error: ", "boot-source": "Boot source error: ",
-    "drives": "Block device error: ", "network-interfaces": "Network device error: ",
-    "vsock": "Vsock device error: ", "balloon": "Balloon device error: ",
-    "entropy": "Entropy device error: ", "mmds-config": "MMDS config error: ",
-    "logger": "Logger error: ", "metrics": "Metrics error: ", "json": "Invalid JSON: ",
-    "file": "File operation error: ", "pmem": "Pmem device error: ",
-}
-
-
-class ConfigError(Exception):
-    """A resource that cannot be configured. `str()` is Firecracker's API fault message;
-    `file_message` is what Firecracker says about the same fault in a config file."""
-
-    def __init__(self, resource: str, detail: str):
-        super().__init__(_API_PREFIX.get(resource, "") + detail)
-        self.resource = resource
-        self.detail = detail
-
-    @property
-    def file_message(self) -> str:
-        return _FILE_PREFIX.get(self.resource, "") + self.detail
-
-
-class NotSupportedYet(ConfigError):
-    def __init__(self, kind: str):
-        super().__init__("unsupported", f"The requested operation is not supported: "
-                                        f"pyrite does not support {FEATURES[kind]} yet.")
-        self.kind = kind
-
-
-def require_supported(kind: str) -> None:
-    if kind not in SUPPORTED:
-        raise NotSupportedYet(kind)
-
-
-def io_error_text(e: OSError) -> str:
-    """An OSError as Rust's io::Error prints it: 'No such file or directory (os error 2)'."""
-    if e.errno is None:
-        return str(e)
-    return f"{os.strerror(e.errno)} (os error {e.errno})"
-
 
 # ----------------------------------------------------------------------------- config file
 class _VmmConfigFile:
@@ -200,7 +121,6 @@ class VmResources:
         self.serial: Serial | None = None
         self.logger: Logger | None = None
         self.metrics: Metrics | None = None
-        self.boot_timer = False
 
     def __repr__(self) -> str:
         return f"VmResources({self.to_json()!r})"
@@ -344,6 +264,8 @@ class VmResources:
         if drive.is_root_device and any(d.is_root_device and d.drive_id != drive_id for d in self.drives):
             raise ConfigError("drives", "A root block device already exists!")
         require_supported("drives")
+        if is_vhost_user:
+            require_supported("vhost-user-drives")
         self._replace(self.drives, "drive_id", drive)
 
     def add_network_interface(self, iface_id: str, iface: NetworkInterface) -> None:
@@ -447,7 +369,7 @@ class VmResources:
             "huge-pages": self.machine_config.huge_pages != "None",
             "serial-rate-limiter": self.serial is not None and self.serial.rate_limiter is not None,
         }
-        return [k for k, on in used.items() if on and k not in SUPPORTED]
+        return [k for k, on in used.items() if on and k not in errors.SUPPORTED]
 
     def to_vm_spec(self):
         """What the VMM builder needs, once everything configured is something pyrite can build."""
@@ -457,9 +379,19 @@ class VmResources:
             raise NotSupportedYet(unsupported[0])
         if self.boot_source is None:
             raise ConfigError("boot-source", "Cannot start microvm without kernel configuration.")
+        from pyrite.vmm.devices import DriveSpec, EntropySpec
         bs, mc = self.boot_source, self.machine_config
+        # Firecracker offers VIRTIO_BLK_F_FLUSH only for cache_type "Writeback".
+        drives = [DriveSpec(d.drive_id, d.path_on_host, read_only=bool(d.is_read_only),
+                            is_root_device=d.is_root_device, partuuid=d.partuuid,
+                            rate_limiter=d.rate_limiter.to_json() if d.rate_limiter else None,
+                            flush=d.cache_type == "Writeback") for d in self.drives]
+        entropy = None
+        if self.entropy is not None:
+            limiter = self.entropy.rate_limiter
+            entropy = EntropySpec(limiter.to_json() if limiter else None)
         return VmSpec(kernel=bs.kernel_image_path, cmdline=self.kernel_cmdline, initrd=bs.initrd_path,
-                      mem_mib=mc.mem_size_mib, vcpus=mc.vcpu_count)
+                      mem_mib=mc.mem_size_mib, vcpus=mc.vcpu_count, drives=drives, entropy=entropy)
 
     # --- GET /vm/config
     def to_json(self) -> dict:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from pyrite import kvm
 from pyrite.arch.x86_64 import boot_cpu, cpuid, layout, msr
+from pyrite.arch.x86_64.acpi import write_acpi_tables
 from pyrite.arch.x86_64.bootparams import configure_boot
 from pyrite.arch.x86_64.loader import LoaderError, load_initrd, load_kernel
 from pyrite.arch.x86_64.mptable import write_mptable
@@ -20,6 +21,7 @@ from pyrite.devices.legacy.serial import Serial
 from pyrite.memory import GuestMemory
 from .bus import Bus
 from .console import FdSink, SerialConsole
+from .devices import DriveSpec, EntropySpec, attach_virtio_devices, kernel_cmdline, plan_slots
 from .event_loop import EventLoop
 from .exit import VmExit
 from .machine import create_machine
@@ -35,17 +37,24 @@ class BuildError(Exception):
 
 
 class VmSpec:
-    """What to boot: kernel and initrd (each a path, or the image itself), command line, size."""
-    __slots__ = ("kernel", "cmdline", "initrd", "mem_mib", "vcpus")
+    """What to boot: kernel and initrd (each a path, or the image itself), command line, size,
+    and virtio devices: drives (DriveSpec, or a path or dict for DriveSpec.coerce) and an
+    entropy device (EntropySpec, True or a dict)."""
+    __slots__ = ("kernel", "cmdline", "initrd", "mem_mib", "vcpus", "drives", "entropy")
 
     def __init__(self, kernel: str | os.PathLike | bytes, cmdline: str = DEFAULT_CMDLINE,
                  initrd: str | os.PathLike | bytes | None = None, mem_mib: int = 128,
-                 vcpus: int = 1):
+                 vcpus: int = 1, drives=(), entropy: EntropySpec | bool | dict | None = None):
         self.kernel = kernel
         self.cmdline = cmdline
         self.initrd = initrd
         self.mem_mib = mem_mib
         self.vcpus = vcpus
+        try:
+            self.drives: tuple[DriveSpec, ...] = tuple(DriveSpec.coerce(d, i) for i, d in enumerate(drives))
+            self.entropy: EntropySpec | None = EntropySpec.coerce(entropy)
+        except ValueError as e:
+            raise BuildError(str(e)) from None
 
     def validate(self) -> None:
         if not isinstance(self.vcpus, int) or not 1 <= self.vcpus <= MAX_VCPUS:
@@ -55,6 +64,10 @@ class VmSpec:
         host_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
         if self.mem_mib > host_mib:
             raise BuildError(f"memory size {self.mem_mib} MiB is more than this host has ({host_mib} MiB)")
+        try:
+            plan_slots(self.drives, self.entropy)
+        except ValueError as e:
+            raise BuildError(str(e)) from None
 
 
 def _image_source(what: str, source) -> tuple[object, str]:
@@ -112,7 +125,12 @@ def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = N
         initrd = None
         if initrd_image is not None:
             initrd = load_initrd(memory, initrd_image[0], kernel, mem_size, name=initrd_image[1])
-        params = configure_boot(memory, kernel, spec.cmdline.encode(), initrd, mem_size)
+        # ACPI tables for kernels without MP-table support; the MP table stays for those with.
+        rsdp_addr = write_acpi_tables(memory, spec.vcpus)
+        virtio_plans = plan_slots(spec.drives, spec.entropy)
+        cmdline = kernel_cmdline(spec.cmdline, virtio_plans)
+        params = configure_boot(memory, kernel, cmdline.encode(), initrd, mem_size,
+                                rsdp_addr=rsdp_addr)
         write_mptable(memory, spec.vcpus)
 
         control = RunControl(spec.vcpus)
@@ -121,6 +139,8 @@ def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = N
         finish = lambda result: vmm_box[0].finish(result)  # noqa: E731
         devices = _attach_legacy_devices(vm, pio, mmio, closers, finish, console_out, start_ns, on_boot_timer)
         event_loop = EventLoop()
+        virtio = attach_virtio_devices(vm, mmio, memory, event_loop, virtio_plans,
+                                       lambda gsi: _irq_line(vm, gsi, closers), closers)
         if console_in is not None:
             _attach_console_input(event_loop, devices["serial_console"], console_in)
 
@@ -144,7 +164,7 @@ def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = N
         _close_all(closers)
         raise
     vmm = Vmm(system=system, vm=vm, memory=memory, vcpus=threads, control=control,
-              event_loop=event_loop, devices=devices, closers=closers)
+              event_loop=event_loop, devices=devices, closers=closers, virtio=virtio)
     vmm.kernel, vmm.boot_params = kernel, params
     vmm_box.append(vmm)
     return vmm

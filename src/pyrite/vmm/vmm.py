@@ -12,7 +12,7 @@ NOT_STARTED, RUNNING, PAUSED = "Not started", "Running", "Paused"
 
 class Vmm:
     def __init__(self, *, system, vm, memory, vcpus: list[VcpuThread], control: RunControl,
-                 event_loop, devices: dict, closers: list):
+                 event_loop, devices: dict, closers: list, virtio: list | None = None):
         self.system = system
         self.vm = vm
         self.memory = memory
@@ -20,6 +20,7 @@ class Vmm:
         self.control = control
         self.event_loop = event_loop
         self.devices = devices
+        self.virtio = virtio or []   # pyrite.vmm.devices.VirtioSlot, in MMIO slot order
         self._closers = closers
         self._exit: VmExit | None = None
         self._done = threading.Event()
@@ -95,13 +96,34 @@ class Vmm:
             for v in self.vcpus:
                 if v.thread.is_alive():
                     v.thread.join(timeout=2)
-            self.event_loop.stop()
+        self.event_loop.stop()   # also closes its epoll fd when it never ran
         for close in reversed(self._closers):
             try:
                 close()
             except Exception:
                 pass
         self._closers.clear()
+
+    # virtio devices ----------------------------------------------------------------------
+    def _drive_slot(self, drive_id: str):
+        for slot in self.virtio:
+            if slot.kind == "block" and slot.id == drive_id:
+                return slot
+        from .devices import DeviceUpdateError
+        raise DeviceUpdateError(f"drive {drive_id}: no such drive")
+
+    def update_drive(self, drive_id: str, path: str | None = None, rate_limiter: dict | None = None) -> None:
+        """PATCH /drives after boot: swap the backing file (the guest gets a configuration change
+        interrupt and the new capacity) and/or update the rate limiter's buckets."""
+        slot = self._drive_slot(drive_id)
+        if path is not None:
+            slot.update_backend(path)
+        if rate_limiter is not None:
+            slot.update_rate_limiter(rate_limiter)
+
+    def device_metrics(self) -> dict[str, dict[str, int]]:
+        """Cumulative counters per virtio device: "block_<drive_id>" and "entropy"."""
+        return {(f"block_{s.id}" if s.kind == "block" else "entropy"): s.metrics() for s in self.virtio}
 
     def exit_counts(self) -> dict[str, int]:
         total: dict[str, int] = {}

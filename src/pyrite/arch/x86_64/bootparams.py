@@ -45,6 +45,7 @@ HVM_MEMMAP_ENTRY = struct.Struct("<QQII")                  # addr size type rese
 
 # --- Linux: struct boot_params (the zero page) -----------------------------------------------
 ZERO_PAGE_SIZE = 4096
+ZP_ACPI_RSDP_ADDR = 0x070          # boot_params.acpi_rsdp_addr (Linux 5.0+; was 2.14's header field)
 ZP_EXT_RAMDISK_IMAGE = 0x0C0
 ZP_EXT_RAMDISK_SIZE = 0x0C4
 ZP_EXT_CMD_LINE_PTR = 0x0C8
@@ -86,17 +87,21 @@ INITRD_MODULE_STRING = b"initrd\0"
 
 
 def configure_boot(mem: GuestMemory, kernel: LoadResult, cmdline: bytes,
-                   initrd: tuple[int, int] | None, mem_size: int) -> BootParams:
-    """Write the command line and the protocol's boot structures; say how to start the vCPU."""
+                   initrd: tuple[int, int] | None, mem_size: int,
+                   rsdp_addr: int = 0) -> BootParams:
+    """Write the command line and the protocol's boot structures; say how to start the vCPU.
+
+    ``rsdp_addr`` (0: none) is the ACPI RSDP that acpi.write_acpi_tables() wrote; PVH and the
+    zero page pass it on, Multiboot 1 has no field for it (a guest scans 0xE0000 for it)."""
     if kernel.protocol == "multiboot":
         # Multiboot loaders (GRUB, QEMU: "%s %s") pass the image path as the command line's first word.
         cmdline = kernel.image.encode() + b" " + cmdline
     write_cmdline(mem, cmdline, _cmdline_limit(kernel))
     if kernel.protocol == "pvh":
-        _write_pvh(mem, initrd, mem_size)
+        _write_pvh(mem, initrd, mem_size, rsdp_addr)
         regs = {"rbx": PVH_INFO_START}
     elif kernel.protocol == "linux64":
-        _write_zero_page(mem, kernel, cmdline, initrd, mem_size)
+        _write_zero_page(mem, kernel, cmdline, initrd, mem_size, rsdp_addr)
         regs = {"rsi": ZERO_PAGE_START}
     elif kernel.protocol == "multiboot":
         _write_multiboot_info(mem, initrd, mem_size)
@@ -127,7 +132,8 @@ def write_cmdline(mem: GuestMemory, cmdline: bytes, limit: tuple[int, str]) -> N
     mem.write(CMDLINE_START, cmdline + b"\0")
 
 
-def _write_pvh(mem: GuestMemory, initrd: tuple[int, int] | None, mem_size: int) -> None:
+def _write_pvh(mem: GuestMemory, initrd: tuple[int, int] | None, mem_size: int,
+               rsdp_addr: int = 0) -> None:
     memmap = e820_map(mem_size)
     for i, (addr, size, kind) in enumerate(memmap):
         mem.write(PVH_MEMMAP_START + i * HVM_MEMMAP_ENTRY.size,
@@ -137,12 +143,12 @@ def _write_pvh(mem: GuestMemory, initrd: tuple[int, int] | None, mem_size: int) 
         mem.write(PVH_MODLIST_START, HVM_MODLIST_ENTRY.pack(initrd[0], initrd[1], 0, 0))
         nr_modules, modlist = 1, PVH_MODLIST_START
     mem.write(PVH_INFO_START, HVM_START_INFO.pack(
-        PVH_START_MAGIC, PVH_START_VERSION, 0, nr_modules, modlist, CMDLINE_START, 0,
+        PVH_START_MAGIC, PVH_START_VERSION, 0, nr_modules, modlist, CMDLINE_START, rsdp_addr,
         PVH_MEMMAP_START, len(memmap), 0))
 
 
 def _write_zero_page(mem: GuestMemory, kernel: LoadResult, cmdline: bytes,
-                     initrd: tuple[int, int] | None, mem_size: int) -> None:
+                     initrd: tuple[int, int] | None, mem_size: int, rsdp_addr: int = 0) -> None:
     from .loader.bzimage import BOOT_FLAG, CAN_USE_HEAP, HDRS_MAGIC, LOADED_HIGH
     zp = bytearray(ZERO_PAGE_SIZE)
     if kernel.setup_header is not None:
@@ -154,6 +160,7 @@ def _write_zero_page(mem: GuestMemory, kernel: LoadResult, cmdline: bytes,
         struct.pack_into("<I", zp, ZP_KERNEL_ALIGNMENT, KERNEL_ALIGNMENT)
         struct.pack_into("<I", zp, ZP_CMDLINE_SIZE, len(cmdline))
     zp[ZP_TYPE_OF_LOADER] = TYPE_OF_LOADER_UNDEFINED
+    struct.pack_into("<Q", zp, ZP_ACPI_RSDP_ADDR, rsdp_addr)   # ACPI: where the RSDP is (0: scan)
     zp[ZP_LOADFLAGS] |= LOADED_HIGH | CAN_USE_HEAP
     struct.pack_into("<H", zp, ZP_HEAP_END_PTR, HEAP_END_PTR)
     _pack_split(zp, ZP_CMD_LINE_PTR, ZP_EXT_CMD_LINE_PTR, CMDLINE_START)

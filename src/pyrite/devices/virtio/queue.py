@@ -381,6 +381,10 @@ class Queue:
                 f"{head}, queue has {self.size}")
         return DescriptorChain(mem, self.name, self.desc_table, self.size, head)
 
+    def undo_pop(self) -> None:
+        """Put the last popped chain back: the device could not serve it yet (rate limited)."""
+        self.next_avail = (self.next_avail - 1) & 0xFFFF
+
     def pop_or_enable_notification(self, mem: GuestMemory) -> DescriptorChain | None:
         """`pop`, and when the ring is empty ask the driver to kick on the next entry.
 

@@ -10,6 +10,12 @@ Answered with VIRTIO_BLK_S_IOERR (5.2.6.1 and Firecracker): a write to a read-on
 disk, a header shorter than 16 bytes, buffers in the wrong direction, and backend failures.
 A chain that cannot be walked, or has no device-writable byte for the status, cannot be
 answered: it is returned with 0 bytes and the device asks for a reset.
+
+With a `rate_limiter` (pyrite.devices.virtio.ratelimiter), each request takes one ops token
+and, for IN and OUT, as many bandwidth tokens as it has data bytes (Firecracker's rule); a
+request the limiter refuses goes back to the ring (`Queue.undo_pop`) and processing stops
+until the owner's timer calls `RateLimiter.timer_expired()` and kicks the queue again.
+Counters for metrics (Firecracker's names) are plain attributes: `read_bytes`, ...
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from struct import pack
 
 from ..device import TYPE_BLOCK, VirtioDevice
 from ..queue import InvalidChain
+from ..ratelimiter import BYTES, OPS
 from .request import (SECTOR_SIZE, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
                       VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
                       VIRTIO_BLK_T_OUT, InvalidRequest, Request, parse, take_status, total_length)
@@ -37,16 +44,26 @@ class Block(VirtioDevice):
     name = "block"
 
     def __init__(self, backend: BlockBackend, read_only: bool = False, flush: bool = True,
-                 disk_id: bytes | None = None, queue_size: int = QUEUE_SIZE):
+                 disk_id: bytes | None = None, queue_size: int = QUEUE_SIZE, rate_limiter=None):
         features = (1 << VIRTIO_BLK_F_RO if read_only else 0) | (1 << VIRTIO_BLK_F_FLUSH if flush else 0)
         super().__init__((queue_size,), features)
         self.backend = backend
         self.read_only = read_only
         self.disk_id = (backend.disk_id() if disk_id is None else disk_id)[:VIRTIO_BLK_ID_BYTES]
         self.capacity = backend.size // SECTOR_SIZE    # a partial last sector is not visible
+        self.rate_limiter = rate_limiter
+        self.read_bytes = self.write_bytes = self.read_count = self.write_count = 0
+        self.flush_count = self.invalid_reqs_count = self.rate_limiter_throttled_events = 0
 
     def config_space(self) -> bytes:
         return pack("<Q", self.capacity)
+
+    def metrics(self) -> dict[str, int]:
+        """Firecracker's block metric counters that pyrite keeps (cumulative)."""
+        return {"read_bytes": self.read_bytes, "write_bytes": self.write_bytes, "read_count": self.read_count,
+                "write_count": self.write_count, "flush_count": self.flush_count,
+                "invalid_reqs_count": self.invalid_reqs_count,
+                "rate_limiter_throttled_events": self.rate_limiter_throttled_events}
 
     def update_backend(self, backend: BlockBackend) -> None:
         """Swap the backing file (PATCH /drives): new capacity, and the driver is told."""
@@ -71,10 +88,24 @@ class Block(VirtioDevice):
                     returned += 1
                     raise
                 try:
-                    code, written = self._execute(parse(readable, data_in, where), where)
+                    req = parse(readable, data_in, where)
                 except InvalidRequest as e:
                     self.guest_error(str(e))
+                    req = None
+                if req is not None and self.rate_limiter is not None and not self._admit(req):
+                    queue.undo_pop()          # served again when the limiter's timer fires
+                    self.rate_limiter_throttled_events += 1
+                    break
+                if req is None:
+                    self.invalid_reqs_count += 1
                     code, written = VIRTIO_BLK_S_IOERR, 0
+                else:
+                    try:
+                        code, written = self._execute(req, where)
+                    except InvalidRequest as e:
+                        self.guest_error(str(e))
+                        self.invalid_reqs_count += 1
+                        code, written = VIRTIO_BLK_S_IOERR, 0
                 status[0] = code
                 queue.add_used(mem, chain.head, written + 1)
                 returned += 1
@@ -82,13 +113,29 @@ class Block(VirtioDevice):
             if returned:
                 self.signal_used(index)
 
+    def _admit(self, req: Request) -> bool:
+        """Take the request's tokens from the rate limiter; False (nothing taken) when it is dry."""
+        limiter = self.rate_limiter
+        if not limiter.consume(1, OPS):
+            return False
+        if req.type in (VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT):
+            data = req.data_in if req.type == VIRTIO_BLK_T_IN else req.data_out
+            if not limiter.consume(total_length(data), BYTES):
+                limiter.manual_replenish(1, OPS)
+                return False
+        return True
+
     def _execute(self, req: Request, where: str) -> tuple[int, int]:
         """Carry out `req`: (status, bytes written into the driver's buffers)."""
         if req.type == VIRTIO_BLK_T_IN:
             if req.data_out:
                 raise InvalidRequest(f"{where}: read request with {total_length(req.data_out)} "
                                      f"device-readable data bytes")
-            return self._transfer(req, req.data_in, where, self.backend.readinto)
+            code, length = self._transfer(req, req.data_in, where, self.backend.readinto)
+            if code == VIRTIO_BLK_S_OK:
+                self.read_count += 1
+                self.read_bytes += length
+            return code, length
         if req.type == VIRTIO_BLK_T_OUT:
             if req.data_in:
                 raise InvalidRequest(f"{where}: write request with {total_length(req.data_in)} "
@@ -96,7 +143,10 @@ class Block(VirtioDevice):
             if self.read_only:
                 self.guest_error(f"{where}: write to read-only drive at sector {req.sector}")
                 return VIRTIO_BLK_S_IOERR, 0
-            code, _ = self._transfer(req, req.data_out, where, self.backend.write)
+            code, length = self._transfer(req, req.data_out, where, self.backend.write)
+            if code == VIRTIO_BLK_S_OK:
+                self.write_count += 1
+                self.write_bytes += length
             return code, 0
         if req.type == VIRTIO_BLK_T_FLUSH:
             try:
@@ -104,6 +154,7 @@ class Block(VirtioDevice):
             except OSError as e:
                 self.guest_error(f"{where}: flush failed: {e}")
                 return VIRTIO_BLK_S_IOERR, 0
+            self.flush_count += 1
             return VIRTIO_BLK_S_OK, 0
         if req.type == VIRTIO_BLK_T_GET_ID:
             if total_length(req.data_in) < VIRTIO_BLK_ID_BYTES:

@@ -8,6 +8,10 @@ A chain with a device-readable buffer breaks 5.4.6.1 ("The driver MUST NOT place
 driver-readable buffers into the queue"): it is returned with 0 bytes written, and so is a
 chain that cannot be walked (a loop, an address outside memory...); both are logged.
 Only queue-level errors (a bad avail index or head) make the device ask for a reset.
+
+With a `rate_limiter`, each request takes one ops token and as many bandwidth tokens as its
+buffers hold (Firecracker's rule); a refused request goes back to the ring until the owner's
+timer calls `RateLimiter.timer_expired()` and kicks the queue again.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from collections.abc import Callable
 
 from ..device import TYPE_RNG, VirtioDevice
 from ..queue import InvalidChain
+from ..ratelimiter import BYTES, OPS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,9 +39,26 @@ class Entropy(VirtioDevice):
     device_type = TYPE_RNG
     name = "entropy"
 
-    def __init__(self, source: Callable[[int], bytes] = _host_random, queue_size: int = QUEUE_SIZE):
+    def __init__(self, source: Callable[[int], bytes] = _host_random, queue_size: int = QUEUE_SIZE,
+                 rate_limiter=None):
         super().__init__((queue_size,))
         self.source = source
+        self.rate_limiter = rate_limiter
+        self.entropy_bytes = self.entropy_event_count = self.entropy_rate_limiter_throttled = 0
+
+    def metrics(self) -> dict[str, int]:
+        """Firecracker's entropy metric counters that pyrite keeps (cumulative)."""
+        return {"entropy_bytes": self.entropy_bytes, "entropy_event_count": self.entropy_event_count,
+                "entropy_rate_limiter_throttled": self.entropy_rate_limiter_throttled}
+
+    def _admit(self, nbytes: int) -> bool:
+        limiter = self.rate_limiter
+        if not limiter.consume(1, OPS):
+            return False
+        if not limiter.consume(nbytes, BYTES):
+            limiter.manual_replenish(1, OPS)
+            return False
+        return True
 
     def process_queue(self, index: int) -> None:
         queue, mem = self.queues[index], self.mem
@@ -47,7 +69,14 @@ class Entropy(VirtioDevice):
                     readable, writable = chain.buffers()
                     if readable:
                         raise InvalidChain(f"{queue.name}: chain {chain.head} has a device-readable buffer")
+                    wanted = sum(len(b) for b in writable)
+                    if self.rate_limiter is not None and wanted and not self._admit(wanted):
+                        queue.undo_pop()      # served again when the limiter's timer fires
+                        self.entropy_rate_limiter_throttled += 1
+                        break
                     written = self._fill(writable)
+                    self.entropy_bytes += written
+                    self.entropy_event_count += 1
                 except InvalidChain as e:
                     self.guest_error(str(e))
                     written = 0          # returning the chain empty is a complete answer here

@@ -45,8 +45,8 @@ __attribute__((noreturn, used)) void pyrite_start(uint64_t protocol, uint64_t in
             line++;
     }
     line += strspn(line, " \t");
-    if (!*line)
-        line = pyrite_default_cmdline;
+    if (!pyrite_cmdline_has_words(line))
+        line = pyrite_default_cmdline;      /* nothing but the VMM's virtio_mmio.device= words */
     strncpy(cmdline_words, line, sizeof cmdline_words - 1);
     argv_table[0] = (char *)pyrite_app_name;
     int argc = 1 + pyrite_split_cmdline(cmdline_words, argv_table + 1, MAX_ARGS - 1,
