@@ -10,6 +10,7 @@ import _signal as signal   # `signal` without its IntEnum wrappers (importing en
 PROCESS_START_NS = time.monotonic_ns()
 USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem-mib N] [--vcpus N]
                   [--serial-out F] [--drive PATH[,ro][,root] ...] [--entropy]
+                  [--net TAP[,mac=XX:XX:XX:XX:XX:XX] ...] [--vsock CID,UDS_PATH]
                   [--config-file vm.json] [--quiet]
        pyrite unikernel build APP.c [MORE.c ...] -o APP.img [--cmdline S] [--ring0]
        pyrite unikernel inspect APP.img
@@ -18,7 +19,10 @@ Boots IMAGE (ELF vmlinux, PVH, bzImage or Multiboot) in a microVM with the seria
 the terminal. Without IMAGE it boots pyrite's built-in demo guest. ARGs are appended to the
 kernel command line (a unikernel's main() receives them as argv). Each --drive adds a
 virtio-blk disk over a raw image file (drive0, drive1, ... ; ",ro" read-only, ",root" the
-root device: root=/dev/vda on the command line); --entropy adds a virtio-rng device."""
+root device: root=/dev/vda on the command line); --entropy adds a virtio-rng device; each
+--net adds a virtio-net interface (eth0, eth1, ...) over an existing TAP device; --vsock adds
+a virtio-vsock device with guest CID (3 or more) and Firecracker's Unix-socket backend at
+UDS_PATH (host clients send "CONNECT <port>"; guest connections to port P reach UDS_PATH_P)."""
 
 
 class UsageError(Exception):
@@ -27,10 +31,11 @@ class UsageError(Exception):
 
 def _parse_run(argv: list[str]) -> dict:
     opts = {"image": None, "args": [], "initrd": None, "cmdline": None, "mem_mib": 128, "vcpus": 1,
-            "serial_out": None, "config_file": None, "quiet": False, "drives": [], "entropy": False}
+            "serial_out": None, "config_file": None, "quiet": False, "drives": [], "entropy": False, "net": [],
+            "vsock": None}
     valued = {"--initrd": "initrd", "--cmdline": "cmdline", "--mem-mib": "mem_mib",
               "--vcpus": "vcpus", "--serial-out": "serial_out", "--config-file": "config_file",
-              "--drive": "drive"}
+              "--drive": "drive", "--net": "net", "--vsock": "vsock"}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -51,6 +56,14 @@ def _parse_run(argv: list[str]) -> dict:
             key = valued[name]
             if key == "drive":
                 opts["drives"].append(_parse_drive(value, len(opts["drives"])))
+                i += 1
+                continue
+            if key == "net":
+                opts["net"].append(_parse_net(value, len(opts["net"])))
+                i += 1
+                continue
+            if key == "vsock":
+                opts["vsock"] = _parse_vsock(value)
                 i += 1
                 continue
             if key in ("mem_mib", "vcpus"):
@@ -86,11 +99,37 @@ def _parse_drive(value: str, index: int) -> dict:
             "is_root_device": "root" in flags}
 
 
+def _parse_net(value: str, index: int) -> dict:
+    """--net TAP[,mac=MAC] -> a network interface dict for VmSpec (iface id "eth<index>")."""
+    tap, *options = value.split(",")
+    if not tap:
+        raise UsageError(f"--net {value!r}: no TAP device name")
+    net = {"iface_id": f"eth{index}", "host_dev_name": tap}
+    for option in options:
+        key, eq, arg = option.partition("=")
+        if key != "mac" or not eq:
+            raise UsageError(f"--net {value!r}: unknown option {option!r} (expected mac=XX:XX:XX:XX:XX:XX)")
+        net["guest_mac"] = arg
+    return net
+
+
+def _parse_vsock(value: str) -> tuple[int, str]:
+    """--vsock CID,UDS_PATH -> (guest_cid, uds_path) for VmSpec."""
+    cid, comma, path = value.partition(",")
+    try:
+        guest_cid = int(cid, 0)
+    except ValueError:
+        raise UsageError(f"--vsock {value!r}: expected CID,UDS_PATH with a numeric CID") from None
+    if not comma or not path:
+        raise UsageError(f"--vsock {value!r}: expected CID,UDS_PATH")
+    return guest_cid, path
+
+
 def _spec_from(opts: dict):
     from pyrite.vmm.builder import DEFAULT_CMDLINE, VmSpec
     if opts["config_file"]:
-        if opts["image"] or opts["drives"] or opts["entropy"]:
-            raise UsageError("give either IMAGE (with --drive/--entropy) or --config-file, not both")
+        if opts["image"] or opts["drives"] or opts["entropy"] or opts["net"] or opts["vsock"]:
+            raise UsageError("give either IMAGE (with --drive/--entropy/--net/--vsock) or --config-file, not both")
         from pyrite.config import ConfigError, VmResources
         try:
             resources = VmResources.from_config_file(opts["config_file"])
@@ -120,7 +159,7 @@ def _spec_from(opts: dict):
     try:
         return VmSpec(kernel=image, cmdline=cmdline, initrd=opts["initrd"],
                       mem_mib=opts["mem_mib"], vcpus=opts["vcpus"], drives=opts["drives"],
-                      entropy=opts["entropy"])
+                      entropy=opts["entropy"], net=opts["net"], vsock=opts["vsock"])
     except BuildError as e:
         raise UsageError(str(e)) from None
 

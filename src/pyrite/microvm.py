@@ -23,17 +23,20 @@ class MicroVM:
     `drives` are virtio-blk disks: paths, pyrite.vmm.devices.DriveSpec, or dicts such as
     {"drive_id": "rootfs", "path": "disk.img", "read_only": False, "is_root_device": True}
     (Firecracker's path_on_host / is_read_only are accepted too); `entropy=True` adds a
-    virtio-rng device (or a dict {"rate_limiter": {...}})."""
+    virtio-rng device (or a dict {"rate_limiter": {...}}); `net` are virtio-net interfaces over
+    existing TAP devices: TAP names, NetSpec, or dicts {"iface_id", "host_dev_name", "guest_mac",
+    "rx_rate_limiter", "tx_rate_limiter"}; `vsock=(guest_cid, uds_path)` adds a virtio-vsock device
+    with Firecracker's Unix-socket backend (see pyrite.vmm.devices.VsockSpec)."""
 
     def __init__(self, kernel, *, cmdline: str = DEFAULT_CMDLINE, initrd=None, mem_mib: int = 128,
-                 vcpus: int = 1, console=None, boot_timer=None, drives=(), entropy=None):
+                 vcpus: int = 1, console=None, boot_timer=None, drives=(), entropy=None, net=(), vsock=None):
         self._sink = BufferSink(tee=console)
         self._input_r, self._input_w = os.pipe()
         os.set_blocking(self._input_r, False)
         try:
             self._vmm = build_for_boot(VmSpec(kernel=kernel, cmdline=cmdline, initrd=initrd,
                                               mem_mib=mem_mib, vcpus=vcpus, drives=drives,
-                                              entropy=entropy),
+                                              entropy=entropy, net=net, vsock=vsock),
                                        console_out=self._sink, console_in=self._input_r,
                                        on_boot_timer=boot_timer)
         except BaseException:

@@ -106,6 +106,15 @@ class VmmProcess:
             self.proc.wait(timeout=10)
 
 
+def _accepts(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+            return True
+        except OSError:
+            return False
+
+
 def start_vmm(tmp_path: Path, *args: str, name: str = "api.sock", wait: bool = True) -> VmmProcess:
     sock = str(tmp_path / name)
     log = tmp_path / (name + ".log")
@@ -114,7 +123,7 @@ def start_vmm(tmp_path: Path, *args: str, name: str = "api.sock", wait: bool = T
     vmm = VmmProcess(proc, sock, log)
     if wait:
         deadline = time.monotonic() + 20
-        while not os.path.exists(sock):
+        while not _accepts(sock):  # the path appears at bind(), connections only after listen()
             if proc.poll() is not None or time.monotonic() > deadline:
                 vmm.stop()
                 raise RuntimeError(f"pyrite-vmm did not open its socket: {log.read_text()}")

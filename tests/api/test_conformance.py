@@ -20,7 +20,7 @@ DESERIALIZE = "An error occurred when deserializing the json body of a request: 
 OK_BEFORE_BOOT = {
     "describeInstance", "getFirecrackerVersion", "getMachineConfiguration", "getExportVmConfig",
     "putMachineConfiguration", "patchMachineConfiguration", "putGuestBootSource", "putLogger", "putMetrics",
-    "putSerialDevice", "putEntropyDevice",
+    "putSerialDevice", "putEntropyDevice", "putGuestNetworkInterfaceByID", "putGuestVsock",
 }
 # Allowed only after InstanceStart: Firecracker's words before it.
 AFTER_BOOT_ONLY = {r.operation for r in ROUTES if r.phase == "post-boot"}

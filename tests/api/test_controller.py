@@ -124,11 +124,11 @@ def test_id_in_path_and_body_must_match(api):
 
 
 def test_unsupported_devices_are_refused_before_boot(api):
-    r = call(api, "PUT", "/vsock", {"guest_cid": 3, "uds_path": "/tmp/v.sock"})
+    r = call(api, "PUT", "/balloon", {"amount_mib": 1, "deflate_on_oom": True})
     assert r.status == 400
-    assert r.body["fault_message"] == ("The requested operation is not supported: pyrite does not support vsock "
+    assert r.body["fault_message"] == ("The requested operation is not supported: pyrite does not support balloon "
                                        "devices yet.")
-    assert call(api, "GET", "/vm/config").body["vsock"] is None
+    assert call(api, "GET", "/vm/config").body["balloon"] is None
 
 
 def test_a_bug_in_a_handler_costs_one_request(api, monkeypatch):

@@ -195,8 +195,6 @@ def test_devices_not_built_yet_are_validated_then_refused():
     assert str(e.value) == "Drive config error: Unable to create the virtio block device: Invalid block config."
     refusals = [
         lambda: r.add_drive("v", c.Drive(drive_id="v", is_root_device=False, socket="/tmp/vhost.sock")),
-        lambda: r.add_network_interface("e", c.NetworkInterface(iface_id="e", host_dev_name="tap0")),
-        lambda: r.set_vsock(c.Vsock(guest_cid=3, uds_path="/tmp/v.sock")),
         lambda: r.set_balloon(c.Balloon(amount_mib=1, deflate_on_oom=True)),
         lambda: r.set_cpu_config(c.CpuConfig()),
         lambda: r.update_machine_config(c.MachineConfigUpdate(cpu_template="T2")),

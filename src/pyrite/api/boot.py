@@ -99,6 +99,10 @@ class MicroVmHandle:
         """PATCH /drives: swap the backing file and/or the rate limiter (DeviceUpdateError)."""
         self._vmm.update_drive(drive_id, path, rate_limiter)
 
+    def update_net(self, iface_id: str, rx_rate_limiter: dict | None, tx_rate_limiter: dict | None) -> None:
+        """PATCH /network-interfaces: update the rx and/or tx rate limiter (DeviceUpdateError)."""
+        self._vmm.update_net(iface_id, rx_rate_limiter, tx_rate_limiter)
+
 
 # Firecracker's vcpu metric names for the exit kinds pyrite's vCPU threads count.
 _EXIT_METRICS = {"IoIn": "exit_io_in", "IoOut": "exit_io_out", "MmioRead": "exit_mmio_read",
@@ -139,5 +143,6 @@ def boot_microvm(resources, *, serial_out=None, on_boot_timer=None, metrics=None
         metrics.add_source("uart", lambda: {
             "flush_count": serial.flush_count, "read_count": serial.rx_bytes,
             "write_count": serial.tx_bytes, "missed_write_count": serial.tx_lost})
+        metrics.add_device_source(vmm.device_metrics)   # block, block_<drive_id>, entropy
     handle.start()
     return handle

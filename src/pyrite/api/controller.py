@@ -314,6 +314,13 @@ class ApiController:
 
     def op_patchGuestNetworkInterfaceByID(self, update, iface_id):
         require_supported("network-interfaces")
+        from pyrite.vmm.devices import DeviceUpdateError
+        rx = update.rx_rate_limiter.to_json() if update.rx_rate_limiter is not None else None
+        tx = update.tx_rate_limiter.to_json() if update.tx_rate_limiter is not None else None
+        try:
+            self.vmm.update_net(iface_id, rx, tx)
+        except DeviceUpdateError as e:   # no such interface, a bad bucket
+            raise ConfigError("network-interfaces", f"Unable to update the net device: {e}") from None
 
     def op_putGuestPmemByID(self, pmem, id):
         self.boot_path = True

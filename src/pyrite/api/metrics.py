@@ -21,6 +21,11 @@ from pyrite.config.encode import encode_json
 INC, STORE = "inc", "store"
 FLUSH_INTERVAL_S = 60
 
+# The virtio device counters pyrite keeps (pyrite.vmm.Vmm.device_metrics()), all incremental.
+BLOCK_COUNTERS = ("read_bytes", "write_bytes", "read_count", "write_count", "flush_count",
+                  "invalid_reqs_count", "rate_limiter_throttled_events")
+ENTROPY_COUNTERS = ("entropy_bytes", "entropy_event_count", "entropy_rate_limiter_throttled")
+
 # group -> counter -> kind. Only counters pyrite maintains.
 SCHEMA: dict[str, dict[str, str]] = {
     "api_server": {"process_startup_time_us": STORE, "process_startup_time_cpu_us": STORE},
@@ -41,6 +46,10 @@ SCHEMA: dict[str, dict[str, str]] = {
     "i8042": {n: INC for n in ("error_count", "missed_read_count", "missed_write_count", "read_count",
                                "reset_count", "write_count")},
     "boot_timer": {"guest_boot_time_us": STORE, "guest_boot_cpu_time_us": STORE},
+    # Devices (Firecracker's BlockDeviceMetrics and EntropyDeviceMetrics): "block" is the sum
+    # over the drives, each drive also has its own "block_<drive_id>" group (added at boot).
+    "block": {n: INC for n in BLOCK_COUNTERS},
+    "entropy": {n: INC for n in ENTROPY_COUNTERS},
 }
 
 
@@ -124,6 +133,15 @@ class Metrics:
         """`read_totals()` returns {counter: cumulative value} for counters of `group`."""
         self._sources.append((group, read_totals))
 
+    def add_device_source(self, read_devices) -> None:
+        """Virtio device counters: `read_devices()` returns Vmm.device_metrics(), that is
+        {"block_<drive_id>": {counter: total}, "entropy": {...}}. Each drive gets its own
+        group, and "block" reports the sum over the drives, as in Firecracker."""
+        for name in read_devices():
+            if name.startswith("block_") and name not in self.groups:
+                self.groups[name] = Group(name, SCHEMA["block"])
+        self._sources.append((None, lambda: with_block_aggregate(read_devices())))
+
     def count_request(self, metric: str | None, failed: bool) -> None:
         """An API request on a route whose metric is "<group>.<name>"."""
         if metric is None:
@@ -140,12 +158,16 @@ class Metrics:
                 totals = read()
             except Exception:
                 continue  # a VMM being torn down must not break the flush
-            g = self.groups[group]
-            for name, value in totals.items():
-                if name in g.kinds:
-                    g.set_total(name, value)
+            per_group = totals if group is None else {group: totals}
+            for group_name, group_totals in per_group.items():
+                g = self.groups.get(group_name)
+                if g is None:
+                    continue  # a device whose counters have no group (yet)
+                for name, value in group_totals.items():
+                    if name in g.kinds:
+                        g.set_total(name, value)
         body = {"utc_timestamp_ms": time.time_ns() // 1_000_000}
-        for name, g in self.groups.items():
+        for name, g in list(self.groups.items()):
             body[name] = g.snapshot()
         return encode_json(body) + "\n"
 
@@ -179,6 +201,16 @@ class Metrics:
 
     def stop_periodic(self) -> None:
         self._stop.set()
+
+
+def with_block_aggregate(devices: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """`devices` plus "block": each block counter summed over the "block_<drive_id>" groups."""
+    total = dict.fromkeys(BLOCK_COUNTERS, 0)
+    for name, counters in devices.items():
+        if name.startswith("block_"):
+            for counter in BLOCK_COUNTERS:
+                total[counter] += counters.get(counter, 0)
+    return {**devices, "block": total}
 
 
 # The process's metrics (one VMM per process, as in Firecracker).

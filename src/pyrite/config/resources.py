@@ -286,6 +286,10 @@ class VmResources:
         if vsock.guest_cid < 3:
             raise ConfigError("vsock", f"Invalid guest CID {vsock.guest_cid}: must be 3 or more.")
         require_supported("vsock")
+        if os.path.lexists(vsock.uds_path) and (self.vsock is None or self.vsock.uds_path != vsock.uds_path):
+            # Firecracker binds uds_path here; pyrite binds at boot but refuses the same paths now.
+            raise ConfigError("vsock", "Cannot create backend for vsock device: Error binding to the "
+                                       "host-side Unix socket: Address already in use (os error 98)")
         self.vsock = vsock
 
     def set_entropy(self, entropy: Entropy) -> None:
@@ -391,7 +395,19 @@ class VmResources:
             limiter = self.entropy.rate_limiter
             entropy = EntropySpec(limiter.to_json() if limiter else None)
         return VmSpec(kernel=bs.kernel_image_path, cmdline=self.kernel_cmdline, initrd=bs.initrd_path,
-                      mem_mib=mc.mem_size_mib, vcpus=mc.vcpu_count, drives=drives, entropy=entropy)
+                      mem_mib=mc.mem_size_mib, vcpus=mc.vcpu_count, drives=drives, entropy=entropy,
+                      net=self._net_specs(), vsock=self._vsock_spec())
+
+    def _vsock_spec(self):
+        from pyrite.vmm.devices import VsockSpec
+        return VsockSpec(self.vsock.guest_cid, self.vsock.uds_path) if self.vsock is not None else None
+
+    def _net_specs(self) -> list:
+        from pyrite.vmm.devices import NetSpec
+        return [NetSpec(n.iface_id, n.host_dev_name, guest_mac=n.guest_mac,
+                        rx_rate_limiter=n.rx_rate_limiter.to_json() if n.rx_rate_limiter else None,
+                        tx_rate_limiter=n.tx_rate_limiter.to_json() if n.tx_rate_limiter else None,
+                        mtu=n.mtu) for n in self.network_interfaces]
 
     # --- GET /vm/config
     def to_json(self) -> dict:

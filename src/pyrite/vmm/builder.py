@@ -21,7 +21,7 @@ from pyrite.devices.legacy.serial import Serial
 from pyrite.memory import GuestMemory
 from .bus import Bus
 from .console import FdSink, SerialConsole
-from .devices import DriveSpec, EntropySpec, attach_virtio_devices, kernel_cmdline, plan_slots
+from .devices import DriveSpec, EntropySpec, NetSpec, VsockSpec, attach_virtio_devices, kernel_cmdline, plan_slots
 from .event_loop import EventLoop
 from .exit import VmExit
 from .machine import create_machine
@@ -39,12 +39,14 @@ class BuildError(Exception):
 class VmSpec:
     """What to boot: kernel and initrd (each a path, or the image itself), command line, size,
     and virtio devices: drives (DriveSpec, or a path or dict for DriveSpec.coerce) and an
-    entropy device (EntropySpec, True or a dict)."""
-    __slots__ = ("kernel", "cmdline", "initrd", "mem_mib", "vcpus", "drives", "entropy")
+    entropy device (EntropySpec, True or a dict); network interfaces `net` (NetSpec, a TAP
+    name or a dict for NetSpec.coerce)."""
+    __slots__ = ("kernel", "cmdline", "initrd", "mem_mib", "vcpus", "drives", "entropy", "net", "vsock")
 
     def __init__(self, kernel: str | os.PathLike | bytes, cmdline: str = DEFAULT_CMDLINE,
                  initrd: str | os.PathLike | bytes | None = None, mem_mib: int = 128,
-                 vcpus: int = 1, drives=(), entropy: EntropySpec | bool | dict | None = None):
+                 vcpus: int = 1, drives=(), entropy: EntropySpec | bool | dict | None = None, net=(),
+                 vsock: VsockSpec | dict | tuple | None = None):
         self.kernel = kernel
         self.cmdline = cmdline
         self.initrd = initrd
@@ -53,6 +55,8 @@ class VmSpec:
         try:
             self.drives: tuple[DriveSpec, ...] = tuple(DriveSpec.coerce(d, i) for i, d in enumerate(drives))
             self.entropy: EntropySpec | None = EntropySpec.coerce(entropy)
+            self.net: tuple[NetSpec, ...] = tuple(NetSpec.coerce(n, i) for i, n in enumerate(net))
+            self.vsock: VsockSpec | None = VsockSpec.coerce(vsock)   # (guest_cid, uds_path) or a dict
         except ValueError as e:
             raise BuildError(str(e)) from None
 
@@ -65,7 +69,7 @@ class VmSpec:
         if self.mem_mib > host_mib:
             raise BuildError(f"memory size {self.mem_mib} MiB is more than this host has ({host_mib} MiB)")
         try:
-            plan_slots(self.drives, self.entropy)
+            plan_slots(self.drives, self.entropy, net=self.net, vsock=self.vsock)
         except ValueError as e:
             raise BuildError(str(e)) from None
 
@@ -127,7 +131,7 @@ def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = N
             initrd = load_initrd(memory, initrd_image[0], kernel, mem_size, name=initrd_image[1])
         # ACPI tables for kernels without MP-table support; the MP table stays for those with.
         rsdp_addr = write_acpi_tables(memory, spec.vcpus)
-        virtio_plans = plan_slots(spec.drives, spec.entropy)
+        virtio_plans = plan_slots(spec.drives, spec.entropy, net=spec.net, vsock=spec.vsock)
         cmdline = kernel_cmdline(spec.cmdline, virtio_plans)
         params = configure_boot(memory, kernel, cmdline.encode(), initrd, mem_size,
                                 rsdp_addr=rsdp_addr)

@@ -4,7 +4,7 @@ MMIO window, irqfd, queue ioeventfds and the device event loop.
 
 Slots: device i sits at layout.VIRTIO_MMIO_START + i * VIRTIO_MMIO_SIZE with GSI 5 + i (edge,
 through an irqfd), drives first in configuration order with the root device moved to the
-front (Firecracker's BlockBuilder), then the entropy device. GSIs stop at 23, the last IOAPIC
+front (Firecracker's BlockBuilder), then network interfaces (NetSpec), the vsock device (VsockSpec), then the entropy device. GSIs stop at 23, the last IOAPIC
 pin, so there are at most 19 devices. For each device the kernel command line gets
 Firecracker's ``virtio_mmio.device=4K@0x<addr>:<irq>``, preceded for the root drive by
 ``root=/dev/vda`` (or ``root=PARTUUID=<partuuid>``) and ``ro``/``rw`` (builder.rs,
@@ -111,6 +111,75 @@ class EntropySpec:
         raise DeviceConfigError(f"entropy device: {value!r} is not True, a dict or an EntropySpec")
 
 
+class NetSpec:
+    """A virtio-net interface over an existing TAP device (Firecracker's NetworkInterfaceConfig):
+    `guest_mac` "06:00:AC:10:00:02" or None (then VIRTIO_NET_F_MAC is not offered), rate
+    limiters as RateLimiterConfig dicts, `mtu` offered as VIRTIO_NET_F_MTU when given."""
+    __slots__ = ("iface_id", "host_dev_name", "guest_mac", "rx_rate_limiter", "tx_rate_limiter", "mtu")
+
+    def __init__(self, iface_id: str, host_dev_name: str, guest_mac: str | None = None,
+                 rx_rate_limiter: dict | None = None, tx_rate_limiter: dict | None = None,
+                 mtu: int | None = None):
+        self.iface_id = iface_id
+        self.host_dev_name = host_dev_name
+        self.guest_mac = guest_mac
+        self.rx_rate_limiter = rx_rate_limiter
+        self.tx_rate_limiter = tx_rate_limiter
+        self.mtu = mtu
+
+    def __repr__(self) -> str:
+        return f"NetSpec({self.iface_id!r}, {self.host_dev_name!r}, guest_mac={self.guest_mac!r})"
+
+    @classmethod
+    def coerce(cls, value, index: int = 0) -> NetSpec:
+        """A NetSpec from itself, a TAP name (iface id "eth<index>") or a dict of its fields."""
+        if isinstance(value, NetSpec):
+            return value
+        if isinstance(value, str):
+            return cls(f"eth{index}", value)
+        if isinstance(value, dict):
+            d = dict(value)
+            iface_id = d.pop("iface_id", f"eth{index}")
+            if "host_dev_name" not in d:
+                raise DeviceConfigError(f"network interface {iface_id!r}: no host_dev_name")
+            try:
+                return cls(iface_id, **d)
+            except TypeError as e:
+                raise DeviceConfigError(f"network interface {iface_id!r}: {e}") from None
+        raise DeviceConfigError(f"network interface {index}: {value!r} is not a NetSpec, a TAP name or a dict")
+
+
+def validate_nets(nets) -> None:
+    if not nets:
+        return                    # no import of the net device for a VM without one
+    from pyrite.devices.virtio.net.device import MAX_MTU, MIN_MTU, parse_mac
+    ids: set[str] = set()
+    macs: set[bytes] = set()
+    taps: set[str] = set()
+    for n in nets:
+        if not isinstance(n, NetSpec):
+            raise DeviceConfigError(f"network interface {n!r}: not a NetSpec")
+        if not isinstance(n.iface_id, str) or not n.iface_id:
+            raise DeviceConfigError(f"network interface {n.iface_id!r}: the iface id must be a non-empty string")
+        if n.iface_id in ids:
+            raise DeviceConfigError(f"network interface {n.iface_id}: configured twice")
+        ids.add(n.iface_id)
+        if n.host_dev_name in taps:
+            raise DeviceConfigError(f"network interface {n.iface_id}: TAP {n.host_dev_name} is already in use")
+        taps.add(n.host_dev_name)
+        if n.guest_mac is not None:
+            try:
+                mac = parse_mac(n.guest_mac)
+            except (ValueError, AttributeError) as e:
+                raise DeviceConfigError(f"network interface {n.iface_id}: {e}") from None
+            if mac in macs:
+                raise DeviceConfigError(f"network interface {n.iface_id}: guest MAC {n.guest_mac} is already in use")
+            macs.add(mac)
+        if n.mtu is not None and (not isinstance(n.mtu, int) or not MIN_MTU <= n.mtu <= MAX_MTU):
+            raise DeviceConfigError(f"network interface {n.iface_id}: MTU {n.mtu!r} is not between "
+                                    f"{MIN_MTU} and {MAX_MTU}")
+
+
 def make_rate_limiter(config: dict | None, what: str):
     """A RateLimiter from Firecracker's RateLimiterConfig dict, or None when it limits nothing."""
     if not config:
@@ -142,6 +211,10 @@ class SlotPlan:
 
     @property
     def name(self) -> str:
+        if self.kind == "net":
+            return f"virtio-net {self.spec.iface_id}"
+        if self.kind == "vsock":
+            return "virtio-vsock"
         return f"virtio-blk {self.spec.drive_id}" if self.kind == "block" else "virtio-rng"
 
 
@@ -164,11 +237,15 @@ def validate_drives(drives) -> None:
             raise DeviceConfigError(f"drive {d.drive_id}: partuuid {d.partuuid!r} is not a single word")
 
 
-def plan_slots(drives, entropy: EntropySpec | None) -> list[SlotPlan]:
-    """Firecracker's order: the root drive first, other drives as configured, then entropy."""
+def plan_slots(drives, entropy: EntropySpec | None, net=(), vsock: VsockSpec | None = None) -> list[SlotPlan]:
+    """Firecracker's order (builder.rs): the root drive first, other drives as configured,
+    network interfaces, then entropy."""
     validate_drives(drives)
+    validate_nets(net)
     ordered = [d for d in drives if d.is_root_device] + [d for d in drives if not d.is_root_device]
-    devices = [("block", d) for d in ordered] + ([("entropy", entropy)] if entropy is not None else [])
+    devices = [("block", d) for d in ordered] + [("net", n) for n in net]
+    devices += [("vsock", vsock)] if vsock is not None else []
+    devices += [("entropy", entropy)] if entropy is not None else []
     if len(devices) > MAX_VIRTIO_DEVICES:
         raise DeviceConfigError(f"{len(devices)} virtio devices configured; at most {MAX_VIRTIO_DEVICES} fit "
                                 f"in the IRQs {IRQ_BASE}-{IRQ_MAX}")
@@ -217,7 +294,8 @@ class VirtioSlot:
     def __init__(self, plan: SlotPlan, device, transport, loop, log: _OnceLog):
         self.plan = plan
         self.kind = plan.kind
-        self.id = plan.spec.drive_id if plan.kind == "block" else "rng"
+        self.id = {"block": getattr(plan.spec, "drive_id", None),
+                   "net": getattr(plan.spec, "iface_id", None), "vsock": "vsock"}.get(plan.kind, "rng")
         self.addr, self.irq = plan.addr, plan.irq
         self.device = device
         self.transport = transport
@@ -316,7 +394,86 @@ class VirtioSlot:
             backend.close()
 
 
+class NetSlot(VirtioSlot):
+    """A virtio-net slot: two rate limiters (rx, tx) and the TAP fd in the event loop. The
+    TAP is watched edge-triggered: a frame that finds no receive buffer waits in the TAP
+    until the driver adds buffers and kicks the receive queue (which reads it then)."""
+
+    def on_tap_readable(self, events: int) -> None:
+        from pyrite.devices.virtio.net.device import RX_QUEUE
+        with self.lock:
+            if self.device.activated:     # before DRIVER_OK frames wait in the TAP
+                self.transport.notify_queue(RX_QUEUE)   # guest errors end as DEVICE_NEEDS_RESET there
+            self._arm_limiter_timer()
+
+    def _arm_limiter_timer(self) -> None:
+        blocked = [limiter for limiter in self.device.rate_limiters if limiter.blocked]
+        if blocked and not self._timer_armed:
+            self._timer_armed = True
+            delay = min(limiter.timer_delay_ms for limiter in blocked)
+            self.loop.call_later(delay / 1000, self._on_limiter_timer)
+
+    def _on_limiter_timer(self) -> None:
+        from pyrite.devices.virtio.net.device import RX_QUEUE, TX_QUEUE
+        with self.lock:
+            self._timer_armed = False
+            for limiter in self.device.rate_limiters:
+                if limiter.blocked:
+                    limiter.timer_expired()
+            if self.device.activated:
+                for index in (TX_QUEUE, RX_QUEUE):
+                    if self.transport.queues[index].ready:
+                        self.transport.notify_queue(index)
+            self._arm_limiter_timer()
+
+    def update_rate_limiters(self, rx: dict | None, tx: dict | None) -> None:
+        """PATCH /network-interfaces: each limiter as VirtioSlot.update_rate_limiter."""
+        for attr, config in (("rx_rate_limiter", rx), ("tx_rate_limiter", tx)):
+            if config is not None:
+                self._update_limiter(attr, config)
+
+    def _update_limiter(self, attr: str, config: dict) -> None:
+        import time
+        from pyrite.devices.virtio.ratelimiter import RateLimiter, _bucket
+        updates = {}
+        for kind in ("bandwidth", "ops"):
+            if config.get(kind) is not None:
+                try:
+                    updates[kind] = _bucket(config[kind], time.monotonic_ns)
+                except (ValueError, TypeError, AttributeError) as e:
+                    raise DeviceUpdateError(f"{self.id}: invalid {kind} bucket {config[kind]!r}: {e}") from None
+        with self.lock:
+            limiter = getattr(self.device, attr)
+            if limiter is None:
+                if any(updates.values()):
+                    setattr(self.device, attr, RateLimiter(updates.get("bandwidth"), updates.get("ops")))
+            else:
+                limiter.update_buckets(updates.get("bandwidth", False), updates.get("ops", False))
+
+    def close(self) -> None:
+        self.loop.remove(self.device.backend.fileno())
+        super().close()
+
+
+def _make_net_device(spec: NetSpec):
+    from pyrite.devices.virtio.net.backend import NetBackendError, TapBackend
+    from pyrite.devices.virtio.net.device import Net, parse_mac
+    what = f"network interface {spec.iface_id}"
+    rx = make_rate_limiter(spec.rx_rate_limiter, what + " rx")
+    tx = make_rate_limiter(spec.tx_rate_limiter, what + " tx")
+    try:
+        backend = TapBackend(spec.host_dev_name)
+    except NetBackendError as e:
+        raise DeviceConfigError(f"{what}: {e}") from None
+    mac = parse_mac(spec.guest_mac) if spec.guest_mac is not None else None
+    return Net(backend, guest_mac=mac, mtu=spec.mtu, rx_rate_limiter=rx, tx_rate_limiter=tx)
+
+
 def _make_device(plan: SlotPlan):
+    if plan.kind == "vsock":
+        return _make_vsock_device(plan.spec)
+    if plan.kind == "net":
+        return _make_net_device(plan.spec)
     if plan.kind == "block":
         from pyrite.devices.virtio.block.backend import BlockBackendError, FileBackend
         from pyrite.devices.virtio.block.device import Block
@@ -346,8 +503,13 @@ def attach_virtio_devices(vm, mmio_bus, memory, loop, plans: list[SlotPlan],
         device = _make_device(plan)
         log = _OnceLog(plan.name)
         transport = MmioTransport(device, memory, irq_line(plan.irq), log=log)
-        slot = VirtioSlot(plan, device, transport, loop, log)
+        slot = {"net": NetSlot, "vsock": VsockSlot}.get(plan.kind, VirtioSlot)(plan, device, transport, loop, log)
         closers.append(slot.close)
+        if plan.kind == "vsock":
+            slot.start()
+        if plan.kind == "net":
+            import select
+            loop.add(device.backend.fileno(), slot.on_tap_readable, select.EPOLLIN | select.EPOLLET)
         mmio_bus.register(plan.addr, layout.VIRTIO_MMIO_SIZE, plan.name, slot.mmio_read, slot.mmio_write)
         for index in range(len(device.queue_max_sizes)):
             fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -357,3 +519,72 @@ def attach_virtio_devices(vm, mmio_bus, memory, loop, plans: list[SlotPlan],
             loop.add(fd, lambda events, slot=slot, index=index, fd=fd: slot.on_queue_event(index, fd))
         slots.append(slot)
     return slots
+
+
+# ----------------------------------------------------------------------------- vsock
+class VsockSpec:
+    """A virtio-vsock device with Firecracker's Unix-socket backend: the guest's CID (3 or
+    more) and `uds_path`, where host clients connect (``CONNECT <port>``); guest connections
+    to host port P reach ``<uds_path>_P``. The socket file is created at build and removed
+    when the VM ends; an existing file is refused, as Firecracker's bind refuses it."""
+    __slots__ = ("guest_cid", "uds_path")
+
+    def __init__(self, guest_cid: int, uds_path: str | os.PathLike):
+        self.guest_cid = guest_cid
+        self.uds_path = os.fspath(uds_path)
+
+    def __repr__(self) -> str:
+        return f"VsockSpec({self.guest_cid}, {self.uds_path!r})"
+
+    @classmethod
+    def coerce(cls, value) -> VsockSpec | None:
+        """None: no device; a VsockSpec; a dict {"guest_cid", "uds_path"} (Firecracker's
+        VsockDeviceConfig, vsock_id ignored); or a (guest_cid, uds_path) pair."""
+        if value is None:
+            return None
+        if isinstance(value, VsockSpec):
+            spec = value
+        elif isinstance(value, dict):
+            unknown = set(value) - {"guest_cid", "uds_path", "vsock_id"}
+            if unknown or "guest_cid" not in value or "uds_path" not in value:
+                raise DeviceConfigError(f"vsock device: {value!r} needs guest_cid and uds_path"
+                                        + (f", not {sorted(unknown)[0]!r}" if unknown else ""))
+            spec = cls(value["guest_cid"], value["uds_path"])
+        elif isinstance(value, (tuple, list)) and len(value) == 2:
+            spec = cls(*value)
+        else:
+            raise DeviceConfigError(f"vsock device: {value!r} is not a VsockSpec, a dict or (guest_cid, uds_path)")
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        if not isinstance(self.guest_cid, int) or isinstance(self.guest_cid, bool) or not 3 <= self.guest_cid < 1 << 32:
+            raise DeviceConfigError(f"vsock device: guest CID {self.guest_cid!r} must be between 3 and 2^32 - 1")
+        if not self.uds_path or "\0" in self.uds_path:
+            raise DeviceConfigError(f"vsock device: uds_path {self.uds_path!r} is not a path")
+        # sun_path holds 107 bytes and a NUL; "_<port>" is appended for guest connections.
+        if len(os.fsencode(self.uds_path)) + len("_4294967295") > 107:
+            raise DeviceConfigError(f"vsock device: uds_path {self.uds_path} is too long for a Unix socket "
+                                    f"(with the _<port> suffix it must fit in 107 bytes)")
+
+
+def _make_vsock_device(spec: VsockSpec):
+    from pyrite.devices.virtio.vsock.backend import UnixBackend, VsockBackendError
+    from pyrite.devices.virtio.vsock.device import Vsock
+    try:
+        backend = UnixBackend(spec.uds_path, spec.guest_cid)
+    except VsockBackendError as e:
+        raise DeviceConfigError(f"Cannot create backend for vsock device: {e.strerror} "
+                                f"(uds_path {spec.uds_path})") from None
+    return Vsock(spec.guest_cid, backend)
+
+
+class VsockSlot(VirtioSlot):
+    """The vsock slot: its backend's host sockets are watched by the event loop through a
+    VsockHandler, which takes this slot's lock."""
+
+    def start(self) -> None:
+        from pyrite.devices.virtio.vsock.handler import VsockHandler
+        self.device.backend.log = self.log
+        self.handler = VsockHandler(self.device, self.device.backend, self.loop, self.lock)
+        self.handler.start()

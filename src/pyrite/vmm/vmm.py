@@ -121,9 +121,20 @@ class Vmm:
         if rate_limiter is not None:
             slot.update_rate_limiter(rate_limiter)
 
+    def update_net(self, iface_id: str, rx_rate_limiter: dict | None = None,
+                   tx_rate_limiter: dict | None = None) -> None:
+        """PATCH /network-interfaces after boot: update the rx and/or tx rate limiter's buckets."""
+        for slot in self.virtio:
+            if slot.kind == "net" and slot.id == iface_id:
+                slot.update_rate_limiters(rx_rate_limiter, tx_rate_limiter)
+                return
+        from .devices import DeviceUpdateError
+        raise DeviceUpdateError(f"network interface {iface_id}: no such interface")
+
     def device_metrics(self) -> dict[str, dict[str, int]]:
-        """Cumulative counters per virtio device: "block_<drive_id>" and "entropy"."""
-        return {(f"block_{s.id}" if s.kind == "block" else "entropy"): s.metrics() for s in self.virtio}
+        """Cumulative counters per virtio device: "block_<drive_id>", "net_<iface_id>" and "entropy"."""
+        names = {"block": "block_{}", "net": "net_{}"}
+        return {names.get(s.kind, s.kind).format(s.id): s.metrics() for s in self.virtio}
 
     def exit_counts(self) -> dict[str, int]:
         total: dict[str, int] = {}

@@ -81,4 +81,78 @@ int virtio_blk_get_id(struct virtio_blk *blk, char id[VIRTIO_BLK_ID_BYTES + 1]);
  * error (-ENODEV without a device; -EIO if the device returned a buffer with no bytes). */
 long virtio_rng_read(void *buf, size_t n);
 
+/* ---------------------------------------------------------------- network (virtio-net) */
+
+#ifndef ENODATA
+#define ENODATA 61
+#endif
+#define VIRTIO_ID_NET 1
+#define VIRTIO_NET_HDR_BYTES 12          /* struct virtio_net_hdr_v1, before every frame */
+#define VIRTIO_NET_MIN_FRAME 14          /* an Ethernet header */
+#define VIRTIO_NET_MAX_FRAME 65550       /* what the device accepts (Firecracker's limit) */
+#define VIRTIO_NET_MAX_RX_FRAME 2036     /* received frames are at most this long (buffer size) */
+#define VIRTIO_NET_WAIT_FOREVER UINT64_MAX
+
+struct virtio_net;
+
+/* Network interfaces in discovery order (as block devices). */
+int virtio_net_count(void);
+/* Initialise interface i (once; later calls give the same handle): receive buffers are
+ * posted from here on, so frames are queued for virtio_net_recv(). */
+int virtio_net_open(unsigned i, struct virtio_net **out);
+/* The MAC address the VMM configured (VIRTIO_NET_F_MAC); -ENODATA when it gave none. */
+int virtio_net_mac(struct virtio_net *net, uint8_t mac[6]);
+/* Send one Ethernet frame (destination MAC first, no FCS): 0 once the device took it;
+ * -EINVAL outside [VIRTIO_NET_MIN_FRAME, VIRTIO_NET_MAX_FRAME]; -EIO if the device needs a reset. */
+int virtio_net_send(struct virtio_net *net, const void *frame, size_t len);
+/* Receive one frame into buf: its length (cut to cap), -EAGAIN if none came within
+ * timeout_us microseconds (0: just look; VIRTIO_NET_WAIT_FOREVER: wait), -EIO if the
+ * device needs a reset. */
+long virtio_net_recv(struct virtio_net *net, void *buf, size_t cap, uint64_t timeout_us);
+
+/* ---------------------------------------------------------------- sockets (virtio-vsock) */
+
+#define VIRTIO_ID_VSOCK 19
+#ifndef EPIPE
+#define EPIPE 32
+#endif
+#ifndef EADDRINUSE
+#define EADDRINUSE 98
+#endif
+#ifndef ECONNRESET
+#define ECONNRESET 104
+#endif
+#ifndef ETIMEDOUT
+#define ETIMEDOUT 110
+#endif
+#ifndef ECONNREFUSED
+#define ECONNREFUSED 111
+#endif
+#ifndef EMFILE
+#define EMFILE 24
+#endif
+#define VSOCK_HOST_CID 2                  /* the host, as the guest addresses it */
+#define VSOCK_WAIT_FOREVER UINT64_MAX     /* a timeout that never expires; 0 only looks */
+#define VSOCK_BUF_ALLOC (256u * 1024)     /* receive buffer per connection (our credit) */
+#define VSOCK_MAX_CONNECTIONS 16
+#define VSOCK_MAX_LISTENERS 8
+
+/* Stream sockets to the host over the first vsock device (opened on first use). With
+ * pyrite's or Firecracker's Unix-socket backend, a host client reaches a guest listener by
+ * writing "CONNECT <port>\n" to the VMM's uds_path, and vsock_connect(VSOCK_HOST_CID, P)
+ * reaches the host program listening on "<uds_path>_P". Connections are small integer
+ * handles. Errors: -ENODEV (no device), -ETIMEDOUT, -ECONNREFUSED (nothing listens there),
+ * -ECONNRESET (the peer reset the stream), -EPIPE (the peer receives no more), -EBADF,
+ * -EMFILE (too many connections or listeners), -EADDRINUSE, -EIO (device needs a reset). */
+uint64_t vsock_guest_cid(void);                        /* the device's guest CID, 0 without one */
+int vsock_listen(uint32_t port);                       /* 0; incoming requests on port are accepted */
+int vsock_accept(uint32_t port, uint64_t timeout_us);  /* a connection handle */
+int vsock_connect(uint32_t cid, uint32_t port);        /* a connection handle */
+/* Up to n bytes as they come: their count, 0 once the peer has shut down sending and
+ * everything was read, -ETIMEDOUT when nothing came within timeout_us. */
+long vsock_read(int conn, void *buf, size_t n, uint64_t timeout_us);
+/* All n bytes, waiting for the peer's credit: n, or a negative error. */
+long vsock_write(int conn, const void *buf, size_t n);
+int vsock_close(int conn);                             /* shuts down both ways, frees the handle */
+
 #endif
