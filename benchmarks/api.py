@@ -476,10 +476,6 @@ def socket_target(results: dict[str, VmmResult]) -> str | None:
     return f"target (<= 30 ms wall, <= QEMU): {'MET' if met else 'NOT MET'} ({', '.join(verdicts)})"
 
 
-def _cell(value: float | None, width: int, decimals: int = 1) -> str:
-    return f"{'n/a':>{width}}" if value is None else f"{value:{width}.{decimals}f}"
-
-
 def format_report(results: dict[str, VmmResult], runs: int, image: Path) -> str:
     lines = [f"tiny PVH guest ({image.stat().st_size} bytes), {boot.MEM_MIB} MiB, 1 vCPU; "
              f"median and p90 of {runs} interleaved runs", "",
@@ -487,14 +483,14 @@ def format_report(results: dict[str, VmmResult], runs: int, image: Path) -> str:
              f"{'VMM':<12} {'wall ms':>9} {'p90':>8} {'CPU ms':>8} {'p90':>8} {'runs ok':>8}"]
     for result in results.values():
         ok = f"{len(result.good())}/{len(result.runs) or runs}"
-        lines.append(f"{result.name:<12} {_cell(result.median('socket_wall_ms'), 9)} "
-                     f"{_cell(result.p90('socket_wall_ms'), 8)} {_cell(result.median('socket_cpu_ms'), 8)} "
-                     f"{_cell(result.p90('socket_cpu_ms'), 8)} {ok:>8}")
+        lines.append(f"{result.name:<12} {tools.cell(result.median('socket_wall_ms'), 9)} "
+                     f"{tools.cell(result.p90('socket_wall_ms'), 8)} {tools.cell(result.median('socket_cpu_ms'), 8)} "
+                     f"{tools.cell(result.p90('socket_cpu_ms'), 8)} {ok:>8}")
     table = ratios(results)
     if table:
         lines += ["", f"{'ratio':<20} {'wall':>7} {'CPU':>7}"]
         for name, values in table.items():
-            lines.append(f"{name:<20} {_cell(values['socket_wall_ms'], 7, 2)} {_cell(values['socket_cpu_ms'], 7, 2)}")
+            lines.append(f"{name:<20} {tools.cell(values['socket_wall_ms'], 7, 2)} {tools.cell(values['socket_cpu_ms'], 7, 2)}")
     target = socket_target(results)
     if target:
         lines.append(target)
@@ -504,14 +500,14 @@ def format_report(results: dict[str, VmmResult], runs: int, image: Path) -> str:
               f"{'VMM':<12} {'boot timer ms':>14} {'p90':>7} {'serial ms':>10} {'p90':>7} "
               f"{'reply ms':>9} {'own timer ms':>13}"]
     for result in results.values():
-        lines.append(f"{result.name:<12} {_cell(result.median('boot_timer_ms'), 14)} "
-                     f"{_cell(result.p90('boot_timer_ms'), 7)} {_cell(result.median('serial_ms'), 10)} "
-                     f"{_cell(result.p90('serial_ms'), 7)} {_cell(result.median('start_response_ms'), 9)} "
-                     f"{_cell(result.median('reported_boot_ms'), 13)}")
+        lines.append(f"{result.name:<12} {tools.cell(result.median('boot_timer_ms'), 14)} "
+                     f"{tools.cell(result.p90('boot_timer_ms'), 7)} {tools.cell(result.median('serial_ms'), 10)} "
+                     f"{tools.cell(result.p90('serial_ms'), 7)} {tools.cell(result.median('start_response_ms'), 9)} "
+                     f"{tools.cell(result.median('reported_boot_ms'), 13)}")
     if table:
         lines += ["", f"{'ratio':<20} {'boot timer':>11} {'serial':>7}"]
         for name, values in table.items():
-            lines.append(f"{name:<20} {_cell(values['boot_timer_ms'], 11, 2)} {_cell(values['serial_ms'], 7, 2)}")
+            lines.append(f"{name:<20} {tools.cell(values['boot_timer_ms'], 11, 2)} {tools.cell(values['serial_ms'], 7, 2)}")
     lines.append("'own timer' is the VMM's Guest-boot-time figure: Firecracker counts from InstanceStart's "
                  "build, pyrite from its process start.")
     for result in results.values():

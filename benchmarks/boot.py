@@ -194,10 +194,6 @@ def ratios(results: dict[str, VmmResult]) -> dict[str, dict[str, float | None]]:
             for ref in REFERENCES if ref in results}
 
 
-def _cell(value: float | None, width: int, decimals: int) -> str:
-    return f"{'n/a':>{width}}" if value is None else f"{value:{width}.{decimals}f}"
-
-
 def format_report(results: dict[str, VmmResult], runs: int, image: Path) -> str:
     lines = [f"tiny PVH guest ({image.stat().st_size} bytes), {MEM_MIB} MiB, whole VMM process, "
              f"median of {runs} interleaved runs",
@@ -206,13 +202,13 @@ def format_report(results: dict[str, VmmResult], runs: int, image: Path) -> str:
     for result in results.values():
         med = result.medians()
         ok = f"{len(result.good())}/{len(result.runs) or runs}"
-        lines.append(f"{result.name:<12} {_cell(med['wall_ms'], 9, 1)} {_cell(med['cpu_ms'], 9, 1)} "
-                     f"{_cell(med['peak_rss_mib'], 13, 1)} {ok:>8}")
+        lines.append(f"{result.name:<12} {tools.cell(med['wall_ms'], 9, 1)} {tools.cell(med['cpu_ms'], 9, 1)} "
+                     f"{tools.cell(med['peak_rss_mib'], 13, 1)} {ok:>8}")
     table = ratios(results)
     if table:
         lines += ["", f"{'ratio':<20} {'wall':>7} {'CPU':>7} {'RSS':>7}"]
         for name, values in table.items():
-            lines.append(f"{name:<20} " + " ".join(_cell(values[m], 7, 2) for m in METRICS))
+            lines.append(f"{name:<20} " + " ".join(tools.cell(values[m], 7, 2) for m in METRICS))
     for result in results.values():
         boot = result.medians()["guest_boot_ms"]
         if boot is not None:

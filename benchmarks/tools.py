@@ -79,6 +79,11 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
+def cell(value: float | None, width: int, decimals: int = 1) -> str:
+    """A report table's cell: the number right-aligned in `width`, or "n/a" for None."""
+    return f"{'n/a':>{width}}" if value is None else f"{value:{width}.{decimals}f}"
+
+
 def cached_build(name: str, suffix: str, sources: Sequence[Path],
                  build: Callable[[Path], list[list[str]]], cache: Path = BENCH_CACHE) -> Path:
     """Build `name` once per content of its sources and build commands.

@@ -146,10 +146,6 @@ def spin_cycles(output: bytes) -> int:
     raise BenchError(f"spin printed no cycles=: {output[-300:]!r}")
 
 
-def fmt(value: float | None, width: int = 9, decimals: int = 1) -> str:
-    return f"{'n/a':>{width}}" if value is None else f"{value:{width}.{decimals}f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="measured boots per VMM (default 10)")
@@ -204,14 +200,14 @@ def main(argv: list[str] | None = None) -> int:
              f"hello world, spawn to first output byte and to exit, median of {args.runs} interleaved runs:",
              f"{'VMM':<26} {'first byte ms':>14} {'exit ms':>9} {'runs ok':>8}"]
     for s in series.values():
-        lines.append(f"{s.name:<26} {fmt(s.median('first_byte_ms'), 14)} {fmt(s.median('exit_ms'))} "
+        lines.append(f"{s.name:<26} {tools.cell(s.median('first_byte_ms'), 14)} {tools.cell(s.median('exit_ms'), 9)} "
                      f"{len(s.good())}/{len(s.runs):>2}")
     if "pyrite" in series:
         for ref in ("qemu", "firecracker"):
             if ref in series:
                 first = tools.ratio(series["pyrite"].median("first_byte_ms"), series[ref].median("first_byte_ms"))
                 end = tools.ratio(series["pyrite"].median("exit_ms"), series[ref].median("exit_ms"))
-                lines.append(f"{'ratio pyrite/' + ref:<26} {fmt(first, 14, 2)} {fmt(end, 9, 2)}")
+                lines.append(f"{'ratio pyrite/' + ref:<26} {tools.cell(first, 14, 2)} {tools.cell(end, 9, 2)}")
     for name, why in unavailable.items():
         lines.append(f"{name}: not run: {why}")
     for s in series.values():
@@ -224,11 +220,11 @@ def main(argv: list[str] | None = None) -> int:
               f"CPU-bound loop, {args.iterations:.0e} iterations, median of {args.spin_runs} interleaved runs:",
               f"{'':<22} {'loop Mcycles':>13} {'cycles/iter':>12} {'process ms':>11}",
               f"{'pyrite (guest CPL 3)':<22} {g_cyc / 1e6:13.1f} {g_cyc / args.iterations:12.3f} "
-              f"{fmt(tools.median(guest_wall), 11)}",
+              f"{tools.cell(tools.median(guest_wall), 11)}",
               f"{'host program':<22} {h_cyc / 1e6:13.1f} {h_cyc / args.iterations:12.3f} "
-              f"{fmt(tools.median(host_wall), 11)}",
-              f"{'pyrite/host':<22} {fmt(loop_ratio, 13, 3)} {'':>12} "
-              f"{fmt(tools.ratio(tools.median(guest_wall), tools.median(host_wall)), 11, 2)}",
+              f"{tools.cell(tools.median(host_wall), 11)}",
+              f"{'pyrite/host':<22} {tools.cell(loop_ratio, 13, 3)} {'':>12} "
+              f"{tools.cell(tools.ratio(tools.median(guest_wall), tools.median(host_wall)), 11, 2)}",
               f"loop target within 10% of the host: {'met' if loop_ratio and loop_ratio <= SPIN_TARGET else 'MISSED'}"]
     print("\n".join(lines))
     return 0 if all(s.good() for s in series.values()) else 1

@@ -231,10 +231,6 @@ def missing_devices(net_problem: str | None) -> dict[str, str]:
     return rows
 
 
-def fmt(value: float | None, width: int = 10, decimals: int = 1) -> str:
-    return f"{'n/a':>{width}}" if value is None else f"{value:{width}.{decimals}f}"
-
-
 def report(workloads: dict[str, Workload], series: dict[tuple[str, str], Series], args,
            net_problem: str | None) -> list[str]:
     def s(vmm, name):
@@ -269,8 +265,8 @@ def report(workloads: dict[str, Workload], series: dict[tuple[str, str], Series]
              f"{'':<26} {'pyrite':>10} {'qemu':>10} {'pyrite/qemu':>12}"]
     for title, values, decimals in rows:
         r = tools.ratio(values["pyrite"], values["qemu"])
-        lines.append(f"{title:<26} {fmt(values['pyrite'], 10, decimals)} {fmt(values['qemu'], 10, decimals)} "
-                     f"{fmt(r, 12, 2)}")
+        lines.append(f"{title:<26} {tools.cell(values['pyrite'], 10, decimals)} {tools.cell(values['qemu'], 10, decimals)} "
+                     f"{tools.cell(r, 12, 2)}")
     for title, why in missing_devices(net_problem).items():
         lines.append(f"{title:<26} {why}")
     lines.append("(throughput and IOPS: higher is better; CPU and ms: lower is better)")

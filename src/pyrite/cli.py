@@ -56,22 +56,17 @@ def _parse_run(argv: list[str]) -> dict:
             key = valued[name]
             if key == "drive":
                 opts["drives"].append(_parse_drive(value, len(opts["drives"])))
-                i += 1
-                continue
-            if key == "net":
+            elif key == "net":
                 opts["net"].append(_parse_net(value, len(opts["net"])))
-                i += 1
-                continue
-            if key == "vsock":
+            elif key == "vsock":
                 opts["vsock"] = _parse_vsock(value)
-                i += 1
-                continue
-            if key in ("mem_mib", "vcpus"):
+            elif key in ("mem_mib", "vcpus"):
                 try:
-                    value = int(value, 0)
+                    opts[key] = int(value, 0)
                 except ValueError:
                     raise UsageError(f"{name} {value!r}: not a number") from None
-            opts[key] = value
+            else:
+                opts[key] = value
         elif arg == "--entropy":
             opts["entropy"] = True
         elif arg in ("-q", "--quiet"):
@@ -138,11 +133,14 @@ def _spec_from(opts: dict):
             raise UsageError(f"{opts['config_file']}: {e}") from None
     image = opts["image"]
     if image is None:
-        from pyrite.unikernel.build import BuildError
         from pyrite.unikernel.demo import demo_image
         try:
             image = demo_image()
-        except BuildError as e:
+        except Exception as e:
+            # build.py (subprocess, pathlib, typing) is imported only when the image had to be built.
+            from pyrite.unikernel.build import BuildError
+            if not isinstance(e, BuildError):
+                raise
             raise UsageError(f"cannot build the demo guest: {e}") from None
     cmdline = opts["cmdline"]
     if cmdline is None:

@@ -2,10 +2,8 @@
 the builder's VmSpec as NetSpec; PATCH after boot updates the rate limiters as Firecracker's."""
 from __future__ import annotations
 
-import json
-
 import pytest
-from test_controller import FakeMicroVm
+from test_controller import FakeMicroVm, call
 
 from pyrite.api.controller import ApiController
 from pyrite.api.logger import Logger
@@ -40,10 +38,6 @@ def api(tmp_path):
     kernel.write_bytes(b"\x7fELF")
     controller.kernel = str(kernel)
     return controller
-
-
-def call(api, method, path, body=None):
-    return api.handle(method, path, None if body is None else json.dumps(body).encode())
 
 
 def test_put_then_start_gives_the_builder_a_net_spec(api):

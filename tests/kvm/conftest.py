@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,7 @@ from pyrite.kvm import KvmError, System, Vcpu, Vm
 
 GUEST_RAM = 0x10000       # 64 KiB at guest-physical 0
 CODE_ADDR = 0x1000        # where real_mode_guest places its code
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +63,17 @@ def real_mode_guest(kvm):
         guest.vcpu.close()
         guest.vm.close()
         # ram: the VM no longer maps it; dropping the mmap object unmaps it
+
+
+@pytest.fixture(scope="session")
+def firecracker_bin() -> Path:
+    """The real Firecracker binary: $PYRITE_FIRECRACKER, or the one benchmarks/refs.py fetches."""
+    override = os.environ.get("PYRITE_FIRECRACKER")
+    if override:
+        return Path(override)
+    sys.path.insert(0, str(REPO))
+    from benchmarks import refs
+    try:
+        return refs.firecracker_binary()
+    except (refs.RefError, OSError) as e:
+        pytest.skip(f"the Firecracker binary could not be fetched: {e}")

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,22 +20,9 @@ from pyrite.unikernel.build import build_image
 
 REPO = Path(__file__).resolve().parents[2]
 GUESTS = REPO / "tests" / "guests"
-sys.path.insert(0, str(REPO))
-from benchmarks import refs  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK),
                                 reason="/dev/kvm missing or not accessible")
-
-
-@pytest.fixture(scope="module")
-def firecracker_bin() -> Path:
-    override = os.environ.get("PYRITE_FIRECRACKER")
-    if override:
-        return Path(override)
-    try:
-        return refs.firecracker_binary()
-    except (refs.RefError, OSError) as e:
-        pytest.skip(f"the Firecracker binary could not be fetched: {e}")
 
 
 @pytest.fixture

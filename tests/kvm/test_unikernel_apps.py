@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +28,6 @@ import pyrite
 from guests import GUESTS, guest_image
 from pyrite.arch.x86_64.loader.symbols import elf_symbolizer
 from pyrite.unikernel.cmdline import quote_args
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-from benchmarks import refs  # noqa: E402
 
 QEMU = shutil.which("qemu-system-x86_64")
 QEMU_ARGS = ["-M", "microvm,x-option-roms=off,isa-serial=on,rtc=off", "-enable-kvm",
@@ -87,17 +82,6 @@ class Outcome:
 
 
 # ------------------------------------------------------------------ the three VMMs
-
-@pytest.fixture(scope="session")
-def firecracker_bin() -> Path:
-    override = os.environ.get("PYRITE_FIRECRACKER")
-    if override:
-        return Path(override)
-    try:
-        return refs.firecracker_binary()
-    except (refs.RefError, OSError) as e:
-        pytest.skip(f"the Firecracker binary could not be fetched: {e}")
-
 
 def run_pyrite(image: Path, app: App, tmp_path: Path) -> Outcome:
     with pyrite.MicroVM(kernel=str(image), cmdline=quote_args(list(app.args)), mem_mib=128) as vm:

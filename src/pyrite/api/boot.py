@@ -7,6 +7,9 @@ The API needs of a built microVM exactly this (see `MicroVmHandle`):
     send_ctrl_alt_del()     the i8042 key sequence (SendCtrlAltDel)
     stop()                  end it from the host
     wait(timeout) -> int | None   the exit status once it has ended
+    exit                    its VmExit once it has ended (for the final log line)
+    close()                 release KVM and guest memory once it has ended
+    update_drive(), update_net()  PATCH /drives, PATCH /network-interfaces after boot
     state                   "Not started" | "Running" | "Paused"
 
 The builder takes a VmSpec (`VmResources.to_vm_spec()`); this module adapts the rest.

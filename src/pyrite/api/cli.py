@@ -290,8 +290,8 @@ def _run(args: dict, payload_limit: int, metrics) -> int:
             controller.machine = None
         if controller.vmm is not None and controller.vmm.wait(0) is not None:
             controller.vmm.close()  # joins the vCPU threads, releases KVM and guest memory
-    vmm_exit = getattr(controller.vmm, "exit", None) if controller.vmm is not None else None
-    if vmm_exit is not None and getattr(vmm_exit, "message", ""):
+    vmm_exit = controller.vmm.exit if controller.vmm is not None else None
+    if vmm_exit is not None and vmm_exit.message:
         LOGGER.info(f"Vmm is stopping: {vmm_exit.message}")
     if status == EXIT_OK:
         LOGGER.info("Firecracker exiting successfully. exit_code=0")

@@ -128,13 +128,7 @@ class VmResources:
     # --- construction from Firecracker's JSON config file
     @classmethod
     def from_config_file(cls, path: str | os.PathLike) -> "VmResources":
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ConfigError("file", f"Unable to open or read from the configuration file {path}: "
-                                      f"{io_error_text(e)}") from None
-        return cls.from_json_bytes(data)
+        return cls.from_json_bytes(_read_file(path, "configuration file"))
 
     @classmethod
     def from_json(cls, obj: dict) -> "VmResources":
@@ -429,13 +423,16 @@ class VmResources:
         }
 
 
-def _load_cpu_template(path: str) -> CpuConfig:
+def _read_file(path, what: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except OSError as e:
-        raise ConfigError("file", f"Unable to open or read from the CPU template file {path}: "
-                                  f"{io_error_text(e)}") from None
+        raise ConfigError("file", f"Unable to open or read from the {what} {path}: {io_error_text(e)}") from None
+
+
+def _load_cpu_template(path: str) -> CpuConfig:
+    data = _read_file(path, "CPU template file")
     try:
         return decode(data, Struct(CpuConfig))
     except DecodeError as e:

@@ -13,12 +13,11 @@ from .exit import VmExit
 class RunControl:
     """State the vCPU threads share with the VMM: stop and pause requests, who is parked."""
 
-    def __init__(self, vcpu_count: int):
+    def __init__(self):
         self.cond = threading.Condition()
         self.stopping = False
         self.paused = False
         self.parked = 0
-        self.vcpu_count = vcpu_count
 
 
 class VcpuThread:
