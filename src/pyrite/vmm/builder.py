@@ -14,7 +14,7 @@ from pyrite.arch.x86_64.acpi import write_acpi_tables
 from pyrite.arch.x86_64.bootparams import configure_boot
 from pyrite.arch.x86_64.loader import LoaderError, load_initrd, load_kernel
 from pyrite.arch.x86_64.mptable import write_mptable
-from pyrite.devices.legacy.boot_timer import BootTimer
+from pyrite.devices.legacy.boot_timer import BootTime, BootTimer
 from pyrite.devices.legacy.exit_port import ExitPort
 from pyrite.devices.legacy.i8042 import I8042
 from pyrite.devices.legacy.serial import Serial
@@ -95,12 +95,12 @@ def _image_source(what: str, source) -> tuple[object, str]:
     return path, path
 
 
-def _log_boot_time(message: str) -> None:
-    os.write(2, f"pyrite: {message}\n".encode())
+def _log_boot_time(boot_time: BootTime) -> None:
+    os.write(2, f"pyrite: {boot_time}\n".encode())
 
 
 def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = None,
-                   on_boot_timer: Callable[[str], None] | None = _log_boot_time,
+                   on_boot_timer: Callable[[BootTime], None] | None = _log_boot_time,
                    start_ns: int | None = None, kvm_path: str = "/dev/kvm",
                    symbolize=None, machine: tuple[kvm.System, kvm.Vm] | None = None) -> Vmm:
     """Build a stopped microVM from `spec`; `Vmm.start()` runs it.
@@ -137,7 +137,7 @@ def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = N
                                 rsdp_addr=rsdp_addr)
         write_mptable(memory, spec.vcpus)
 
-        control = RunControl(spec.vcpus)
+        control = RunControl()
         pio, mmio = Bus("port I/O"), Bus("MMIO")
         vmm_box: list[Vmm] = []  # devices call into the Vmm built below
         finish = lambda result: vmm_box[0].finish(result)  # noqa: E731
@@ -213,11 +213,10 @@ def _attach_legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out
     pio.register(layout.EXIT_PORT, 1, "exit port", lambda off, n: b"\0" * n,
                  lambda off, data: exit_port.write(data[0]))
 
-    timer = BootTimer(start_ns, on_boot_timer or (lambda message: None))
+    timer = BootTimer(start_ns, on_boot_timer or (lambda boot_time: None))
     mmio.register(layout.BOOT_TIMER_ADDR, 0x1000, "boot timer", lambda off, n: b"\0" * n, timer.write)
     return {"serial": serial, "serial_console": console, "i8042": i8042, "i8042_lock": i8042_lock,
-            "boot_timer": timer,
-            "exit_port": exit_port}
+            "boot_timer": timer, "exit_port": exit_port}
 
 
 def _attach_console_input(loop: EventLoop, console: SerialConsole, fd: int) -> None:
