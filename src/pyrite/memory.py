@@ -63,15 +63,23 @@ class GuestMemory:
         raise GuestMemoryError(f"guest range [{gpa:#x}, {gpa + length:#x}) is not in guest memory")
 
     def contains(self, gpa: int, length: int = 1) -> bool:
-        return any(r.gpa <= gpa and gpa + length <= r.end for r in self.regions) and length >= 0
+        if length < 0:
+            return False
+        for r in self.regions:      # a plain loop: this is on every virtio descriptor's path
+            off = gpa - r.gpa
+            if off >= 0 and off + length <= r.size:
+                return True
+        return False
 
     def view(self, gpa: int, length: int) -> memoryview:
         """Zero-copy writable view of [gpa, gpa+length)."""
         if length < 0:
             raise GuestMemoryError(f"negative length {length} at {gpa:#x}")
-        r = self.region_of(gpa, length)
-        off = gpa - r.gpa
-        return memoryview(r.mem)[off:off + length]
+        for r in self.regions:
+            off = gpa - r.gpa
+            if off >= 0 and off + length <= r.size:
+                return memoryview(r.mem)[off:off + length]
+        raise GuestMemoryError(f"guest range [{gpa:#x}, {gpa + length:#x}) is not in guest memory")
 
     def read(self, gpa: int, length: int) -> bytes:
         return bytes(self.view(gpa, length))

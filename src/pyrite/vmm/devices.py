@@ -304,6 +304,9 @@ class VirtioSlot:
         self.log = log
         self.notify_fds: list[int] = []
         self._timer_armed = False
+        # Queues the event loop polls after a kick (EventLoop.start_polling): the request
+        # queues, where a driver waits for each answer. Not vsock (its own handler serves it).
+        self.polled_queues: tuple[int, ...] = {"block": (0,), "entropy": (0,), "net": (1,)}.get(plan.kind, ())
 
     def __repr__(self) -> str:
         return f"VirtioSlot({self.kind} {self.id!r} at {self.addr:#x}, irq {self.irq})"
@@ -327,6 +330,47 @@ class VirtioSlot:
         with self.lock:
             self.transport.notify_queue(index)
             self._arm_limiter_timer()
+        if index in self.polled_queues:
+            self.loop.start_polling(self)
+
+    # polling (event loop thread; see EventLoop.start_polling)
+    def _throttled(self) -> bool:
+        return any(limiter.blocked for limiter in self._limiters())
+
+    def _limiters(self) -> tuple:
+        limiter = getattr(self.device, "rate_limiter", None)
+        return (limiter,) if limiter is not None else ()
+
+    def begin_polling(self) -> None:
+        with self.lock:
+            for index in self.polled_queues:
+                self.transport.suppress_notifications(index)
+
+    def poll(self) -> bool:
+        with self.lock:
+            if self._throttled():
+                return False          # the limiter's timer serves the queue
+            worked = False
+            for index in self.polled_queues:
+                if self.transport.poll_queue(index):
+                    worked = True
+            if worked:
+                self._arm_limiter_timer()
+            return worked
+
+    def end_polling(self) -> bool:
+        with self.lock:
+            waiting = False
+            for index in self.polled_queues:
+                if self.transport.enable_notifications(index):
+                    waiting = True
+            if waiting and not self._throttled():
+                for index in self.polled_queues:     # keep polling: the driver did not kick
+                    self.transport.suppress_notifications(index)
+                return True
+            if waiting:
+                self._arm_limiter_timer()
+            return False
 
     def _arm_limiter_timer(self) -> None:
         limiter = getattr(self.device, "rate_limiter", None)
@@ -398,6 +442,10 @@ class NetSlot(VirtioSlot):
     """A virtio-net slot: two rate limiters (rx, tx) and the TAP fd in the event loop. The
     TAP is watched edge-triggered: a frame that finds no receive buffer waits in the TAP
     until the driver adds buffers and kicks the receive queue (which reads it then)."""
+
+    def _limiters(self) -> tuple:
+        limiter = self.device.tx_rate_limiter         # the polled queue is the transmit queue
+        return (limiter,) if limiter is not None else ()
 
     def on_tap_readable(self, events: int) -> None:
         from pyrite.devices.virtio.net.device import RX_QUEUE

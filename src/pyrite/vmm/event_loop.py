@@ -1,6 +1,18 @@
 """The device event loop: one thread, epoll over host fds (stdin, virtio queue eventfds, later
 tap/sockets), plus one-shot timers (`call_later`, the rate limiters' retry) kept as epoll's
-timeout, since os.timerfd_create needs Python 3.13."""
+timeout, since os.timerfd_create needs Python 3.13.
+
+Pollers (`start_polling`): after a device has had work, the loop keeps looking at its rings
+for POLL_IDLE_NS instead of sleeping, with the driver asked not to kick meanwhile (as QEMU's
+AioContext polling and vhost's busy polling do). A driver that waits for each request then
+finds its next one served without a VM exit and a thread wake-up per request. The loop still
+looks at its fds and timers every POLL_SLICE_NS. A poller has three methods:
+
+- ``begin_polling()``: ask the driver not to kick;
+- ``poll() -> bool``: serve what the driver made available; whether there was anything;
+- ``end_polling() -> bool``: ask the driver to kick again; True if work arrived in between
+  (then the poller stays polled).
+"""
 from __future__ import annotations
 
 import heapq
@@ -10,6 +22,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+
+POLL_IDLE_NS = 100_000          # polling stops after this long without work
+POLL_SLICE_NS = 50_000          # fds and timers are looked at at least this often while polling
 
 
 class EventLoop:
@@ -24,6 +39,7 @@ class EventLoop:
         self._thread: threading.Thread | None = None
         self._timers: list[tuple[float, int, Callable[[], None]]] = []   # (deadline, seq, callback)
         self._timer_seq = 0
+        self._pollers: dict = {}        # poller -> time.monotonic_ns() of its last work
 
     def add(self, fd: int, handler: Callable[[int], None], events: int = select.EPOLLIN) -> None:
         self._handlers[fd] = handler
@@ -93,6 +109,8 @@ class EventLoop:
                 self._call(callback)
             if due:
                 continue            # a callback may have added a timer that is already due
+            if self._pollers:
+                timeout = 0
             try:
                 ready = self._epoll.poll(timeout)
             except (OSError, ValueError):
@@ -107,6 +125,37 @@ class EventLoop:
                 handler = self._handlers.get(fd)
                 if handler is not None:
                     self._call(handler, events)
+            if self._pollers:
+                self._poll()
+
+    def start_polling(self, poller) -> None:
+        """Poll `poller` until it has been idle for POLL_IDLE_NS (on the loop's thread only)."""
+        if poller not in self._pollers:
+            self._call(poller.begin_polling)
+        self._pollers[poller] = time.monotonic_ns()
+
+    def _poll(self) -> None:
+        """One slice of polling: every poller in turn until the slice ends or none is left."""
+        pollers = self._pollers
+        clock = time.monotonic_ns
+        end = clock() + POLL_SLICE_NS
+        while pollers:
+            now = clock()
+            for poller, last_work in list(pollers.items()):
+                try:
+                    if poller.poll():
+                        pollers[poller] = now
+                    elif now - last_work >= POLL_IDLE_NS:
+                        if poller.end_polling():
+                            pollers[poller] = now
+                        else:
+                            del pollers[poller]
+                except Exception as e:    # as _call: a failing device must not stop the loop
+                    pollers.pop(poller, None)
+                    print(f"pyrite: event loop: polling {poller!r} failed: {type(e).__name__}: {e}",
+                          file=sys.stderr)
+            if now >= end:
+                return
 
     @staticmethod
     def _call(fn, *args) -> None:

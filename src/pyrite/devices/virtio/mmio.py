@@ -359,6 +359,47 @@ class MmioTransport:
         except Exception as e:        # a device bug triggered by a guest must not take the VMM down
             self.device_needs_reset(f"internal error {type(e).__name__}: {e}")
 
+    def _running(self) -> bool:
+        return (self.status & (DRIVER_OK | FAILED | DEVICE_NEEDS_RESET)) == DRIVER_OK and self.device.activated
+
+    # -- polling: the VMM looks at a queue's ring itself instead of waiting for kicks --
+
+    def suppress_notifications(self, index: int) -> None:
+        """Ask the driver not to kick queue `index`: the VMM polls it (`poll_queue`)."""
+        q = self.queues[index] if index < len(self.queues) else None
+        if q is not None and q.ready and self._running():
+            try:
+                q.suppress_notifications(self.mem)
+            except VirtioError as e:
+                self.device_needs_reset(str(e))
+
+    def enable_notifications(self, index: int) -> bool:
+        """Ask the driver to kick queue `index` again; whether chains are already waiting."""
+        q = self.queues[index] if index < len(self.queues) else None
+        if q is None or not q.notifications_suppressed:
+            return False
+        if not q.ready or not self._running():
+            q.notifications_suppressed = False
+            return False
+        try:
+            return q.enable_notifications(self.mem)
+        except VirtioError as e:
+            self.device_needs_reset(str(e))
+            return False
+
+    def poll_queue(self, index: int) -> bool:
+        """Serve queue `index` if the driver made chains available; whether there were any."""
+        q = self.queues[index] if index < len(self.queues) else None
+        if q is None or not q.ready or not self._running():
+            return False
+        try:
+            if not q.pending(self.mem):
+                return False
+        except VirtioError:
+            pass                      # notify_queue meets the same error and asks for a reset
+        self.notify_queue(index)
+        return True
+
     def signal_used_queue(self, index: int) -> None:
         self.interrupt_status |= INT_VRING
         self.interrupt()
@@ -415,4 +456,6 @@ class MmioTransport:
             device.activate(mem, t.queues, t)
             for q, enabled in zip(t.queues, event_idx):
                 q.event_idx_enabled = enabled
+                if q.ready:     # saved while the VMM polled the ring? Kicks are wanted again
+                    q.enable_notifications(mem)
         return t

@@ -19,7 +19,11 @@ ring[size] of {le32 id, le32 len}, avail_event, 4-aligned.
 """
 from __future__ import annotations
 
+import sys
+import threading
 from struct import Struct
+
+from ...memory import GuestMemoryError
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
@@ -47,6 +51,22 @@ MAX_CHAIN_BYTES = 1 << 32       # 2.7.5.2: a chain is shorter than 2^32 bytes in
 
 _DESC = Struct("<QIHH")         # struct virtq_desc: addr, len, flags, next
 _USED_ELEM = Struct("<II")      # struct virtq_used_elem: id, len
+# Ring indices and flags are read and written while the driver runs, so they go through
+# memoryview.cast("H") views: one 16-bit load or store each. (struct's pack_into zeroes its
+# target before writing, so the driver could see used->idx pass through 0; "<H" reads byte by
+# byte and could tear.) The rings are little-endian, as the host must be (asserted).
+assert sys.byteorder == "little", "virtio rings are little-endian; native 16-bit words must be too"
+_unpack_desc = _DESC.unpack_from
+_pack_used_elem = _USED_ELEM.pack_into
+
+
+_FENCE = threading.Lock()
+
+
+def _full_barrier() -> None:
+    """A full memory fence: taking a lock is a locked instruction, which x86 does not reorder."""
+    _FENCE.acquire()
+    _FENCE.release()
 
 
 def desc_table_size(size: int) -> int:
@@ -172,11 +192,16 @@ class DescriptorChain:
     looping chain raises `ChainTooLong` instead of running forever.
     """
 
-    def __init__(self, mem: GuestMemory, queue_name: str, desc_table: int, queue_size: int, head: int):
+    __slots__ = ("mem", "queue_name", "head", "_table", "_table_view", "_table_size", "_next", "_ttl",
+                 "_indirect", "_bytes", "_done")
+
+    def __init__(self, mem: GuestMemory, queue_name: str, desc_table: int, queue_size: int, head: int,
+                 table_view: memoryview | None = None):
         self.mem = mem
         self.queue_name = queue_name
         self.head = head
         self._table = desc_table
+        self._table_view = table_view       # the queue's table, already checked to be in memory
         self._table_size = queue_size
         self._next = head
         self._ttl = queue_size
@@ -187,6 +212,10 @@ class DescriptorChain:
     def __repr__(self) -> str:
         return f"DescriptorChain({self.queue_name}, head={self.head})"
 
+    def __str__(self) -> str:
+        """How error messages name the chain: "<queue name>: chain <head>"."""
+        return f"{self.queue_name}: chain {self.head}"
+
     def __iter__(self) -> Iterator[Descriptor]:
         return self
 
@@ -194,61 +223,79 @@ class DescriptorChain:
         table = "indirect table" if self._indirect else "descriptor table"
         return f"{self.queue_name}: chain {self.head}, {table} entry {self._next}"
 
-    def _read_descriptor(self) -> Descriptor:
+    def _read_descriptor(self) -> tuple[int, int, int, int]:
+        """(addr, len, flags, next) of table entry `_next`; the table is bounds-checked here."""
         if self._next >= self._table_size:
             raise DescriptorIndexOutOfRange(
                 f"{self.queue_name}: chain {self.head} names descriptor {self._next}, "
                 f"{'indirect table' if self._indirect else 'queue'} has {self._table_size}")
-        addr = self._table + self._next * DESC_SIZE
-        if not self.mem.contains(addr, DESC_SIZE):
-            kind = IndirectTableOutOfMemory if self._indirect else RingOutOfMemory
-            raise kind(f"{self._where()} at {addr:#x} is outside guest memory")
-        return Descriptor(*_DESC.unpack_from(self.mem.view(addr, DESC_SIZE)))
+        if self._table_view is None:
+            addr = self._table + self._next * DESC_SIZE
+            if not self.mem.contains(addr, DESC_SIZE):
+                kind = IndirectTableOutOfMemory if self._indirect else RingOutOfMemory
+                raise kind(f"{self._where()} at {addr:#x} is outside guest memory")
+            return _unpack_desc(self.mem.view(addr, DESC_SIZE))
+        return _unpack_desc(self._table_view, self._next * DESC_SIZE)
 
-    def _enter_indirect(self, desc: Descriptor) -> None:
+    def _enter_indirect(self, addr: int, length: int, flags: int) -> None:
         if self._indirect:
             raise NestedIndirect(f"{self._where()}: an indirect table inside an indirect table")
-        if desc.has_next:
+        if flags & VIRTQ_DESC_F_NEXT:
             raise IndirectWithNext(f"{self._where()}: descriptor has both INDIRECT and NEXT")
-        if desc.length == 0 or desc.length % DESC_SIZE or desc.length // DESC_SIZE > 0xFFFF:
+        if length == 0 or length % DESC_SIZE or length // DESC_SIZE > 0xFFFF:
             raise InvalidIndirectTable(
-                f"{self._where()}: indirect table length {desc.length} is not a non-zero "
+                f"{self._where()}: indirect table length {length} is not a non-zero "
                 f"multiple of {DESC_SIZE} up to {0xFFFF * DESC_SIZE}")
-        if not self.mem.contains(desc.addr, desc.length):
+        if not self.mem.contains(addr, length):
             raise IndirectTableOutOfMemory(
-                f"{self._where()}: indirect table [{desc.addr:#x}, {desc.addr + desc.length:#x}) "
+                f"{self._where()}: indirect table [{addr:#x}, {addr + length:#x}) "
                 f"is outside guest memory")
         # 2.7.5.3.2: the indirect table replaces the rest of the chain; its entry 0 comes first.
-        self._table = desc.addr
-        self._table_size = self._ttl = desc.length // DESC_SIZE
+        self._table = addr
+        self._table_view = self.mem.view(addr, length)
+        self._table_size = self._ttl = length // DESC_SIZE
         self._next = 0
         self._indirect = True
 
-    def __next__(self) -> Descriptor:
+    def _step(self) -> tuple[int, int, int, int, memoryview | None] | None:
+        """The next buffer as (addr, length, flags, next, view), None at the end of the chain.
+
+        All checks of the chain happen here; `view` is None for a zero-length buffer.
+        """
         if self._done:
-            raise StopIteration
+            return None
         self._done = True    # an error below ends the chain for good
-        if self._ttl == 0:
-            raise ChainTooLong(
-                f"{self.queue_name}: chain {self.head} has more than {self._table_size} "
-                f"descriptors (a loop?)")
-        desc = self._read_descriptor()
-        if desc.flags & VIRTQ_DESC_F_INDIRECT:
-            self._enter_indirect(desc)
-            self._done = False
-            return next(self)
-        self._bytes += desc.length
+        while True:
+            if self._ttl == 0:
+                raise ChainTooLong(
+                    f"{self.queue_name}: chain {self.head} has more than {self._table_size} "
+                    f"descriptors (a loop?)")
+            addr, length, flags, next_ = self._read_descriptor()
+            if not flags & VIRTQ_DESC_F_INDIRECT:
+                break
+            self._enter_indirect(addr, length, flags)
+        self._bytes += length
         if self._bytes >= MAX_CHAIN_BYTES:
             raise ChainTooLarge(f"{self._where()}: the chain's buffers reach {self._bytes} bytes")
-        if desc.length and not self.mem.contains(desc.addr, desc.length):
-            raise DescriptorOutOfMemory(
-                f"{self._where()}: buffer [{desc.addr:#x}, {desc.addr + desc.length:#x}) "
-                f"is outside guest memory")
+        view = None
+        if length:
+            try:
+                view = self.mem.view(addr, length)
+            except GuestMemoryError:
+                raise DescriptorOutOfMemory(
+                    f"{self._where()}: buffer [{addr:#x}, {addr + length:#x}) "
+                    f"is outside guest memory") from None
         self._ttl -= 1
-        if desc.has_next:
-            self._next = desc.next
+        if flags & VIRTQ_DESC_F_NEXT:
+            self._next = next_
             self._done = False
-        return desc
+        return addr, length, flags, next_, view
+
+    def __next__(self) -> Descriptor:
+        step = self._step()
+        if step is None:
+            raise StopIteration
+        return Descriptor(*step[:4])
 
     def buffers(self) -> tuple[list[memoryview], list[memoryview]]:
         """Walk the rest of the chain: zero-copy (device-readable, device-writable) views.
@@ -258,23 +305,26 @@ class DescriptorChain:
         """
         readable: list[memoryview] = []
         writable: list[memoryview] = []
-        for desc in self:
-            if desc.is_write_only:
-                if desc.length:
-                    writable.append(self.mem.view(desc.addr, desc.length))
+        step = self._step
+        while (buf := step()) is not None:
+            addr, length, flags, _, view = buf
+            if flags & VIRTQ_DESC_F_WRITE:
+                if length:
+                    writable.append(view)
             elif writable:
                 raise ReadableAfterWritable(
                     f"{self.queue_name}: chain {self.head} has a device-readable buffer at "
-                    f"{desc.addr:#x} after a device-writable one")
-            elif desc.length:
-                readable.append(self.mem.view(desc.addr, desc.length))
+                    f"{addr:#x} after a device-writable one")
+            elif length:
+                readable.append(view)
         return readable, writable
 
 
 class Queue:
     """A split virtqueue's configuration and indices (2.7); see the module docstring."""
     __slots__ = ("name", "max_size", "size", "ready", "desc_table", "avail_ring", "used_ring",
-                 "next_avail", "next_used", "num_added", "event_idx_enabled")
+                 "next_avail", "next_used", "num_added", "event_idx_enabled", "notifications_suppressed",
+                 "_views_of", "_desc_view", "_avail_words", "_used_view", "_used_words")
 
     def __init__(self, max_size: int, name: str = "queue"):
         if not 0 < max_size <= MAX_QUEUE_SIZE or max_size & (max_size - 1):
@@ -299,6 +349,13 @@ class Queue:
         self.next_used = 0
         self.num_added = 0                  # used entries added since the last needs_notification
         self.event_idx_enabled = False
+        self.notifications_suppressed = False   # the device polls the ring: no kicks wanted
+        self._forget_views()
+
+    def _forget_views(self) -> None:
+        """Drop the cached ring views (a ring moved or was resized)."""
+        self._views_of = None               # the GuestMemory the views below are of
+        self._desc_view = self._avail_words = self._used_view = self._used_words = None
 
     # -- configuration (the transport's register writes) --
 
@@ -306,6 +363,7 @@ class Queue:
         if not 0 < size <= self.max_size or size & (size - 1):
             raise InvalidQueueSize(f"{self.name}: size {size} is not a power of two up to {self.max_size}")
         self.size = size
+        self._forget_views()
 
     def set_desc_table(self, addr: int) -> None:
         self.desc_table = self._aligned(addr, DESC_TABLE_ALIGN, "descriptor table")
@@ -317,6 +375,7 @@ class Queue:
         self.used_ring = self._aligned(addr, USED_RING_ALIGN, "used ring")
 
     def _aligned(self, addr: int, align: int, what: str) -> int:
+        self._forget_views()
         if addr % align:
             raise MisalignedRing(f"{self.name}: {what} address {addr:#x} is not {align}-byte aligned")
         return addr
@@ -343,24 +402,56 @@ class Queue:
             return False
         return True
 
-    # -- ring access --
+    # -- ring access: through views of each ring, made once and checked against memory then --
 
-    def _ring_u16(self, mem: GuestMemory, addr: int, what: str) -> int:
-        if not mem.contains(addr, 2):
-            raise RingOutOfMemory(f"{self.name}: {what} at {addr:#x} is outside guest memory")
-        return mem.read_int(addr, 2)
+    def _ring_view(self, mem: GuestMemory, addr: int, length: int, what: str) -> memoryview:
+        if not mem.contains(addr, length):
+            raise RingOutOfMemory(f"{self.name}: {what} [{addr:#x}, {addr + length:#x}) is outside guest memory")
+        return mem.view(addr, length)
+
+    def _check_views_of(self, mem: GuestMemory) -> None:
+        if self._views_of is not mem:
+            self._forget_views()
+            self._views_of = mem
+
+    def _desc(self, mem: GuestMemory) -> memoryview:
+        if self._views_of is not mem or self._desc_view is None:
+            self._check_views_of(mem)
+            self._desc_view = self._ring_view(mem, self.desc_table, desc_table_size(self.size), "descriptor table")
+        return self._desc_view
+
+    def _avail(self, mem: GuestMemory) -> memoryview:
+        """The available ring as le16 words: [0] flags, [1] idx, [2 + i] ring[i], [2 + size] used_event."""
+        if self._views_of is not mem or self._avail_words is None:
+            self._check_views_of(mem)
+            view = self._ring_view(mem, self.avail_ring, avail_ring_size(self.size), "available ring")
+            self._avail_words = view.cast("H")
+        return self._avail_words
+
+    def _used(self, mem: GuestMemory) -> memoryview:
+        """The used ring as bytes (for its elements)."""
+        if self._views_of is not mem or self._used_view is None:
+            self._check_views_of(mem)
+            self._used_view = self._ring_view(mem, self.used_ring, used_ring_size(self.size), "used ring")
+            self._used_words = self._used_view.cast("H")
+        return self._used_view
+
+    def _used16(self, mem: GuestMemory) -> memoryview:
+        """The used ring as le16 words: [0] flags, [1] idx, [2 + 4 * size] avail_event."""
+        self._used(mem)
+        return self._used_words
 
     def avail_idx(self, mem: GuestMemory) -> int:
-        return self._ring_u16(mem, self.avail_ring + 2, "avail->idx")
+        return self._avail(mem)[1]
 
     def used_idx(self, mem: GuestMemory) -> int:
-        return self._ring_u16(mem, self.used_ring + 2, "used->idx")
+        return self._used16(mem)[1]
 
     def pending(self, mem: GuestMemory) -> int:
         """How many chains the driver has made available that the device has not popped."""
         if not self.ready:
             raise QueueNotReady(f"{self.name}: used before the driver set it ready")
-        idx = self.avail_idx(mem)
+        idx = self._avail(mem)[1]
         ahead = (idx - self.next_avail) & 0xFFFF
         if ahead > self.size:
             raise InvalidAvailIndex(
@@ -372,14 +463,13 @@ class Queue:
         """The next available chain, or None when the driver has made none available."""
         if not self.pending(mem):
             return None
-        slot = self.avail_ring + RING_HEADER_SIZE + 2 * (self.next_avail % self.size)
-        head = self._ring_u16(mem, slot, f"avail->ring[{self.next_avail % self.size}]")
+        slot = self.next_avail % self.size
+        head = self._avail_words[2 + slot]
         self.next_avail = (self.next_avail + 1) & 0xFFFF
         if head >= self.size:
             raise InvalidHeadIndex(
-                f"{self.name}: avail->ring[{(self.next_avail - 1) % self.size}] names descriptor "
-                f"{head}, queue has {self.size}")
-        return DescriptorChain(mem, self.name, self.desc_table, self.size, head)
+                f"{self.name}: avail->ring[{slot}] names descriptor {head}, queue has {self.size}")
+        return DescriptorChain(mem, self.name, self.desc_table, self.size, head, self._desc(mem))
 
     def undo_pop(self) -> None:
         """Put the last popped chain back: the device could not serve it yet (rate limited)."""
@@ -392,7 +482,7 @@ class Queue:
         entry the driver added in between is not missed (2.7.10).
         """
         chain = self.pop(mem)
-        if chain is None and self.event_idx_enabled:
+        if chain is None and self.event_idx_enabled and not self.notifications_suppressed:
             self.set_avail_event(mem)
             chain = self.pop(mem)
         return chain
@@ -400,10 +490,31 @@ class Queue:
     def set_avail_event(self, mem: GuestMemory) -> None:
         """With EVENT_IDX, tell the driver to notify once it makes entry `next_avail` available."""
         if self.event_idx_enabled:
-            addr = self.used_ring + RING_HEADER_SIZE + USED_ELEM_SIZE * self.size
-            if not mem.contains(addr, 2):
-                raise RingOutOfMemory(f"{self.name}: used->avail_event at {addr:#x} is outside guest memory")
-            mem.write_int(addr, self.next_avail, 2)
+            self._used16(mem)[2 + 4 * self.size] = self.next_avail
+
+    def suppress_notifications(self, mem: GuestMemory) -> None:
+        """The device will poll the available ring: ask the driver not to kick (2.7.7, 2.7.10).
+
+        Without EVENT_IDX that is VIRTQ_USED_F_NO_NOTIFY in used->flags; with it, avail_event
+        is simply left behind next_avail, which the driver has then already passed.
+        """
+        self.notifications_suppressed = True
+        if not self.event_idx_enabled:
+            self._used16(mem)[0] = VIRTQ_USED_F_NO_NOTIFY
+
+    def enable_notifications(self, mem: GuestMemory) -> bool:
+        """Stop polling: ask the driver to kick again; whether chains are waiting already.
+
+        The driver may have added a chain after the device last looked but before it saw the
+        request, and then not kicked: the caller must serve the queue when this says True.
+        """
+        self.notifications_suppressed = False
+        if self.event_idx_enabled:
+            self.set_avail_event(mem)
+        else:
+            self._used16(mem)[0] = 0
+        _full_barrier()      # the store above before the load below (the driver has a matching one)
+        return self.pending(mem) > 0
 
     def add_used(self, mem: GuestMemory, head: int, length: int) -> None:
         """Return chain `head` to the driver with `length` bytes written into it (2.7.8.2)."""
@@ -411,14 +522,13 @@ class Queue:
             raise InvalidHeadIndex(f"{self.name}: used entry for descriptor {head}, queue has {self.size}")
         if not 0 <= length < MAX_CHAIN_BYTES:
             raise ValueError(f"{self.name}: used length {length} does not fit in 32 bits")
-        elem = self.used_ring + RING_HEADER_SIZE + USED_ELEM_SIZE * (self.next_used % self.size)
-        if not mem.contains(elem, USED_ELEM_SIZE) or not mem.contains(self.used_ring + 2, 2):
-            raise RingOutOfMemory(f"{self.name}: used ring entry at {elem:#x} is outside guest memory")
-        _USED_ELEM.pack_into(mem.view(elem, USED_ELEM_SIZE), 0, head, length)
+        # The element is not the driver's until used->idx covers it: pack_into may write it
+        # in any way. It is written before used->idx (x86 keeps stores in order).
+        _pack_used_elem(self._used(mem), RING_HEADER_SIZE + USED_ELEM_SIZE * (self.next_used % self.size),
+                        head, length)
         self.next_used = (self.next_used + 1) & 0xFFFF
         self.num_added = (self.num_added + 1) & 0xFFFF
-        # The element is written before used->idx publishes it (x86 keeps stores in order).
-        mem.write_int(self.used_ring + 2, self.next_used, 2)
+        self._used_words[1] = self.next_used
 
     def needs_notification(self, mem: GuestMemory) -> bool:
         """Whether the driver wants a used-buffer notification now (2.7.7.2, 2.7.10).
@@ -428,10 +538,9 @@ class Queue:
         """
         if not self.event_idx_enabled:
             self.num_added = 0
-            flags = self._ring_u16(mem, self.avail_ring, "avail->flags")
+            flags = self._avail(mem)[0]
             return not flags & VIRTQ_AVAIL_F_NO_INTERRUPT
-        used_event = self._ring_u16(mem, self.avail_ring + RING_HEADER_SIZE + 2 * self.size,
-                                    "avail->used_event")
+        used_event = self._avail(mem)[2 + self.size]
         new, old = self.next_used, (self.next_used - self.num_added) & 0xFFFF
         self.num_added = 0
         return (new - used_event - 1) & 0xFFFF < (new - old) & 0xFFFF

@@ -78,6 +78,8 @@ class FileBackend(BlockBackend):
 
     def readinto(self, offset: int, buffers: Sequence[memoryview]) -> None:
         pending = [b for b in buffers if len(b)]
+        if len(pending) == 1 and os.preadv(self.fd, pending, offset) == len(pending[0]):
+            return                   # the usual case: one buffer, read whole
         while pending:
             n = os.preadv(self.fd, pending[:IOV_MAX], offset)
             if n == 0:

@@ -79,7 +79,7 @@ class Block(VirtioDevice):
         returned = 0
         try:
             while (chain := queue.pop_or_enable_notification(mem)) is not None:
-                where = f"{queue.name}: chain {chain.head}"
+                where = chain           # str(chain) names it, formatted only for an error message
                 try:
                     readable, writable = chain.buffers()
                     data_in, status = take_status(writable, where)
@@ -125,7 +125,7 @@ class Block(VirtioDevice):
                 return False
         return True
 
-    def _execute(self, req: Request, where: str) -> tuple[int, int]:
+    def _execute(self, req: Request, where: object) -> tuple[int, int]:
         """Carry out `req`: (status, bytes written into the driver's buffers)."""
         if req.type == VIRTIO_BLK_T_IN:
             if req.data_out:
@@ -170,7 +170,7 @@ class Block(VirtioDevice):
             return VIRTIO_BLK_S_OK, VIRTIO_BLK_ID_BYTES
         return VIRTIO_BLK_S_UNSUPP, 0
 
-    def _transfer(self, req: Request, buffers: list[memoryview], where: str, io) -> tuple[int, int]:
+    def _transfer(self, req: Request, buffers: list[memoryview], where: object, io) -> tuple[int, int]:
         length = total_length(buffers)
         if length % SECTOR_SIZE:
             raise InvalidRequest(f"{where}: {length} data bytes is not a whole number of sectors")

@@ -41,7 +41,7 @@ class NoStatusByte(InvalidRequest):
 
 
 def total_length(views: list[memoryview]) -> int:
-    return sum(len(v) for v in views)
+    return sum(map(len, views))
 
 
 def split_at(views: list[memoryview], n: int) -> tuple[list[memoryview], list[memoryview]]:
@@ -73,8 +73,14 @@ class Request:
                 f"in={total_length(self.data_in)})")
 
 
-def take_status(writable: list[memoryview], where: str) -> tuple[list[memoryview], memoryview]:
-    """Split the device-writable bytes into the data for the driver and the status byte."""
+def take_status(writable: list[memoryview], where: object) -> tuple[list[memoryview], memoryview]:
+    """Split the device-writable bytes into the data for the driver and the status byte.
+
+    `where` names the chain in error messages (anything whose str() does: a `DescriptorChain`
+    is only formatted when there is an error).
+    """
+    if writable and len(writable[-1]) == 1:     # the usual layout: the status in its own buffer
+        return writable[:-1], writable[-1]
     total = total_length(writable)
     if total == 0:
         raise NoStatusByte(f"{where}: no device-writable byte for the status")
@@ -82,8 +88,11 @@ def take_status(writable: list[memoryview], where: str) -> tuple[list[memoryview
     return data_in, status[0]
 
 
-def parse(readable: list[memoryview], data_in: list[memoryview], where: str) -> Request:
+def parse(readable: list[memoryview], data_in: list[memoryview], where: object) -> Request:
     """The request in the device-readable bytes; `where` names the queue and chain for errors."""
+    if readable and len(readable[0]) == OUTHDR.size:    # the usual layout: the header alone
+        type_, _reserved, sector = OUTHDR.unpack_from(readable[0])
+        return Request(type_, sector, readable[1:], data_in)
     if total_length(readable) < OUTHDR.size:
         raise InvalidRequest(f"{where}: {total_length(readable)} device-readable bytes, "
                              f"the request header needs {OUTHDR.size}")

@@ -49,6 +49,7 @@ MIN_MTU, MAX_MTU = 68, 65535
 # Received frames: no checksum or GSO information, one buffer (num_buffers = 1 with VERSION_1).
 RX_HEADER = pack("<BBHHHHH", 0, 0, 0, 0, 0, 0, 1)
 TX_HEADER = bytes(VNET_HDR_SIZE)
+_TX_HEADER_VIEW = memoryview(TX_HEADER)
 
 
 def parse_mac(text: str) -> bytes:
@@ -142,7 +143,7 @@ class Net(VirtioDevice):
             while (chain := queue.pop_or_enable_notification(mem)) is not None:
                 try:
                     readable, writable = chain.buffers()
-                    length = sum(len(b) for b in readable)
+                    length = sum(map(len, readable))
                     if writable:
                         raise InvalidChain(f"{queue.name}: chain {chain.head} has a device-writable buffer")
                     if not VNET_HDR_SIZE + ETH_HLEN <= length <= VNET_HDR_SIZE + MAX_FRAME_BYTES:
@@ -160,7 +161,11 @@ class Net(VirtioDevice):
                     self.counters["tx_rate_limiter_throttled"] += 1
                     break
                 try:
-                    self.backend.write_frame([memoryview(TX_HEADER)] + _skip(readable, VNET_HDR_SIZE))
+                    if len(readable[0]) == VNET_HDR_SIZE:     # the usual layout: the header alone
+                        frame = [_TX_HEADER_VIEW, *readable[1:]]
+                    else:
+                        frame = [_TX_HEADER_VIEW, *_skip(readable, VNET_HDR_SIZE)]
+                    self.backend.write_frame(frame)
                     self.counters["tx_bytes_count"] += length
                     self.counters["tx_packets_count"] += 1
                 except OSError as e:
