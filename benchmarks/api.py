@@ -45,7 +45,7 @@ if __package__ in (None, ""):
 from benchmarks import boot, refs, tools  # noqa: E402
 
 PYRITE_VMM = tools.REPO_ROOT / ".venv" / "bin" / "pyrite-vmm"
-VENV_PYTHON = tools.REPO_ROOT / ".venv" / "bin" / "python"
+VENV_PYTHON = tools.VENV_PYTHON
 VMM_ORDER = ("pyrite", "firecracker", "qemu")
 REFERENCES = ("qemu", "firecracker")
 
@@ -540,16 +540,6 @@ def report_json(results: dict[str, VmmResult], runs: int, image: Path) -> dict:
 # --------------------------------------------------------------------------- main
 
 
-def compile_pyrite_bytecode() -> None:
-    """pyrite's set-up leaves bytecode; PYTHONDONTWRITEBYTECODE=1 would otherwise keep every start
-    compiling from source. compileall writes .pyc regardless of that variable."""
-    done = subprocess.run([str(VENV_PYTHON), "-m", "compileall", "-q", str(tools.REPO_ROOT / "src")],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise ApiBenchError(f"{VENV_PYTHON} -m compileall src failed (exit {done.returncode}): "
-                            f"{(done.stdout + done.stderr).strip()[-800:]}")
-
-
 def _prepare(names: list[str]) -> tuple[dict[str, Vmm], dict[str, VmmResult]]:
     makers = {"pyrite": pyrite_vmm, "firecracker": firecracker_vmm, "qemu": qemu_vmm}
     vmms: dict[str, Vmm] = {}
@@ -580,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         image = boot.build_tiny_pvh()
         if "pyrite" in names:
-            compile_pyrite_bytecode()
+            tools.compile_pyrite_bytecode()
     except (tools.BuildError, ApiBenchError) as e:
         print(f"api.py: {e}", file=sys.stderr)
         return 1

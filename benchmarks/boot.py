@@ -285,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         image = build_tiny_pvh()
         helper = tools.spawn_rusage_binary()
+        if "pyrite" in names:
+            tools.compile_pyrite_bytecode()
     except tools.BuildError as e:
         print(f"boot.py: {e}", file=sys.stderr)
         return 1

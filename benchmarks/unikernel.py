@@ -156,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if not PYRITE.exists():
         print(f"unikernel.py: {PYRITE} missing; `make setup` installs pyrite", file=sys.stderr)
         return 1
-    # Start-up time is boot time: time the interpreter with its bytecode written.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src")], stdout=subprocess.DEVNULL,
-                   check=True)
+    tools.compile_pyrite_bytecode()
 
     with tempfile.TemporaryDirectory(prefix="pyrite-unikernel-bench-") as tmp:
         workdir = Path(tmp)
