@@ -508,8 +508,8 @@ def format_report(results: dict[str, VmmResult], runs: int, image: Path) -> str:
         lines += ["", f"{'ratio':<20} {'boot timer':>11} {'serial':>7}"]
         for name, values in table.items():
             lines.append(f"{name:<20} {tools.cell(values['boot_timer_ms'], 11, 2)} {tools.cell(values['serial_ms'], 7, 2)}")
-    lines.append("'own timer' is the VMM's Guest-boot-time figure: Firecracker counts from InstanceStart's "
-                 "build, pyrite from its process start.")
+    lines.append("'own timer' is the VMM's Guest-boot-time figure; both count from InstanceStart "
+                 "(Firecracker from the start of its build).")
     for result in results.values():
         problem = result.first_problem()
         if problem:
