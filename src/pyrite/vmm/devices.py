@@ -201,7 +201,7 @@ class SlotPlan:
     __slots__ = ("kind", "spec", "addr", "irq")
 
     def __init__(self, kind: str, spec, addr: int, irq: int):
-        self.kind = kind          # "block" or "entropy"
+        self.kind = kind          # "block", "net", "vsock" or "entropy"
         self.spec = spec
         self.addr = addr
         self.irq = irq
