@@ -166,7 +166,7 @@ def cmd_run(argv: list[str]) -> int:
     opts = _parse_run(argv)
     machine = _early_machine()
     try:
-        from pyrite.vmm.builder import BuildError, build_for_boot
+        from pyrite.vmm.builder import BuildError, build_for_boot, log_boot_time
         from pyrite.vmm.console import FdSink
         spec = _spec_from(opts)
         out_fd = 1
@@ -177,15 +177,15 @@ def cmd_run(argv: list[str]) -> int:
                 raise UsageError(f"--serial-out {opts['serial_out']}: {e.strerror}") from None
     except BaseException:
         if machine is not None:
-            machine[1].close()
-            machine[0].close()
+            from pyrite.vmm.machine import release_machine
+            release_machine(machine)
         raise
     quiet = opts["quiet"]
-    report = (lambda message: None) if quiet else (lambda message: os.write(2, f"pyrite: {message}\n".encode()))
     stdin_fd = _console_input()
     try:
         vmm = build_for_boot(spec, console_out=FdSink(out_fd), console_in=stdin_fd,
-                             on_boot_timer=report, start_ns=PROCESS_START_NS, machine=machine)
+                             on_boot_timer=None if quiet else log_boot_time, start_ns=PROCESS_START_NS,
+                             machine=machine)
     except BuildError as e:
         raise UsageError(str(e)) from None
     restore_tty = _terminal_cbreak(stdin_fd)

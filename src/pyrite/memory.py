@@ -56,12 +56,6 @@ class GuestMemory:
         """First guest-physical address past the highest region."""
         return self.regions[-1].end
 
-    def region_of(self, gpa: int, length: int = 1) -> Region:
-        for r in self.regions:
-            if r.gpa <= gpa and gpa + length <= r.end:
-                return r
-        raise GuestMemoryError(f"guest range [{gpa:#x}, {gpa + length:#x}) is not in guest memory")
-
     def contains(self, gpa: int, length: int = 1) -> bool:
         if length < 0:
             return False

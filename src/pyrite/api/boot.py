@@ -28,7 +28,7 @@ def prepare_main_thread():
     opened here (InstanceStart then reports why). Creating it early matters beyond the ioctls:
     the kernel work KVM_CREATE_IRQCHIP leaves behind delays the first memory slot by 5-10 ms
     unless it has finished by then (see pyrite.vmm.machine). Whoever holds the pair and does
-    not boot it closes it with `release_machine`."""
+    not boot it closes it with `pyrite.vmm.machine.release_machine`."""
     try:
         from pyrite.kvm import KvmError, kick_signal
         from pyrite.vmm.machine import create_machine
@@ -44,13 +44,6 @@ def prepare_main_thread():
     except ImportError:
         pass
     return machine
-
-
-def release_machine(machine) -> None:
-    """Close a (System, Vm) pair from prepare_main_thread() that was never booted."""
-    system, vm = machine
-    vm.close()
-    system.close()
 
 
 class StartError(Exception):
@@ -126,6 +119,7 @@ def boot_microvm(resources, *, serial_out=None, on_boot_timer=None, metrics=None
         spec = resources.to_vm_spec()
     except BaseException:
         if machine is not None:
+            from pyrite.vmm.machine import release_machine
             release_machine(machine)
         raise
     start_ns = start_ns if start_ns is not None else time.monotonic_ns()

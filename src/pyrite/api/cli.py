@@ -285,7 +285,7 @@ def _run(args: dict, payload_limit: int, metrics) -> int:
         if server is not None:
             server.stop()
         if controller.machine is not None:  # made ahead, never booted
-            from .boot import release_machine
+            from pyrite.vmm.machine import release_machine
             release_machine(controller.machine)
             controller.machine = None
         if controller.vmm is not None and controller.vmm.wait(0) is not None:

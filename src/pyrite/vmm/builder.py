@@ -95,12 +95,12 @@ def _image_source(what: str, source) -> tuple[object, str]:
     return path, path
 
 
-def _log_boot_time(boot_time: BootTime) -> None:
+def log_boot_time(boot_time: BootTime) -> None:
     os.write(2, f"pyrite: {boot_time}\n".encode())
 
 
 def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = None,
-                   on_boot_timer: Callable[[BootTime], None] | None = _log_boot_time,
+                   on_boot_timer: Callable[[BootTime], None] | None = log_boot_time,
                    start_ns: int | None = None, kvm_path: str = "/dev/kvm",
                    symbolize=None, machine: tuple[kvm.System, kvm.Vm] | None = None) -> Vmm:
     """Build a stopped microVM from `spec`; `Vmm.start()` runs it.

@@ -5,10 +5,9 @@ from collections.abc import Callable
 
 from pyrite.arch.x86_64.pagewalk import translate
 from pyrite.kvm import exits
+from pyrite.kvm.ioctls import KVM_INTERNAL_ERROR_EMULATION
 from pyrite.memory import GuestMemory
 
-INTERNAL_SUBERRORS = {1: "KVM_INTERNAL_ERROR_EMULATION", 2: "KVM_INTERNAL_ERROR_SIMUL_EX",
-                      3: "KVM_INTERNAL_ERROR_DELIVERY_EV", 4: "KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON"}
 
 Symbolizer = Callable[[int], "str | None"]
 
@@ -50,9 +49,9 @@ def describe_failure(index: int, ex, dump: str) -> str:
     if isinstance(ex, exits.Shutdown):
         head = f"guest crashed: vCPU {index} triple fault (KVM_EXIT_SHUTDOWN)"
     elif isinstance(ex, exits.InternalError):
-        name = INTERNAL_SUBERRORS.get(ex.suberror, f"suberror {ex.suberror}")
+        name = exits.INTERNAL_ERROR_NAMES.get(ex.suberror, f"suberror {ex.suberror}")
         head = f"KVM internal error on vCPU {index}: {name}"
-        if ex.suberror == 1:
+        if ex.suberror == KVM_INTERNAL_ERROR_EMULATION:
             head += ": KVM could not emulate an instruction (the code bytes at RIP are below)"
         if ex.data:
             head += "\n  data: " + " ".join(f"{d:#x}" for d in ex.data)

@@ -28,3 +28,10 @@ def create_machine(kvm_path: str = "/dev/kvm") -> tuple[kvm.System, kvm.Vm]:
         system.close()
         raise
     return system, vm
+
+
+def release_machine(machine: tuple[kvm.System, kvm.Vm]) -> None:
+    """Close a (System, Vm) pair from create_machine() that was never handed to a build."""
+    system, vm = machine
+    vm.close()
+    system.close()

@@ -100,7 +100,7 @@ class VcpuThread:
         if isinstance(ex, exits.Hlt):
             return VmExit("halt", 0, f"vCPU {self.index} halted with interrupts off (KVM_EXIT_HLT)")
         if isinstance(ex, exits.SystemEvent):
-            kind = {1: "shutdown", 2: "reset", 3: "crash"}.get(ex.type, f"type {ex.type}")
+            kind = exits.SYSTEM_EVENT_NAMES.get(ex.type, f"type {ex.type}")
             if kind == "reset":
                 return VmExit("reset", 0, f"vCPU {self.index}: guest reset (KVM_SYSTEM_EVENT_RESET)")
             if kind == "shutdown":
