@@ -82,34 +82,38 @@ def _parse_run(argv: list[str]) -> dict:
     return opts
 
 
-def _parse_drive(value: str, index: int) -> dict:
-    """--drive PATH[,ro][,root] -> a drive dict for VmSpec (drive id "drive<index>")."""
+def _parse_drive(value: str, index: int):
+    """--drive PATH[,ro][,root] -> a pyrite.config Drive (drive id "drive<index>")."""
     path, *flags = value.split(",")
     if not path:
         raise UsageError(f"--drive {value!r}: no image path")
     unknown = [f for f in flags if f not in ("ro", "root")]
     if unknown:
         raise UsageError(f"--drive {value!r}: unknown flag {unknown[0]!r} (expected ro or root)")
-    return {"drive_id": f"drive{index}", "path": path, "read_only": "ro" in flags,
-            "is_root_device": "root" in flags}
+    from pyrite.config.models import Drive
+    return Drive.from_path(f"drive{index}", path, read_only="ro" in flags, root="root" in flags)
 
 
-def _parse_net(value: str, index: int) -> dict:
-    """--net TAP[,mac=MAC] -> a network interface dict for VmSpec (iface id "eth<index>")."""
+def _parse_net(value: str, index: int):
+    """--net TAP[,mac=MAC] -> a pyrite.config NetworkInterface (iface id "eth<index>")."""
     tap, *options = value.split(",")
     if not tap:
         raise UsageError(f"--net {value!r}: no TAP device name")
-    net = {"iface_id": f"eth{index}", "host_dev_name": tap}
+    from pyrite.config.models import NetworkInterface, mac_address
+    iface = NetworkInterface(iface_id=f"eth{index}", host_dev_name=tap)
     for option in options:
         key, eq, arg = option.partition("=")
         if key != "mac" or not eq:
             raise UsageError(f"--net {value!r}: unknown option {option!r} (expected mac=XX:XX:XX:XX:XX:XX)")
-        net["guest_mac"] = arg
-    return net
+        try:
+            iface.guest_mac = mac_address(arg)
+        except ValueError as e:
+            raise UsageError(f"--net {value!r}: {e}") from None
+    return iface
 
 
-def _parse_vsock(value: str) -> tuple[int, str]:
-    """--vsock CID,UDS_PATH -> (guest_cid, uds_path) for VmSpec."""
+def _parse_vsock(value: str):
+    """--vsock CID,UDS_PATH -> a pyrite.config Vsock."""
     cid, comma, path = value.partition(",")
     try:
         guest_cid = int(cid, 0)
@@ -117,20 +121,27 @@ def _parse_vsock(value: str) -> tuple[int, str]:
         raise UsageError(f"--vsock {value!r}: expected CID,UDS_PATH with a numeric CID") from None
     if not comma or not path:
         raise UsageError(f"--vsock {value!r}: expected CID,UDS_PATH")
-    return guest_cid, path
+    from pyrite.config.models import Vsock
+    return Vsock(guest_cid=guest_cid, uds_path=path)
 
 
-def _spec_from(opts: dict):
-    from pyrite.vmm.builder import DEFAULT_CMDLINE, VmSpec
+# Which options a configuration error is about, by pyrite.config resource.
+_OPTION_OF = {"machine-config": "--vcpus/--mem-mib", "boot-source": "kernel", "drives": "--drive",
+              "network-interfaces": "--net", "vsock": "--vsock", "entropy": "--entropy"}
+
+
+def _resources_from(opts: dict):
+    """The microVM the options describe, as pyrite.config.VmResources."""
+    from pyrite.config import CONSOLE_CMDLINE, ConfigError, Entropy, VmResources
     if opts["config_file"]:
         if opts["image"] or opts["drives"] or opts["entropy"] or opts["net"] or opts["vsock"]:
             raise UsageError("give either IMAGE (with --drive/--entropy/--net/--vsock) or --config-file, not both")
-        from pyrite.config import ConfigError, VmResources
         try:
             resources = VmResources.from_config_file(opts["config_file"])
-            return resources.to_vm_spec()
+            resources.check_buildable()
         except ConfigError as e:
             raise UsageError(f"{opts['config_file']}: {e}") from None
+        return resources
     image = opts["image"]
     if image is None:
         from pyrite.unikernel.demo import demo_image
@@ -146,20 +157,24 @@ def _spec_from(opts: dict):
     if cmdline is None:
         # A pyrite unikernel has its own default command line (used when it is given none).
         from pyrite.unikernel.cmdline import is_pyrite_image
-        cmdline = "" if opts["image"] is None or is_pyrite_image(image) else DEFAULT_CMDLINE
+        cmdline = "" if opts["image"] is None or is_pyrite_image(image) else CONSOLE_CMDLINE
     if opts["args"]:
         from pyrite.unikernel.cmdline import ArgumentError, quote_args
         try:
             cmdline = " ".join(filter(None, [cmdline, quote_args(opts["args"])]))
         except ArgumentError as e:
             raise UsageError(str(e)) from None
-    from pyrite.vmm.builder import BuildError
     try:
-        return VmSpec(kernel=image, cmdline=cmdline, initrd=opts["initrd"],
-                      mem_mib=opts["mem_mib"], vcpus=opts["vcpus"], drives=opts["drives"],
-                      entropy=opts["entropy"], net=opts["net"], vsock=opts["vsock"])
-    except BuildError as e:
-        raise UsageError(str(e)) from None
+        return VmResources.for_kernel(image, cmdline=cmdline, initrd=opts["initrd"], mem_mib=opts["mem_mib"],
+                                      vcpus=opts["vcpus"], drives=opts["drives"], network_interfaces=opts["net"],
+                                      vsock=opts["vsock"], entropy=Entropy() if opts["entropy"] else None)
+    except ConfigError as e:
+        what = _OPTION_OF.get(e.resource, e.resource)
+        if e.resource == "boot-source":
+            what = f"kernel {image}" if "kernel" in e.detail else f"initrd {opts['initrd']}"
+        elif e.resource == "machine-config":
+            what = f"--vcpus {opts['vcpus']} --mem-mib {opts['mem_mib']}"
+        raise UsageError(f"{what}: {e.detail}") from None
 
 
 def cmd_run(argv: list[str]) -> int:
@@ -168,7 +183,7 @@ def cmd_run(argv: list[str]) -> int:
     try:
         from pyrite.vmm.builder import BuildError, build_for_boot, log_boot_time
         from pyrite.vmm.console import FdSink
-        spec = _spec_from(opts)
+        resources = _resources_from(opts)
         out_fd = 1
         if opts["serial_out"]:
             try:
@@ -183,7 +198,7 @@ def cmd_run(argv: list[str]) -> int:
     quiet = opts["quiet"]
     stdin_fd = _console_input()
     try:
-        vmm = build_for_boot(spec, console_out=FdSink(out_fd), console_in=stdin_fd,
+        vmm = build_for_boot(resources, console_out=FdSink(out_fd), console_in=stdin_fd,
                              on_boot_timer=None if quiet else log_boot_time, start_ns=PROCESS_START_NS,
                              machine=machine)
     except BuildError as e:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 
-from pyrite.vmm.builder import DEFAULT_CMDLINE, BuildError, VmSpec, build_for_boot
+from pyrite.config import CONSOLE_CMDLINE, ConfigError, Drive, Entropy, NetworkInterface, RateLimiter, VmResources, Vsock
+from pyrite.vmm.builder import build_for_boot
 from pyrite.vmm.console import BufferSink
+from pyrite.vmm.errors import BuildError, InvalidConfigError
 from pyrite.vmm.exit import VmExit
 
 __all__ = ["MicroVM", "VmExit", "BuildError"]
@@ -20,24 +22,31 @@ class MicroVM:
     """One microVM. Console output is kept in `console_output` (and copied to `console`, a
     binary file object, when given); `send_console_input()` types into the guest's serial port.
 
-    `drives` are virtio-blk disks: paths, pyrite.vmm.devices.DriveSpec, or dicts such as
-    {"drive_id": "rootfs", "path": "disk.img", "read_only": False, "is_root_device": True}
-    (Firecracker's path_on_host / is_read_only are accepted too); `entropy=True` adds a
-    virtio-rng device (or a dict {"rate_limiter": {...}}); `net` are virtio-net interfaces over
-    existing TAP devices: TAP names, NetSpec, or dicts {"iface_id", "host_dev_name", "guest_mac",
-    "rx_rate_limiter", "tx_rate_limiter"}; `vsock=(guest_cid, uds_path)` adds a virtio-vsock device
-    with Firecracker's Unix-socket backend (see pyrite.vmm.devices.VsockSpec)."""
+    Devices are pyrite.config models (Firecracker's API resources) or shorthands for them:
+    `drives` are virtio-blk disks: paths (drive ids "drive0", ...), Drive, or dicts with
+    Firecracker's fields (drive_id, path_on_host, is_read_only, is_root_device, rate_limiter,
+    ...; "path" and "read_only" are accepted too); `entropy=True` adds a virtio-rng device (or
+    an Entropy, or a dict {"rate_limiter": {...}}); `net` are virtio-net interfaces over
+    existing TAP devices: TAP names (iface ids "eth0", ...), NetworkInterface, or dicts of its
+    fields; `vsock=(guest_cid, uds_path)` (or a Vsock, or a dict) adds a virtio-vsock device
+    with Firecracker's Unix-socket backend. A configuration that Firecracker's API would refuse
+    raises InvalidConfigError with the API's message."""
 
-    def __init__(self, kernel, *, cmdline: str = DEFAULT_CMDLINE, initrd=None, mem_mib: int = 128,
+    def __init__(self, kernel, *, cmdline: str = CONSOLE_CMDLINE, initrd=None, mem_mib: int = 128,
                  vcpus: int = 1, console=None, boot_timer=None, drives=(), entropy=None, net=(), vsock=None):
+        try:
+            self.resources = VmResources.for_kernel(
+                kernel, cmdline=cmdline, initrd=initrd, mem_mib=mem_mib, vcpus=vcpus,
+                drives=[_drive(d, i) for i, d in enumerate(drives)],
+                network_interfaces=[_interface(n, i) for i, n in enumerate(net)],
+                vsock=_vsock(vsock), entropy=_entropy(entropy))
+        except (ConfigError, TypeError) as e:
+            raise InvalidConfigError(str(e)) from e
         self._sink = BufferSink(tee=console)
         self._input_r, self._input_w = os.pipe()
         os.set_blocking(self._input_r, False)
         try:
-            self._vmm = build_for_boot(VmSpec(kernel=kernel, cmdline=cmdline, initrd=initrd,
-                                              mem_mib=mem_mib, vcpus=vcpus, drives=drives,
-                                              entropy=entropy, net=net, vsock=vsock),
-                                       console_out=self._sink, console_in=self._input_r,
+            self._vmm = build_for_boot(self.resources, console_out=self._sink, console_in=self._input_r,
                                        on_boot_timer=boot_timer)
         except BaseException:
             os.close(self._input_r)
@@ -86,8 +95,14 @@ class MicroVM:
         os.write(self._input_w, data)
 
     def update_drive(self, drive_id: str, path: str | None = None, rate_limiter: dict | None = None) -> None:
-        """Swap a running drive's backing file and/or rate limiter (Firecracker's PATCH /drives)."""
-        self._vmm.update_drive(drive_id, path, rate_limiter)
+        """Swap a running drive's backing file and/or rate limiter (Firecracker's PATCH /drives;
+        `rate_limiter` as its JSON: {"bandwidth": {"size", "refill_time", ...}, "ops": {...}})."""
+        from pyrite.config import DriveUpdate
+        update = DriveUpdate(drive_id=drive_id, path_on_host=None if path is None else os.fspath(path),
+                             rate_limiter=_rate_limiter(rate_limiter))
+        self._vmm.update_device("block", drive_id, update)
+        if path is not None:
+            self.resources.update_drive_path(drive_id, os.fspath(path))
 
     def device_metrics(self) -> dict[str, dict[str, int]]:
         return self._vmm.device_metrics()
@@ -110,3 +125,82 @@ class MicroVM:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ----------------------------------------------------------------------------- shorthands
+def _rate_limiter(value) -> RateLimiter | None:
+    """A RateLimiter model from itself or its JSON form."""
+    if value is None or isinstance(value, RateLimiter):
+        return value
+    from pyrite.config import decode, encode_json
+    from pyrite.config.decode import DecodeError, Struct
+    try:
+        return decode(encode_json(value).encode(), Struct(RateLimiter))
+    except DecodeError as e:
+        raise ConfigError("rate-limiter", f"rate limiter {value!r}: {e}") from None
+
+
+def _drive(value, index: int) -> Drive:
+    if isinstance(value, Drive):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return Drive.from_path(f"drive{index}", os.fspath(value))
+    if isinstance(value, dict):
+        d = dict(value)
+        path = d.pop("path", None) or d.pop("path_on_host", None)
+        if path is None:
+            raise ConfigError("drives", f"drive {d.get('drive_id', index)!r}: no path (or path_on_host)")
+        read_only = d.pop("read_only", d.pop("is_read_only", False))
+        drive = Drive.from_path(d.pop("drive_id", f"drive{index}"), os.fspath(path), read_only=bool(read_only),
+                                root=bool(d.pop("is_root_device", False)))
+        if "rate_limiter" in d:
+            d["rate_limiter"] = _rate_limiter(d["rate_limiter"])
+        for name, v in d.items():
+            if name not in drive.__dict__:
+                raise ConfigError("drives", f"drive {drive.drive_id}: unknown field {name!r}")
+            setattr(drive, name, v)
+        return drive
+    raise TypeError(f"drive {index}: {value!r} is not a Drive, a path or a dict")
+
+
+def _interface(value, index: int) -> NetworkInterface:
+    if isinstance(value, NetworkInterface):
+        return value
+    if isinstance(value, str):
+        return NetworkInterface(iface_id=f"eth{index}", host_dev_name=value)
+    if isinstance(value, dict):
+        d = {"iface_id": f"eth{index}", **value}
+        for key in ("rx_rate_limiter", "tx_rate_limiter"):
+            if key in d:
+                d[key] = _rate_limiter(d[key])
+        if "host_dev_name" not in d:
+            raise ConfigError("network-interfaces", f"network interface {d['iface_id']!r}: no host_dev_name")
+        if d.get("guest_mac") is not None:
+            from pyrite.config.models import mac_address
+            try:
+                d["guest_mac"] = mac_address(d["guest_mac"])
+            except ValueError as e:
+                raise ConfigError("network-interfaces", f"network interface {d['iface_id']}: {e}") from None
+        return NetworkInterface(**d)
+    raise TypeError(f"network interface {index}: {value!r} is not a NetworkInterface, a TAP name or a dict")
+
+
+def _vsock(value) -> Vsock | None:
+    if value is None or isinstance(value, Vsock):
+        return value
+    if isinstance(value, dict):
+        return Vsock(**value)
+    guest_cid, uds_path = value
+    return Vsock(guest_cid=guest_cid, uds_path=os.fspath(uds_path))
+
+
+def _entropy(value) -> Entropy | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        return Entropy()
+    if isinstance(value, Entropy):
+        return value
+    if isinstance(value, dict):
+        return Entropy(rate_limiter=_rate_limiter(value.get("rate_limiter")))
+    raise TypeError(f"entropy device: {value!r} is not True, a dict or an Entropy")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pyrite.api.metrics import BLOCK_COUNTERS, ENTROPY_COUNTERS, Metrics
+from pyrite.api.metrics import BLOCK_COUNTERS, ENTROPY_COUNTERS, NET_COUNTERS, VSOCK_COUNTERS, Metrics
 
 
 class FakeDevices:
@@ -65,10 +65,25 @@ def test_counters_of_devices_without_a_group_are_ignored():
     """A device kind with no metric group here yet (or a counter Firecracker does not name)."""
     devices, metrics = FakeDevices(), Metrics()
     metrics.add_device_source(devices)
-    devices.counters["vsock"] = {"rx_bytes_count": 5}
+    devices.counters["balloon"] = {"inflate_count": 5}
     devices.counters["block_rootfs"]["not_a_firecracker_counter"] = 7
     line = flushed(metrics)
-    assert "vsock" not in line and "not_a_firecracker_counter" not in line["block_rootfs"]
+    assert "balloon" not in line and "not_a_firecracker_counter" not in line["block_rootfs"]
+
+
+def test_each_interface_has_a_group_net_is_their_sum_and_vsock_has_its_group():
+    devices, metrics = FakeDevices(), Metrics()
+    devices.counters.update({"net_eth0": dict.fromkeys(NET_COUNTERS, 0), "net_eth1": dict.fromkeys(NET_COUNTERS, 0),
+                             "vsock": dict.fromkeys(VSOCK_COUNTERS, 0)})
+    metrics.add_device_source(devices)
+    devices.counters["net_eth0"].update(tx_packets_count=3, tx_bytes_count=300)
+    devices.counters["net_eth1"].update(tx_packets_count=1, rx_fails=2)
+    devices.counters["vsock"].update(conns_added=2, rx_bytes_count=40)
+    line = flushed(metrics)
+    assert line["net_eth0"]["tx_bytes_count"] == 300 and line["net_eth1"]["rx_fails"] == 2
+    assert (line["net"]["tx_packets_count"], line["net"]["rx_fails"]) == (4, 2)
+    assert set(line["net"]) == set(NET_COUNTERS)
+    assert line["vsock"]["conns_added"] == 2 and line["vsock"]["rx_bytes_count"] == 40
 
 
 def test_a_failing_device_source_does_not_break_the_flush():

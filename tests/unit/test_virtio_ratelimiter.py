@@ -1,5 +1,6 @@
 import pytest
 
+from pyrite.config.models import RateLimiter as limits, TokenBucket as Bucket
 from pyrite.devices.virtio.ratelimiter import BYTES, OPS, NS_PER_MS, RateLimiter, TokenBucket
 
 
@@ -67,7 +68,7 @@ def test_invalid_buckets_are_refused(clock):
 
 
 def test_limiter_blocks_and_asks_for_a_100ms_timer(clock):
-    rl = RateLimiter.from_config(bandwidth={"size": 1000, "refill_time": 1000}, clock=clock)
+    rl = RateLimiter.from_config(limits(bandwidth=Bucket(size=1000, refill_time=1000)), clock=clock)
     assert rl.consume(1000, BYTES)
     assert not rl.consume(1, BYTES)
     assert rl.blocked and rl.timer_delay_ms == 100
@@ -78,14 +79,14 @@ def test_limiter_blocks_and_asks_for_a_100ms_timer(clock):
 
 
 def test_limiter_over_consumption_blocks_for_the_borrowed_time(clock):
-    rl = RateLimiter.from_config(ops={"size": 10, "refill_time": 100}, clock=clock)
+    rl = RateLimiter.from_config(limits(ops=Bucket(size=10, refill_time=100)), clock=clock)
     assert rl.consume(30, OPS)                     # two buckets borrowed -> 200 ms
     assert rl.blocked and rl.timer_delay_ms == 200
 
 
 def test_absent_or_zero_buckets_do_not_limit(clock):
-    rl = RateLimiter.from_config(bandwidth={"size": 0, "refill_time": 100},
-                                 ops={"size": 10, "refill_time": 0}, clock=clock)
+    rl = RateLimiter.from_config(limits(bandwidth=Bucket(size=0, refill_time=100),
+                                        ops=Bucket(size=10, refill_time=0)), clock=clock)
     assert rl.bandwidth is None and rl.ops is None
     assert all(rl.consume(1 << 40, kind) for kind in (BYTES, OPS))
 

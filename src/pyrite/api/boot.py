@@ -9,14 +9,36 @@ The API needs of a built microVM exactly this (see `MicroVmHandle`):
     wait(timeout) -> int | None   the exit status once it has ended
     exit                    its VmExit once it has ended (for the final log line)
     close()                 release KVM and guest memory once it has ended
-    update_drive(), update_net()  PATCH /drives, PATCH /network-interfaces after boot
+    update_device(kind, id, update)  PATCH /drives, PATCH /network-interfaces after boot
     state                   "Not started" | "Running" | "Paused"
 
-The builder takes a VmSpec (`VmResources.to_vm_spec()`); this module adapts the rest.
+The builder takes the VmResources itself; `start_error_message` turns its typed failures
+into Firecracker's StartMicrovmError texts (START_ERRORS).
 """
 from __future__ import annotations
 
 import time
+
+from pyrite.vmm import errors as build
+
+# Firecracker's StartMicrovmError text for each build step's failure (src/vmm/src/builder.rs).
+START_ERRORS: dict[type, str] = {
+    build.KvmSetupError: "Internal error while starting microVM: {}",
+    build.MemorySetupError: "Invalid Memory Configuration: {}",
+    build.KernelLoadError: "Cannot load kernel due to invalid memory configuration or invalid kernel image: {}",
+    build.InitrdLoadError: "Cannot load initrd due to an invalid image: {}",
+    build.BootSetupError: "Cannot load command line string: {}",
+    build.DeviceSetupError: "Cannot initialize a MMIO Device or add a device to the MMIO Bus or cmdline: {}",
+    build.VcpuSetupError: "Internal error while starting microVM: {}",
+}
+
+
+def start_error_message(error: build.BuildError) -> str:
+    """What follows "Start microvm error: " for a failed build."""
+    for kind in type(error).__mro__:
+        if kind in START_ERRORS:
+            return START_ERRORS[kind].format(error)
+    return str(error)
 
 
 def prepare_main_thread():
@@ -29,25 +51,15 @@ def prepare_main_thread():
     the kernel work KVM_CREATE_IRQCHIP leaves behind delays the first memory slot by 5-10 ms
     unless it has finished by then (see pyrite.vmm.machine). Whoever holds the pair and does
     not boot it closes it with `pyrite.vmm.machine.release_machine`."""
-    try:
-        from pyrite.kvm import KvmError, kick_signal
-        from pyrite.vmm.machine import create_machine
-    except ImportError:
-        return None  # InstanceStart will report what is missing
+    from pyrite.kvm import KvmError, kick_signal
+    from pyrite.vmm.machine import create_machine
     kick_signal()
     try:
         machine = create_machine()
     except (KvmError, OSError):
         machine = None
-    try:
-        import pyrite.vmm.builder  # noqa: F401
-    except ImportError:
-        pass
+    import pyrite.vmm.builder  # noqa: F401
     return machine
-
-
-class StartError(Exception):
-    """The builder refused or failed; the text follows "Start microvm error: "."""
 
 
 class MicroVmHandle:
@@ -91,13 +103,9 @@ class MicroVmHandle:
     def exit_counts(self) -> dict[str, int]:
         return self._vmm.exit_counts()
 
-    def update_drive(self, drive_id: str, path: str | None, rate_limiter: dict | None) -> None:
-        """PATCH /drives: swap the backing file and/or the rate limiter (DeviceUpdateError)."""
-        self._vmm.update_drive(drive_id, path, rate_limiter)
-
-    def update_net(self, iface_id: str, rx_rate_limiter: dict | None, tx_rate_limiter: dict | None) -> None:
-        """PATCH /network-interfaces: update the rx and/or tx rate limiter (DeviceUpdateError)."""
-        self._vmm.update_net(iface_id, rx_rate_limiter, tx_rate_limiter)
+    def update_device(self, kind: str, device_id: str, update) -> None:
+        """PATCH /drives, /network-interfaces: the update model (DeviceUpdateError)."""
+        self._vmm.update_device(kind, device_id, update)
 
 
 # Firecracker's vcpu metric names for the exit kinds pyrite's vCPU threads count.
@@ -110,24 +118,11 @@ def boot_microvm(resources, *, serial_out=None, on_boot_timer=None, metrics=None
     """Build the microVM described by `resources` (validated pyrite.config.VmResources) and
     start its vCPUs. `on_boot_timer` None means no boot timer device (Firecracker attaches it
     only with --boot-timer). `machine` is prepare_main_thread()'s pair or None; the build owns
-    it from here, failed or not. Raises StartError with the builder's message."""
-    try:
-        try:
-            from pyrite.vmm.builder import BuildError, build_for_boot
-        except ImportError as e:
-            raise StartError(f"the VMM builder is not available: {e}") from None
-        spec = resources.to_vm_spec()
-    except BaseException:
-        if machine is not None:
-            from pyrite.vmm.machine import release_machine
-            release_machine(machine)
-        raise
+    it from here, failed or not. Raises pyrite.vmm.errors.BuildError (see START_ERRORS)."""
+    from pyrite.vmm.builder import build_for_boot
     start_ns = start_ns if start_ns is not None else time.monotonic_ns()
-    try:
-        vmm = build_for_boot(spec, console_out=serial_out, on_boot_timer=on_boot_timer, start_ns=start_ns,
-                             machine=machine)
-    except BuildError as e:
-        raise StartError(str(e)) from None
+    vmm = build_for_boot(resources, console_out=serial_out, on_boot_timer=on_boot_timer, start_ns=start_ns,
+                         machine=machine)
     handle = MicroVmHandle(vmm)
     if metrics is not None:
         def vcpu_totals():
@@ -136,10 +131,10 @@ def boot_microvm(resources, *, serial_out=None, on_boot_timer=None, metrics=None
             totals["failures"] = sum(n for k, n in counts.items() if k in ("InternalError", "FailEntry"))
             return totals
         metrics.add_source("vcpu", vcpu_totals)
-        serial = vmm.devices["serial"]
+        serial = vmm.legacy.serial
         metrics.add_source("uart", lambda: {
             "flush_count": serial.flush_count, "read_count": serial.rx_bytes,
             "write_count": serial.tx_bytes, "missed_write_count": serial.tx_lost})
-        metrics.add_device_source(vmm.device_metrics)   # block, block_<drive_id>, entropy
+        metrics.add_device_source(vmm.device_metrics)   # block_<id>, net_<id>, vsock, entropy
     handle.start()
     return handle

@@ -17,10 +17,11 @@ PROCESS_START_CPU_NS = time.process_time_ns()
 import os  # noqa: E402
 import sys  # noqa: E402
 
+from pyrite import __version__ as PYRITE_VERSION  # noqa: E402
+
 from . import API_VERSION  # noqa: E402
 from .logger import LOGGER, LEVELS, LoggerError  # noqa: E402
 
-PYRITE_VERSION = "0.1.0"
 DEFAULT_API_SOCK = "/run/firecracker.socket"
 DEFAULT_PAYLOAD_LIMIT = 51200
 

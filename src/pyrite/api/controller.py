@@ -13,7 +13,7 @@ import time
 # Not the models, VmResources or the JSON reader: GET / is answered without them (they load
 # with the first request body, or the first use of `resources`).
 from pyrite.config.encode import encode_json
-from pyrite.config.errors import ConfigError, NotSupportedYet, require_supported
+from pyrite.config.errors import ConfigError, require_supported
 
 from . import API_VERSION
 from .logger import LOGGER, LoggerError
@@ -42,7 +42,11 @@ class Response:
 
 
 class Fault(Exception):
-    """A request refused with 400 and `{"fault_message": ...}`."""
+    """A request refused with `{"fault_message": ...}`: 400, or `status` when given."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 def fault(message: str, status: int = 400) -> Response:
@@ -113,8 +117,10 @@ class ApiController:
                                 f"{e.describe(body)}.") from None
             with self._lock:
                 response = self._dispatch(route, params, payload)
-        except (RouteError, Fault, ConfigError) as e:
+        except (RouteError, ConfigError) as e:
             response = fault(str(e))
+        except Fault as e:
+            response = fault(str(e), e.status)
         except Exception as e:  # a bug here must cost one request, not the VMM
             self.logger.error(f"API request {method} {path} failed: {type(e).__name__}: {e}")
             response = fault(f"Internal error while handling the request: {type(e).__name__}: {e}", 500)
@@ -151,7 +157,9 @@ class ApiController:
         deprecated = _deprecated(route.operation, payload)
         try:
             result = handler(payload, **params)
-        except (Fault, ConfigError) as e:
+        except Fault as e:
+            return Response(e.status, {"fault_message": str(e)}, deprecation=deprecated)
+        except ConfigError as e:
             return Response(400, {"fault_message": str(e)}, deprecation=deprecated)
         if not isinstance(result, Response):
             result = Response(204)
@@ -230,14 +238,11 @@ class ApiController:
     def start_microvm(self) -> None:
         """InstanceStart: build and start the microVM from the resources."""
         start_ns = time.monotonic_ns()  # Firecracker's boot timer counts from InstanceStart
-        if self.resources.boot_source is None:
-            raise Fault("Start microvm error: Cannot start microvm without kernel configuration.")
-        unsupported = self.resources.unsupported_in_use()
-        if unsupported:
-            raise NotSupportedYet(unsupported[0])
+        self.resources.check_buildable()
         if self._boot is None:
             raise Fault("Start microvm error: no VMM builder is wired to this API server.")
-        from .boot import StartError
+        from pyrite.vmm.errors import BuildError
+        from .boot import start_error_message
         if not self.boot_ready.wait(30):
             raise Fault("Start microvm error: the VMM's main thread is not ready for vCPU threads.")
         try:
@@ -246,12 +251,13 @@ class ApiController:
             vmm = self._boot(self.resources, serial_out=serial_out,
                              on_boot_timer=self._on_boot_timer if self.boot_timer else None,
                              metrics=self.metrics, start_ns=start_ns, machine=machine)
-        except StartError as e:
-            raise Fault(f"Start microvm error: {e}") from None
-        except ConfigError:
-            raise
-        except Exception as e:
-            raise Fault(f"Start microvm error: {type(e).__name__}: {e}") from None
+        except BuildError as e:
+            raise Fault(f"Start microvm error: {start_error_message(e)}") from None
+        except Exception as e:   # a bug, not the user's input: say so, with the traceback in the log
+            import traceback
+            self.logger.error(f"InstanceStart failed unexpectedly:\n{traceback.format_exc().rstrip()}")
+            raise Fault(f"Start microvm error: Internal error while starting microVM: "
+                        f"{type(e).__name__}: {e}", 500) from None
         self.vmm = vmm
         self.started.set()
 
@@ -295,13 +301,14 @@ class ApiController:
 
     def op_patchGuestDriveByID(self, update, drive_id):
         require_supported("drives")
-        from pyrite.vmm.devices import DeviceUpdateError
-        rate_limiter = update.rate_limiter.to_json() if update.rate_limiter is not None else None
+        from pyrite.devices.virtio.handler import DeviceUpdateError
         try:
-            self.vmm.update_drive(drive_id, update.path_on_host, rate_limiter)
+            self.vmm.update_device("block", drive_id, update)
         except DeviceUpdateError as e:   # no such drive, a file that cannot be opened, a bad bucket
             raise ConfigError("drives", f"Unable to patch the block device: {e} Please verify the "
                                         f"request arguments.") from None
+        if update.path_on_host is not None:
+            self.resources.update_drive_path(drive_id, update.path_on_host)
 
     def op_putGuestNetworkInterfaceByID(self, iface, iface_id):
         self.boot_path = True
@@ -309,11 +316,9 @@ class ApiController:
 
     def op_patchGuestNetworkInterfaceByID(self, update, iface_id):
         require_supported("network-interfaces")
-        from pyrite.vmm.devices import DeviceUpdateError
-        rx = update.rx_rate_limiter.to_json() if update.rx_rate_limiter is not None else None
-        tx = update.tx_rate_limiter.to_json() if update.tx_rate_limiter is not None else None
+        from pyrite.devices.virtio.handler import DeviceUpdateError
         try:
-            self.vmm.update_net(iface_id, rx, tx)
+            self.vmm.update_device("net", iface_id, update)
         except DeviceUpdateError as e:   # no such interface, a bad bucket
             raise ConfigError("network-interfaces", f"Unable to update the net device: {e}") from None
 

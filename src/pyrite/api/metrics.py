@@ -25,6 +25,12 @@ FLUSH_INTERVAL_S = 60
 BLOCK_COUNTERS = ("read_bytes", "write_bytes", "read_count", "write_count", "flush_count",
                   "invalid_reqs_count", "rate_limiter_throttled_events")
 ENTROPY_COUNTERS = ("entropy_bytes", "entropy_event_count", "entropy_rate_limiter_throttled")
+NET_COUNTERS = ("rx_bytes_count", "rx_packets_count", "rx_fails", "rx_rate_limiter_throttled", "tx_bytes_count",
+                "tx_packets_count", "tx_fails", "tx_malformed_frames", "tx_rate_limiter_throttled")
+VSOCK_COUNTERS = ("rx_bytes_count", "tx_bytes_count", "rx_packets_count", "tx_packets_count", "conns_added",
+                  "conns_killed", "conns_removed", "tx_write_fails", "rx_read_fails")
+# Device kinds with a group per device ("block_<drive_id>", "net_<iface_id>") and a sum.
+PER_DEVICE = ("block", "net")
 
 # group -> counter -> kind. Only counters pyrite maintains.
 SCHEMA: dict[str, dict[str, str]] = {
@@ -46,9 +52,11 @@ SCHEMA: dict[str, dict[str, str]] = {
     "i8042": {n: INC for n in ("error_count", "missed_read_count", "missed_write_count", "read_count",
                                "reset_count", "write_count")},
     "boot_timer": {"guest_boot_time_us": STORE, "guest_boot_cpu_time_us": STORE},
-    # Devices (Firecracker's BlockDeviceMetrics and EntropyDeviceMetrics): "block" is the sum
-    # over the drives, each drive also has its own "block_<drive_id>" group (added at boot).
+    # Devices (Firecracker's Block, Net, Vsock and Entropy DeviceMetrics): "block" and "net" are
+    # sums over the devices, each of which also has its own "block_<id>" / "net_<id>" group.
     "block": {n: INC for n in BLOCK_COUNTERS},
+    "net": {n: INC for n in NET_COUNTERS},
+    "vsock": {n: INC for n in VSOCK_COUNTERS},
     "entropy": {n: INC for n in ENTROPY_COUNTERS},
 }
 
@@ -135,12 +143,14 @@ class Metrics:
 
     def add_device_source(self, read_devices) -> None:
         """Virtio device counters: `read_devices()` returns Vmm.device_metrics(), that is
-        {"block_<drive_id>": {counter: total}, "entropy": {...}}. Each drive gets its own
-        group, and "block" reports the sum over the drives, as in Firecracker."""
+        {"block_<drive_id>": {counter: total}, "net_<iface_id>": {...}, "vsock": {...},
+        "entropy": {...}}. Each drive and interface gets its own group, and "block" and "net"
+        report the sums over them, as in Firecracker."""
         for name in read_devices():
-            if name.startswith("block_") and name not in self.groups:
-                self.groups[name] = Group(name, SCHEMA["block"])
-        self._sources.append((None, lambda: with_block_aggregate(read_devices())))
+            kind = name.partition("_")[0]
+            if kind in PER_DEVICE and name not in self.groups:
+                self.groups[name] = Group(name, SCHEMA[kind])
+        self._sources.append((None, lambda: with_aggregates(read_devices())))
 
     def count_request(self, metric: str | None, failed: bool) -> None:
         """An API request on a route whose metric is "<group>.<name>"."""
@@ -203,14 +213,16 @@ class Metrics:
         self._stop.set()
 
 
-def with_block_aggregate(devices: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-    """`devices` plus "block": each block counter summed over the "block_<drive_id>" groups."""
-    total = dict.fromkeys(BLOCK_COUNTERS, 0)
+def with_aggregates(devices: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """`devices` plus "block" and "net": each counter summed over that kind's devices."""
+    totals = {kind: dict.fromkeys(SCHEMA[kind], 0) for kind in PER_DEVICE}
     for name, counters in devices.items():
-        if name.startswith("block_"):
-            for counter in BLOCK_COUNTERS:
+        kind, sep, _ = name.partition("_")
+        if sep and kind in totals:
+            total = totals[kind]
+            for counter in total:
                 total[counter] += counters.get(counter, 0)
-    return {**devices, "block": total}
+    return {**devices, **totals}
 
 
 # The process's metrics (one VMM per process, as in Firecracker).

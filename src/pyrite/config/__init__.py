@@ -19,7 +19,7 @@ _EXPORTS = {
     "encode": ("encode_json",),
     "errors": ("FEATURES", "SUPPORTED", "ConfigError", "NotSupportedYet", "io_error_text", "require_supported"),
     "levels": ("LOG_LEVELS", "parse_level"),
-    "models": ("ACTION_TYPES", "Balloon", "BalloonStartHinting", "BalloonStatsUpdate", "BalloonUpdate", "Bitmap",
+    "models": ("ACTION_TYPES", "CONSOLE_CMDLINE", "Balloon", "BalloonStartHinting", "BalloonStatsUpdate", "BalloonUpdate", "Bitmap",
                "BootSource", "CpuConfig", "CpuidLeafModifier", "CpuidRegisterModifier", "Drive", "DriveUpdate",
                "Entropy", "InstanceAction", "Logger", "MachineConfig", "MachineConfigUpdate", "MemoryBackend",
                "MemoryHotplug", "MemoryHotplugSizeUpdate", "Metrics", "MmdsConfig", "MsrModifier",

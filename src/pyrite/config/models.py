@@ -84,7 +84,8 @@ class MacAddr(str):
     """A MAC address "aa:bb:cc:dd:ee:ff" (Firecracker's MacAddr)."""
 
 
-def _mac(text: str) -> MacAddr:
+def mac_address(text: str) -> MacAddr:
+    """A MacAddr from "aa:bb:cc:dd:ee:ff"; ValueError with Firecracker's message otherwise."""
     parts = text.split(":")
     if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts):
         raise ValueError("The provided MAC address is invalid.")
@@ -223,6 +224,11 @@ class MachineConfigUpdate(Model):
         return all(getattr(self, f.name) is None for f in self.SPEC.fields)
 
 
+# The command line `pyrite run` and pyrite.MicroVM give a kernel by default: the serial
+# console is the terminal (Firecracker's API default is DEFAULT_KERNEL_CMDLINE in resources).
+CONSOLE_CMDLINE = "console=ttyS0 reboot=k panic=1 pci=off"
+
+
 class BootSource(Model):
     kernel_image_path: str
     initrd_path: str | None = None
@@ -300,6 +306,14 @@ class Drive(Model):
         F("io_engine", Opt(Enum("FileEngineType", ("Async", "Sync")))), F("socket", Opt(STR))))
 
 
+    @classmethod
+    def from_path(cls, drive_id: str, path: str, read_only: bool = False, root: bool = False) -> "Drive":
+        """A drive over a raw image file as `pyrite run --drive` and pyrite.MicroVM make it:
+        cache_type Writeback, so the guest's flushes reach the disk."""
+        return cls(drive_id=drive_id, path_on_host=path, is_read_only=read_only, is_root_device=root,
+                   cache_type="Writeback")
+
+
 class DriveUpdate(Model):
     drive_id: str
     path_on_host: str | None = None
@@ -316,7 +330,7 @@ class NetworkInterface(Model):
     tx_rate_limiter: RateLimiter | None = None
     mtu: int | None = None
     SPEC = StructSpec("NetworkInterfaceConfig", (
-        F("iface_id", STR), F("host_dev_name", STR), F("guest_mac", Opt(Custom(STR, _mac))),
+        F("iface_id", STR), F("host_dev_name", STR), F("guest_mac", Opt(Custom(STR, mac_address))),
         F("rx_rate_limiter", _RATE_LIMITER), F("tx_rate_limiter", _RATE_LIMITER), F("mtu", Opt(U16))))
     OMIT_IF_NONE = frozenset({"mtu"})
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from pyrite.arch.x86_64.layout import CMDLINE_MAX_SIZE, MAX_VCPUS
 from .decode import ANY, STR, DecodeError, Opt, Seq, Struct, StructSpec, decode
 from . import errors
 from .errors import ConfigError, NotSupportedYet, io_error_text, require_supported
@@ -18,8 +19,6 @@ from .models import (Balloon, BootSource, CpuConfig, Drive, Entropy, Logger, Mac
 # Firecracker's default guest command line (used when boot-source has no boot_args).
 DEFAULT_KERNEL_CMDLINE = ("reboot=k panic=1 nomodule 8250.nr_uarts=0 i8042.noaux i8042.nomux "
                           "i8042.dumbkbd swiotlb=noforce")
-CMDLINE_MAX_SIZE = 4096  # arch/x86_64 layout: the command line page, NUL included
-MAX_SUPPORTED_VCPUS = 32
 
 # ----------------------------------------------------------------------------- config file
 class _VmmConfigFile:
@@ -172,6 +171,30 @@ class VmResources:
             res.set_serial(values["serial"])
         return res
 
+    @classmethod
+    def for_kernel(cls, kernel: str | os.PathLike, *, cmdline: str, initrd: str | os.PathLike | None = None,
+                   mem_mib: int = 128, vcpus: int = 1, drives=(), network_interfaces=(),
+                   vsock: Vsock | None = None, entropy: Entropy | None = None) -> "VmResources":
+        """A microVM described in code or on a command line (pyrite.MicroVM, `pyrite run`),
+        validated by the same rules, in the same order, as the API's requests."""
+        res = cls()
+        res.set_machine_config(MachineConfig(vcpu_count=vcpus, mem_size_mib=mem_mib))
+        res.set_boot_source(BootSource(kernel_image_path=os.fspath(kernel), boot_args=cmdline,
+                                       initrd_path=None if initrd is None else os.fspath(initrd)))
+        for drive in drives:
+            if any(d.drive_id == drive.drive_id for d in res.drives):
+                raise ConfigError("drives", f"The drive id {drive.drive_id} is configured twice.")
+            res.add_drive(drive.drive_id, drive)
+        for iface in network_interfaces:
+            if any(n.iface_id == iface.iface_id for n in res.network_interfaces):
+                raise ConfigError("network-interfaces", f"The interface id {iface.iface_id} is configured twice.")
+            res.add_network_interface(iface.iface_id, iface)
+        if vsock is not None:
+            res.set_vsock(vsock)
+        if entropy is not None:
+            res.set_entropy(entropy)
+        return res
+
     # --- machine
     def set_machine_config(self, mc: MachineConfig) -> None:
         """PUT /machine-config: as Firecracker, a PUT is an update with every field given
@@ -184,12 +207,12 @@ class VmResources:
         cur = self.machine_config
         vcpus = cur.vcpu_count if update.vcpu_count is None else update.vcpu_count
         smt = cur.smt if update.smt is None else update.smt
-        if vcpus == 0 or vcpus > MAX_SUPPORTED_VCPUS or (smt and vcpus > 1 and vcpus % 2 == 1):
+        if vcpus <= 0 or vcpus > MAX_VCPUS or (smt and vcpus > 1 and vcpus % 2 == 1):
             raise ConfigError("machine-config", "The number of vCPUs must be greater than 0, less than "
-                              f"{MAX_SUPPORTED_VCPUS} and must be 1 or an even number if SMT is enabled.")
+                              f"{MAX_VCPUS} and must be 1 or an even number if SMT is enabled.")
         mem = cur.mem_size_mib if update.mem_size_mib is None else update.mem_size_mib
         huge = cur.huge_pages if update.huge_pages is None else update.huge_pages
-        if mem == 0 or (huge == "2M" and mem % 2):
+        if mem <= 0 or (huge == "2M" and mem % 2):
             raise ConfigError("machine-config",
                               "The memory size (MiB) is either 0, or not a multiple of the configured page size.")
         if self.balloon is not None and mem < self.balloon.amount_mib:
@@ -260,7 +283,14 @@ class VmResources:
         require_supported("drives")
         if is_vhost_user:
             require_supported("vhost-user-drives")
+        _check_backing_file(drive.path_on_host, drive.is_read_only)
         self._replace(self.drives, "drive_id", drive)
+
+    def update_drive_path(self, drive_id: str, path: str) -> None:
+        """After a PATCH /drives swapped the backing file: GET /vm/config shows the new path."""
+        for i, drive in enumerate(self.drives):
+            if drive.drive_id == drive_id:
+                self.drives[i] = Drive(**{**drive.__dict__, "path_on_host": path})
 
     def add_network_interface(self, iface_id: str, iface: NetworkInterface) -> None:
         for other in self.network_interfaces:
@@ -271,8 +301,11 @@ class VmResources:
                                   f"The host device name {iface.host_dev_name} is already in use.")
             if iface.guest_mac is not None and other.guest_mac == iface.guest_mac:
                 raise ConfigError("network-interfaces", f"The guest MAC address {iface.guest_mac} is already in use.")
-        if iface.mtu is not None and not 68 <= iface.mtu <= 65535:
-            raise ConfigError("network-interfaces", f"Invalid MTU {iface.mtu}: must be between 68 and 65535.")
+        if iface.mtu is not None:
+            from pyrite.devices.virtio.net import MAX_MTU, MIN_MTU
+            if not MIN_MTU <= iface.mtu <= MAX_MTU:
+                raise ConfigError("network-interfaces",
+                                  f"Invalid MTU {iface.mtu}: must be between {MIN_MTU} and {MAX_MTU}.")
         require_supported("network-interfaces")
         self._replace(self.network_interfaces, "iface_id", iface)
 
@@ -280,6 +313,10 @@ class VmResources:
         if vsock.guest_cid < 3:
             raise ConfigError("vsock", f"Invalid guest CID {vsock.guest_cid}: must be 3 or more.")
         require_supported("vsock")
+        # sun_path holds 107 bytes and a NUL; "_<port>" is appended for guest connections.
+        if not vsock.uds_path or "\0" in vsock.uds_path or len(os.fsencode(vsock.uds_path)) + len("_4294967295") > 107:
+            raise ConfigError("vsock", f"Cannot create backend for vsock device: uds_path {vsock.uds_path!r} is "
+                                       "not a path that fits a Unix socket (with the _<port> suffix, 107 bytes)")
         if os.path.lexists(vsock.uds_path) and (self.vsock is None or self.vsock.uds_path != vsock.uds_path):
             # Firecracker binds uds_path here; pyrite binds at boot but refuses the same paths now.
             raise ConfigError("vsock", "Cannot create backend for vsock device: Error binding to the "
@@ -369,39 +406,13 @@ class VmResources:
         }
         return [k for k, on in used.items() if on and k not in errors.SUPPORTED]
 
-    def to_vm_spec(self):
-        """What the VMM builder needs, once everything configured is something pyrite can build."""
-        from pyrite.vmm.builder import VmSpec
+    def check_buildable(self) -> None:
+        """What InstanceStart checks first: a kernel, and nothing pyrite cannot build yet."""
+        if self.boot_source is None:
+            raise ConfigError("start", "Cannot start microvm without kernel configuration.")
         unsupported = self.unsupported_in_use()
         if unsupported:
             raise NotSupportedYet(unsupported[0])
-        if self.boot_source is None:
-            raise ConfigError("boot-source", "Cannot start microvm without kernel configuration.")
-        from pyrite.vmm.devices import DriveSpec, EntropySpec
-        bs, mc = self.boot_source, self.machine_config
-        # Firecracker offers VIRTIO_BLK_F_FLUSH only for cache_type "Writeback".
-        drives = [DriveSpec(d.drive_id, d.path_on_host, read_only=bool(d.is_read_only),
-                            is_root_device=d.is_root_device, partuuid=d.partuuid,
-                            rate_limiter=d.rate_limiter.to_json() if d.rate_limiter else None,
-                            flush=d.cache_type == "Writeback") for d in self.drives]
-        entropy = None
-        if self.entropy is not None:
-            limiter = self.entropy.rate_limiter
-            entropy = EntropySpec(limiter.to_json() if limiter else None)
-        return VmSpec(kernel=bs.kernel_image_path, cmdline=self.kernel_cmdline, initrd=bs.initrd_path,
-                      mem_mib=mc.mem_size_mib, vcpus=mc.vcpu_count, drives=drives, entropy=entropy,
-                      net=self._net_specs(), vsock=self._vsock_spec())
-
-    def _vsock_spec(self):
-        from pyrite.vmm.devices import VsockSpec
-        return VsockSpec(self.vsock.guest_cid, self.vsock.uds_path) if self.vsock is not None else None
-
-    def _net_specs(self) -> list:
-        from pyrite.vmm.devices import NetSpec
-        return [NetSpec(n.iface_id, n.host_dev_name, guest_mac=n.guest_mac,
-                        rx_rate_limiter=n.rx_rate_limiter.to_json() if n.rx_rate_limiter else None,
-                        tx_rate_limiter=n.tx_rate_limiter.to_json() if n.tx_rate_limiter else None,
-                        mtu=n.mtu) for n in self.network_interfaces]
 
     # --- GET /vm/config
     def to_json(self) -> dict:
@@ -421,6 +432,18 @@ class VmResources:
             "pmem": [p.to_json() for p in self.pmem],
             "memory-hotplug": self.memory_hotplug.to_json() if self.memory_hotplug else None,
         }
+
+
+def _check_backing_file(path: str | None, read_only: bool | None) -> None:
+    """A drive's file opens as the device will open it (Firecracker opens it at PUT)."""
+    if path is None:
+        return
+    try:
+        os.close(os.open(path, (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC))
+    except (OSError, ValueError) as e:
+        text = io_error_text(e) if isinstance(e, OSError) else str(e)
+        raise ConfigError("drives", "Unable to create the virtio block device: Virtio backend error: Error "
+                                    f"manipulating the backing file: {text} {path}") from None
 
 
 def _read_file(path, what: str) -> bytes:

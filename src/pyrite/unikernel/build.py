@@ -22,10 +22,11 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from pyrite import __version__
 from pyrite.unikernel.cache import images_dir
 
 LIBOS_DIR = Path(__file__).resolve().parent / "libos"
-LIBOS_VERSION = "0.1.0"
+LIBOS_VERSION = __version__
 PROTOCOLS = ("default", "multiboot")
 
 # Guest code must run where CPL 0 is emulated and lacks SSE/xsave: general registers

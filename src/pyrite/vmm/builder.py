@@ -10,168 +10,185 @@ from collections.abc import Callable
 
 from pyrite import kvm
 from pyrite.arch.x86_64 import boot_cpu, cpuid, layout, msr
-from pyrite.arch.x86_64.acpi import write_acpi_tables
-from pyrite.arch.x86_64.bootparams import configure_boot
+from pyrite.arch.x86_64.acpi import AcpiError, write_acpi_tables
+from pyrite.arch.x86_64.bootparams import BootConfigError, configure_boot
+from pyrite.arch.x86_64.cpuid import CpuidError
 from pyrite.arch.x86_64.loader import LoaderError, load_initrd, load_kernel
-from pyrite.arch.x86_64.mptable import write_mptable
+from pyrite.arch.x86_64.mptable import MptableError, write_mptable
+from pyrite.devices.virtio.handler import DeviceError
 from pyrite.devices.legacy.boot_timer import BootTime, BootTimer
 from pyrite.devices.legacy.exit_port import ExitPort
 from pyrite.devices.legacy.i8042 import I8042
 from pyrite.devices.legacy.serial import Serial
-from pyrite.memory import GuestMemory
+from pyrite.memory import GuestMemory, GuestMemoryError
 from .bus import Bus
 from .console import FdSink, SerialConsole
-from .devices import DriveSpec, EntropySpec, NetSpec, VsockSpec, attach_virtio_devices, kernel_cmdline, plan_slots
+from .devices import attach_devices, create_devices, kernel_cmdline, plan_slots
+from .errors import (BootSetupError, BuildError, DeviceSetupError, InitrdLoadError, KernelLoadError,
+                     KvmSetupError, MemorySetupError, VcpuSetupError)
 from .event_loop import EventLoop
 from .exit import VmExit
 from .machine import create_machine
 from .vcpu import RunControl, VcpuThread
-from .vmm import Vmm
+from .vmm import LegacyDevices, Vmm
 
-DEFAULT_CMDLINE = "console=ttyS0 reboot=k panic=1 pci=off"
-MAX_VCPUS = 32
-
-
-class BuildError(Exception):
-    """The microVM could not be built; the message names the input at fault."""
+__all__ = ["BuildError", "build_for_boot", "log_boot_time"]
 
 
-class VmSpec:
-    """What to boot: kernel and initrd (each a path, or the image itself), command line, size,
-    and virtio devices: drives (DriveSpec, or a path or dict for DriveSpec.coerce) and an
-    entropy device (EntropySpec, True or a dict); network interfaces `net` (NetSpec, a TAP
-    name or a dict for NetSpec.coerce)."""
-    __slots__ = ("kernel", "cmdline", "initrd", "mem_mib", "vcpus", "drives", "entropy", "net", "vsock")
-
-    def __init__(self, kernel: str | os.PathLike | bytes, cmdline: str = DEFAULT_CMDLINE,
-                 initrd: str | os.PathLike | bytes | None = None, mem_mib: int = 128,
-                 vcpus: int = 1, drives=(), entropy: EntropySpec | bool | dict | None = None, net=(),
-                 vsock: VsockSpec | dict | tuple | None = None):
-        self.kernel = kernel
-        self.cmdline = cmdline
-        self.initrd = initrd
-        self.mem_mib = mem_mib
-        self.vcpus = vcpus
-        try:
-            self.drives: tuple[DriveSpec, ...] = tuple(DriveSpec.coerce(d, i) for i, d in enumerate(drives))
-            self.entropy: EntropySpec | None = EntropySpec.coerce(entropy)
-            self.net: tuple[NetSpec, ...] = tuple(NetSpec.coerce(n, i) for i, n in enumerate(net))
-            self.vsock: VsockSpec | None = VsockSpec.coerce(vsock)   # (guest_cid, uds_path) or a dict
-        except ValueError as e:
-            raise BuildError(str(e)) from None
-
-    def validate(self) -> None:
-        if not isinstance(self.vcpus, int) or not 1 <= self.vcpus <= MAX_VCPUS:
-            raise BuildError(f"vcpu count {self.vcpus!r}: must be between 1 and {MAX_VCPUS}")
-        if not isinstance(self.mem_mib, int) or self.mem_mib <= 0:
-            raise BuildError(f"memory size {self.mem_mib!r} MiB: must be a positive number of MiB")
-        host_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
-        if self.mem_mib > host_mib:
-            raise BuildError(f"memory size {self.mem_mib} MiB is more than this host has ({host_mib} MiB)")
-        try:
-            plan_slots(self.drives, self.entropy, net=self.net, vsock=self.vsock)
-        except ValueError as e:
-            raise BuildError(str(e)) from None
-
-
-def _image_source(what: str, source) -> tuple[object, str]:
-    """The image and its name for messages. A path is only checked here, so that a user gets
-    one clear message; the loader maps the file instead of reading a copy into the heap."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return source, what
-    path = os.fspath(source)
+def _image_path(what: str, path: str, error: type[BuildError]) -> str:
+    """`path`, checked here so that a user gets one clear message; the loader maps the file
+    instead of reading a copy into the heap."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise BuildError(f"{what} {path}: no such file") from None
+        raise error(f"{what} {path}: no such file") from None
     except PermissionError:
-        raise BuildError(f"{what} {path}: permission denied") from None
+        raise error(f"{what} {path}: permission denied") from None
+    except OSError as e:
+        raise error(f"{what} {path}: {e.strerror}") from None
     try:
         is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
     finally:
         os.close(fd)
     if is_dir:
-        raise BuildError(f"{what} {path}: is a directory, not an image file")
-    return path, path
+        raise error(f"{what} {path}: is a directory, not an image file")
+    return path
 
 
 def log_boot_time(boot_time: BootTime) -> None:
     os.write(2, f"pyrite: {boot_time}\n".encode())
 
 
-def build_for_boot(spec: VmSpec, *, console_out=None, console_in: int | None = None,
+def build_for_boot(resources, *, console_out=None, console_in: int | None = None,
                    on_boot_timer: Callable[[BootTime], None] | None = log_boot_time,
                    start_ns: int | None = None, kvm_path: str = "/dev/kvm",
                    symbolize=None, machine: tuple[kvm.System, kvm.Vm] | None = None) -> Vmm:
-    """Build a stopped microVM from `spec`; `Vmm.start()` runs it.
+    """Build a stopped microVM from `resources` (a validated pyrite.config.VmResources, as
+    Firecracker's builder takes VmResources); `Vmm.start()` runs it. Each step raises its own
+    BuildError subclass (pyrite.vmm.errors) for what it expects to fail; `resources` is not
+    changed, failed or not.
 
     `machine` is a (System, Vm) pair from machine.create_machine(), made early by a caller that
     wants the VM's creation out of the way (see machine.py); the build then owns it.
     """
     closers: list = [machine[0].close, machine[1].close] if machine is not None else []
     try:
-        spec.validate()
-        kernel_image, kernel_name = _image_source("kernel", spec.kernel)
-        initrd_image = _image_source("initrd", spec.initrd) if spec.initrd is not None else None
+        boot_source, machine_config = resources.boot_source, resources.machine_config
+        if boot_source is None:
+            raise KernelLoadError("no kernel configured (boot-source)")
+        vcpu_count, mem_size = machine_config.vcpu_count, machine_config.mem_size_mib << 20
+        kernel_path = _image_path("kernel", boot_source.kernel_image_path, KernelLoadError)
+        initrd_path = boot_source.initrd_path
+        if initrd_path is not None:
+            _image_path("initrd", initrd_path, InitrdLoadError)
         kvm.install_kick_handler()  # stopping vCPUs needs it; signal handlers install from the main thread only
         start_ns = time.monotonic_ns() if start_ns is None else start_ns
-        mem_size = spec.mem_mib << 20
         if machine is None:
-            machine = create_machine(kvm_path)
+            machine = _create_machine(kvm_path)
             closers += [machine[0].close, machine[1].close]
         system, vm = machine
-        memory = GuestMemory(layout.ram_regions(mem_size))
-        closers.append(memory.close)
-        for slot, region in enumerate(memory.regions):
-            vm.set_user_memory_region(slot, region.gpa, region.size, region.host_addr)
+        memory = _create_memory(vm, mem_size, closers)
 
-        kernel = load_kernel(memory, kernel_image, name=kernel_name)
+        try:
+            kernel = load_kernel(memory, kernel_path)
+        except LoaderError as e:
+            raise KernelLoadError(str(e)) from e
         initrd = None
-        if initrd_image is not None:
-            initrd = load_initrd(memory, initrd_image[0], kernel, mem_size, name=initrd_image[1])
-        # ACPI tables for kernels without MP-table support; the MP table stays for those with.
-        rsdp_addr = write_acpi_tables(memory, spec.vcpus)
-        virtio_plans = plan_slots(spec.drives, spec.entropy, net=spec.net, vsock=spec.vsock)
-        cmdline = kernel_cmdline(spec.cmdline, virtio_plans)
-        params = configure_boot(memory, kernel, cmdline.encode(), initrd, mem_size,
-                                rsdp_addr=rsdp_addr)
-        write_mptable(memory, spec.vcpus)
+        if initrd_path is not None:
+            try:
+                initrd = load_initrd(memory, initrd_path, kernel, mem_size)
+            except LoaderError as e:
+                raise InitrdLoadError(str(e)) from e
 
         control = RunControl()
         pio, mmio = Bus("port I/O"), Bus("MMIO")
         vmm_box: list[Vmm] = []  # devices call into the Vmm built below
         finish = lambda result: vmm_box[0].finish(result)  # noqa: E731
-        devices = _attach_legacy_devices(vm, pio, mmio, closers, finish, console_out, start_ns, on_boot_timer)
+        legacy = _attach_legacy_devices(vm, pio, mmio, closers, finish, console_out, start_ns, on_boot_timer)
         event_loop = EventLoop()
-        virtio = attach_virtio_devices(vm, mmio, memory, event_loop, virtio_plans,
-                                       lambda gsi: _irq_line(vm, gsi, closers), closers)
+        closers.append(event_loop.stop)
+        virtio = _attach_virtio_devices(vm, mmio, memory, event_loop, resources, closers)
         if console_in is not None:
-            _attach_console_input(event_loop, devices["serial_console"], console_in)
-
-        supported = system.get_supported_cpuid()
+            _attach_console_input(event_loop, legacy.console, console_in)
+        params = _write_boot_params(memory, kernel, initrd, mem_size, vcpu_count,
+                                    kernel_cmdline(resources.kernel_cmdline, virtio))
 
         def describe(vcpu, ex) -> str:
             from .crash import register_dump   # only a failing guest needs the crash report
             from pyrite.arch.x86_64.loader.symbols import elf_symbolizer
-            return register_dump(vcpu, memory, symbolize or elf_symbolizer(spec.kernel))
+            return register_dump(vcpu, memory, symbolize or elf_symbolizer(kernel_path))
 
-        threads = []
-        for index in range(spec.vcpus):
-            vcpu = vm.create_vcpu(index)
-            closers.append(vcpu.close)
-            _configure_vcpu(vcpu, index, spec.vcpus, supported, memory, params)
-            threads.append(VcpuThread(index, vcpu, pio, mmio, control, finish, describe))
-    except (LoaderError, kvm.KvmError, ValueError, OSError) as e:
-        _close_all(closers)
-        raise BuildError(str(e)) from e
+        threads = _create_vcpus(system, vm, vcpu_count, memory, params, closers,
+                                lambda index, vcpu: VcpuThread(index, vcpu, pio, mmio, control, finish, describe))
     except BaseException:
         _close_all(closers)
         raise
+    closers.remove(event_loop.stop)   # the Vmm stops its loop itself
     vmm = Vmm(system=system, vm=vm, memory=memory, vcpus=threads, control=control,
-              event_loop=event_loop, devices=devices, closers=closers, virtio=virtio)
+              event_loop=event_loop, legacy=legacy, closers=closers, virtio=virtio)
     vmm.kernel, vmm.boot_params = kernel, params
     vmm_box.append(vmm)
     return vmm
+
+
+def _create_machine(kvm_path: str):
+    try:
+        return create_machine(kvm_path)
+    except (kvm.KvmError, OSError) as e:
+        raise KvmSetupError(f"{kvm_path}: {e}") from e
+
+
+def _create_memory(vm, mem_size: int, closers: list) -> GuestMemory:
+    host_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
+    if mem_size >> 20 > host_mib:
+        raise MemorySetupError(f"memory size {mem_size >> 20} MiB is more than this host has ({host_mib} MiB)")
+    try:
+        memory = GuestMemory(layout.ram_regions(mem_size))
+    except (GuestMemoryError, OSError) as e:
+        raise MemorySetupError(f"guest memory of {mem_size >> 20} MiB: {e}") from e
+    closers.append(memory.close)
+    try:
+        for slot, region in enumerate(memory.regions):
+            vm.set_user_memory_region(slot, region.gpa, region.size, region.host_addr)
+    except kvm.KvmError as e:
+        raise MemorySetupError(f"guest memory of {mem_size >> 20} MiB: {e}") from e
+    return memory
+
+
+def _write_boot_params(memory, kernel, initrd, mem_size: int, vcpu_count: int, cmdline: str):
+    try:
+        # ACPI tables for kernels without MP-table support; the MP table stays for those with.
+        rsdp_addr = write_acpi_tables(memory, vcpu_count)
+        params = configure_boot(memory, kernel, cmdline.encode(), initrd, mem_size, rsdp_addr=rsdp_addr)
+        write_mptable(memory, vcpu_count)
+    except (AcpiError, BootConfigError, MptableError) as e:
+        raise BootSetupError(str(e)) from e
+    return params
+
+
+def _attach_virtio_devices(vm, mmio: Bus, memory, loop, resources, closers: list) -> list:
+    try:
+        handlers = create_devices(plan_slots(resources), closers)
+        attach_devices(vm, mmio, memory, loop, handlers, lambda gsi: _irq_line(vm, gsi, closers), closers)
+    except DeviceError as e:
+        raise DeviceSetupError(str(e)) from e
+    except (kvm.KvmError, OSError) as e:     # eventfds, ioeventfds, irqfds
+        raise DeviceSetupError(f"virtio devices: {e}") from e
+    return handlers
+
+
+def _create_vcpus(system, vm, count: int, memory, params, closers: list, make_thread) -> list:
+    supported = system.get_supported_cpuid()
+    threads = []
+    for index in range(count):
+        try:
+            vcpu = vm.create_vcpu(index)
+            closers.append(vcpu.close)
+            _configure_vcpu(vcpu, index, count, supported, memory, params)
+        except (kvm.KvmError, CpuidError) as e:
+            raise VcpuSetupError(f"vCPU {index}: {e}") from e
+        threads.append(make_thread(index, vcpu))
+    return threads
 
 
 def _close_all(closers: list) -> None:
@@ -187,7 +204,15 @@ def _irq_line(vm, gsi: int, closers: list) -> Callable[[], None]:
     return lambda: os.eventfd_write(fd, 1)
 
 
-def _attach_legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out, start_ns, on_boot_timer) -> dict:
+def _attach_legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out, start_ns,
+                           on_boot_timer) -> LegacyDevices:
+    try:
+        return _legacy_devices(vm, pio, mmio, closers, finish, console_out, start_ns, on_boot_timer)
+    except (kvm.KvmError, OSError) as e:     # the irqfds
+        raise DeviceSetupError(f"legacy devices: {e}") from e
+
+
+def _legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out, start_ns, on_boot_timer) -> LegacyDevices:
     out = console_out if console_out is not None else FdSink(1)
     serial = Serial(_irq_line(vm, layout.SERIAL_IRQ, closers), out)
     console = SerialConsole(serial)
@@ -215,8 +240,8 @@ def _attach_legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out
 
     timer = BootTimer(start_ns, on_boot_timer or (lambda boot_time: None))
     mmio.register(layout.BOOT_TIMER_ADDR, 0x1000, "boot timer", lambda off, n: b"\0" * n, timer.write)
-    return {"serial": serial, "serial_console": console, "i8042": i8042, "i8042_lock": i8042_lock,
-            "boot_timer": timer, "exit_port": exit_port}
+    return LegacyDevices(serial=serial, console=console, i8042=i8042, i8042_lock=i8042_lock,
+                         boot_timer=timer, exit_port=exit_port)
 
 
 def _attach_console_input(loop: EventLoop, console: SerialConsole, fd: int) -> None:

@@ -8,19 +8,38 @@ from .exit import VmExit
 from .vcpu import RunControl, VcpuThread
 
 NOT_STARTED, RUNNING, PAUSED = "Not started", "Running", "Paused"
+PAUSE_TIMEOUT_S = 5
+
+
+class PauseError(Exception):
+    """The vCPUs did not all stop in time; the microVM keeps running."""
+
+
+class LegacyDevices:
+    """The microVM's fixed devices: 16550 serial (and its console), i8042 (shared by vCPU
+    threads and SendCtrlAltDel under `i8042_lock`), boot timer and exit port."""
+    __slots__ = ("serial", "console", "i8042", "i8042_lock", "boot_timer", "exit_port")
+
+    def __init__(self, *, serial, console, i8042, i8042_lock, boot_timer, exit_port):
+        self.serial = serial
+        self.console = console
+        self.i8042 = i8042
+        self.i8042_lock = i8042_lock
+        self.boot_timer = boot_timer
+        self.exit_port = exit_port
 
 
 class Vmm:
     def __init__(self, *, system, vm, memory, vcpus: list[VcpuThread], control: RunControl,
-                 event_loop, devices: dict, closers: list, virtio: list | None = None):
+                 event_loop, legacy: LegacyDevices, closers: list, virtio: list | None = None):
         self.system = system
         self.vm = vm
         self.memory = memory
         self.vcpus = vcpus
         self.control = control
         self.event_loop = event_loop
-        self.devices = devices
-        self.virtio = virtio or []   # pyrite.vmm.devices.VirtioSlot, in MMIO slot order
+        self.legacy = legacy
+        self.virtio = virtio or []   # pyrite.devices.virtio handlers (VirtioHandler), in MMIO slot order
         self._closers = closers
         self._exit: VmExit | None = None
         self._done = threading.Event()
@@ -38,7 +57,8 @@ class Vmm:
         self.state = RUNNING
 
     def pause(self) -> None:
-        """Returns once every vCPU has left KVM_RUN and parked."""
+        """Returns once every vCPU has left KVM_RUN and parked; PauseError (and still Running)
+        when they have not within PAUSE_TIMEOUT_S."""
         control = self.control
         with control.cond:
             if self.state != RUNNING or self._done.is_set():
@@ -47,7 +67,13 @@ class Vmm:
         for v in self.vcpus:
             v.kick()
         with control.cond:
-            control.cond.wait_for(lambda: control.parked == len(self.vcpus) or self._done.is_set(), timeout=5)
+            stopped = control.cond.wait_for(lambda: control.parked == len(self.vcpus) or self._done.is_set(),
+                                            timeout=PAUSE_TIMEOUT_S)
+            if not stopped:
+                control.paused = False
+                control.cond.notify_all()
+                raise PauseError(f"{len(self.vcpus) - control.parked} of {len(self.vcpus)} vCPUs did not stop "
+                                 f"within {PAUSE_TIMEOUT_S} s; the microVM keeps running")
         self.state = PAUSED
 
     def resume(self) -> None:
@@ -72,8 +98,8 @@ class Vmm:
 
     def send_ctrl_alt_del(self) -> None:
         """Firecracker's SendCtrlAltDel: the key sequence on the i8042, which asks Linux to reboot."""
-        with self.devices["i8042_lock"]:
-            self.devices["i8042"].trigger_ctrl_alt_del()
+        with self.legacy.i8042_lock:
+            self.legacy.i8042.trigger_ctrl_alt_del()
 
     def stop(self, reason: str = "stopped by the host") -> None:
         self.finish(VmExit("stopped", 0, reason))
@@ -105,36 +131,22 @@ class Vmm:
         self._closers.clear()
 
     # virtio devices ----------------------------------------------------------------------
-    def _drive_slot(self, drive_id: str):
-        for slot in self.virtio:
-            if slot.kind == "block" and slot.id == drive_id:
-                return slot
-        from .devices import DeviceUpdateError
-        raise DeviceUpdateError(f"drive {drive_id}: no such drive")
+    def virtio_device(self, kind: str, device_id: str):
+        """The handler of the `kind` ("block", "net", ...) device `device_id`; DeviceUpdateError if none."""
+        for handler in self.virtio:
+            if handler.kind == kind and handler.id == device_id:
+                return handler
+        from pyrite.devices.virtio.handler import DeviceUpdateError
+        raise DeviceUpdateError(f"{kind} device {device_id}: no such device")
 
-    def update_drive(self, drive_id: str, path: str | None = None, rate_limiter: dict | None = None) -> None:
-        """PATCH /drives after boot: swap the backing file (the guest gets a configuration change
-        interrupt and the new capacity) and/or update the rate limiter's buckets."""
-        slot = self._drive_slot(drive_id)
-        if path is not None:
-            slot.update_backend(path)
-        if rate_limiter is not None:
-            slot.update_rate_limiter(rate_limiter)
-
-    def update_net(self, iface_id: str, rx_rate_limiter: dict | None = None,
-                   tx_rate_limiter: dict | None = None) -> None:
-        """PATCH /network-interfaces after boot: update the rx and/or tx rate limiter's buckets."""
-        for slot in self.virtio:
-            if slot.kind == "net" and slot.id == iface_id:
-                slot.update_rate_limiters(rx_rate_limiter, tx_rate_limiter)
-                return
-        from .devices import DeviceUpdateError
-        raise DeviceUpdateError(f"network interface {iface_id}: no such interface")
+    def update_device(self, kind: str, device_id: str, update) -> None:
+        """PATCH after boot: `update` is the pyrite.config update model (DriveUpdate,
+        NetworkInterfaceUpdate); DeviceUpdateError names what failed, and nothing changed."""
+        self.virtio_device(kind, device_id).update(update)
 
     def device_metrics(self) -> dict[str, dict[str, int]]:
-        """Cumulative counters per virtio device: "block_<drive_id>", "net_<iface_id>" and "entropy"."""
-        names = {"block": "block_{}", "net": "net_{}"}
-        return {names.get(s.kind, s.kind).format(s.id): s.metrics() for s in self.virtio}
+        """Cumulative counters per virtio device: "block_<drive_id>", "net_<iface_id>", "vsock", "entropy"."""
+        return {h.metrics_group: h.metrics() for h in self.virtio}
 
     def exit_counts(self) -> dict[str, int]:
         total: dict[str, int] = {}

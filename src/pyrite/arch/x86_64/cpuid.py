@@ -48,13 +48,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pyrite.kvm.types import CpuidEntry
+from .layout import MAX_VCPUS
 
 # (function, index) -> (eax, ebx, ecx, edx)
 HostCpuid = Callable[[int, int], tuple[int, int, int, int]]
 
 VENDOR_INTEL = b"GenuineIntel"
 VENDOR_AMD = b"AuthenticAMD"
-MAX_SUPPORTED_VCPUS = 32
 FLAG_SIGNIFICANT_INDEX = 1       # KVM_CPUID_FLAG_SIGNIFCANT_INDEX
 KVM_CPUID_SIGNATURE = 0x4000_0000
 KVM_CPUID_FEATURES = 0x4000_0001
@@ -127,8 +127,8 @@ def normalize(supported: list[CpuidEntry], vcpu_id: int, vcpu_count: int, *,
     ``host_cpuid``); without it, the leaves Firecracker copies from the host keep the
     values KVM reported.
     """
-    if not 1 <= vcpu_count <= MAX_SUPPORTED_VCPUS:
-        raise CpuidError(f"cpuid: vcpu_count {vcpu_count} is outside 1..{MAX_SUPPORTED_VCPUS}")
+    if not 1 <= vcpu_count <= MAX_VCPUS:
+        raise CpuidError(f"cpuid: vcpu_count {vcpu_count} is outside 1..{MAX_VCPUS}")
     if not 0 <= vcpu_id < vcpu_count:
         raise CpuidError(f"cpuid: vcpu_id {vcpu_id} is outside 0..{vcpu_count - 1}")
     cpu_bits = 1 if smt and vcpu_count > 1 else 0
@@ -182,7 +182,7 @@ def _extended_topology(table: _Table, vcpu_id: int, vcpu_count: int, cpu_bits: i
     # Linux >= 6.2 KVM no longer reports subleaf 1; Firecracker adds it back.
     if table.get(0xB, 1) is None:
         table.put(CpuidEntry(0xB, 1, FLAG_SIGNIFICANT_INDEX))
-    core_shift = (MAX_SUPPORTED_VCPUS - 1).bit_length()
+    core_shift = (MAX_VCPUS - 1).bit_length()
     for index, sub in enumerate(table.subleaves(0xB)):
         sub.eax = sub.ebx = sub.ecx = 0
         sub.edx = vcpu_id                          # x2APIC id
@@ -302,7 +302,7 @@ def _amd_extended_cache_topology(table: _Table, cpus_per_core: int) -> None:
         if level in (1, 2):
             sharing = cpus_per_core - 1
         elif level == 3:
-            sharing = MAX_SUPPORTED_VCPUS - 1
+            sharing = MAX_VCPUS - 1
         else:
             continue
         sub.eax = _set_bits(sub.eax, 14, 25, sharing,

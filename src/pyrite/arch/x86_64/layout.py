@@ -3,6 +3,8 @@ from __future__ import annotations
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
+MAX_VCPUS = 32                   # Firecracker's limit; the CPUID topology and MP table are sized for it
+
 # Low memory: boot structures live below the EBDA.
 GDT_START = 0x500
 IDT_START = 0x520

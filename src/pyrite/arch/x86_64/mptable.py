@@ -23,10 +23,9 @@ from __future__ import annotations
 import struct
 from collections import namedtuple
 
-from pyrite.arch.x86_64.layout import EBDA_START, MPTABLE_START
+from pyrite.arch.x86_64.layout import EBDA_START, MAX_VCPUS, MPTABLE_START
 from pyrite.memory import GuestMemory, GuestMemoryError
 
-MAX_VCPUS = 32
 IRQ_MAX = 23                     # IOAPIC pins 0..23
 
 MPF_INTEL = struct.Struct("<4sIBBB5s")          # signature physptr length spec checksum feature1-5

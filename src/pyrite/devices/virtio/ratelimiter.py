@@ -101,10 +101,9 @@ class RateLimiter:
         self.timer_delay_ms = 0           # what the owner should arm its timer to, when blocked
 
     @classmethod
-    def from_config(cls, bandwidth: dict | None = None, ops: dict | None = None,
-                    clock: Callable[[], int] = time.monotonic_ns) -> RateLimiter:
-        """From Firecracker's API objects: {"size", "one_time_burst", "refill_time"} each."""
-        return cls(_bucket(bandwidth, clock), _bucket(ops, clock))
+    def from_config(cls, config, clock: Callable[[], int] = time.monotonic_ns) -> RateLimiter:
+        """From a pyrite.config RateLimiter model (Firecracker's RateLimiterConfig)."""
+        return cls(bucket_from_config(config.bandwidth, clock), bucket_from_config(config.ops, clock))
 
     def __repr__(self) -> str:
         return f"RateLimiter(bandwidth={self.bandwidth}, ops={self.ops}, blocked={self.blocked})"
@@ -155,10 +154,8 @@ class RateLimiter:
             self.ops = ops
 
 
-def _bucket(config: dict | None, clock: Callable[[], int]) -> TokenBucket | None:
-    if not config:
-        return None
-    size, refill_time = config.get("size", 0), config.get("refill_time", 0)
-    if size == 0 or refill_time == 0:
+def bucket_from_config(config, clock: Callable[[], int] = time.monotonic_ns) -> TokenBucket | None:
+    """A TokenBucket from a pyrite.config TokenBucket model; None when it limits nothing."""
+    if config is None or config.size == 0 or config.refill_time == 0:
         return None                   # Firecracker: either at zero disables the bucket
-    return TokenBucket(size, config.get("one_time_burst", 0) or 0, refill_time, clock)
+    return TokenBucket(config.size, config.one_time_burst or 0, config.refill_time, clock)

@@ -30,6 +30,7 @@ from struct import pack
 from ..device import TYPE_NET, VirtioDevice
 from ..queue import InvalidChain
 from ..ratelimiter import BYTES, OPS
+from . import MAX_MTU, MIN_MTU, RX_QUEUE, TX_QUEUE
 from .backend import VNET_HDR_SIZE
 
 TYPE_CHECKING = False
@@ -40,11 +41,9 @@ if TYPE_CHECKING:
 VIRTIO_NET_F_MTU = 3
 VIRTIO_NET_F_MAC = 5
 
-RX_QUEUE, TX_QUEUE = 0, 1
 QUEUE_SIZE = 256                 # Firecracker's net queue sizes
 ETH_HLEN = 14
 MAX_FRAME_BYTES = 65550          # Firecracker: MAX_BUFFER_SIZE (65562) minus the header
-MIN_MTU, MAX_MTU = 68, 65535
 
 # Received frames: no checksum or GSO information, one buffer (num_buffers = 1 with VERSION_1).
 RX_HEADER = pack("<BBHHHHH", 0, 0, 0, 0, 0, 0, 1)

@@ -1,0 +1,18 @@
+"""virtio-rng in the VMM: made from a pyrite.config Entropy."""
+from __future__ import annotations
+
+from ..handler import VirtioHandler, rate_limiter
+
+
+class EntropyHandler(VirtioHandler):
+    kind, kind_name = "entropy", "virtio-rng"
+    polled_queues = (0,)          # the request queue: a driver waits for each answer
+
+    @staticmethod
+    def configs(resources) -> list:
+        return [resources.entropy] if resources.entropy is not None else []
+
+    @classmethod
+    def create(cls, entropy) -> EntropyHandler:
+        from .device import Entropy
+        return cls(entropy, Entropy(rate_limiter=rate_limiter(entropy.rate_limiter, "entropy device")))
