@@ -132,8 +132,8 @@ def _rate_limiter(value) -> RateLimiter | None:
     """A RateLimiter model from itself or its JSON form."""
     if value is None or isinstance(value, RateLimiter):
         return value
-    from pyrite.config import decode, encode_json
-    from pyrite.config.decode import DecodeError, Struct
+    from pyrite.config.decode import DecodeError, Struct, decode
+    from pyrite.config.encode import encode_json
     try:
         return decode(encode_json(value).encode(), Struct(RateLimiter))
     except DecodeError as e:

@@ -1,5 +1,6 @@
 """/network-interfaces through the ApiController (no sockets, no KVM): PUT before boot reaches
-the builder's VmSpec as NetSpec; PATCH after boot updates the rate limiters as Firecracker's."""
+the builder as a NetworkInterface in VmResources; PATCH after boot updates the rate limiters
+as Firecracker's."""
 from __future__ import annotations
 
 import pytest
@@ -8,18 +9,18 @@ from test_controller import FakeMicroVm, call
 from pyrite.api.controller import ApiController
 from pyrite.api.logger import Logger
 from pyrite.api.metrics import Metrics
-from pyrite.vmm.devices import DeviceUpdateError
+from pyrite.devices.virtio.handler import DeviceUpdateError
 
 BUCKET = {"size": 1000, "one_time_burst": 0, "refill_time": 100}
 
 
 class NetVm(FakeMicroVm):
-    """TEST DOUBLE: records update_net calls; an unknown iface id fails as the real Vmm does."""
+    """TEST DOUBLE: records update_device calls; an unknown iface id fails as the real Vmm does."""
 
-    def update_net(self, iface_id, rx, tx):
-        if iface_id != "eth0":
-            raise DeviceUpdateError(f"network interface {iface_id}: no such interface")
-        self.calls.append(("update_net", iface_id, rx, tx))
+    def update_device(self, kind, iface_id, update):
+        if (kind, iface_id) != ("net", "eth0"):
+            raise DeviceUpdateError(f"{kind} device {iface_id}: no such device")
+        self.calls.append(("update_device", iface_id, update.rx_rate_limiter, update.tx_rate_limiter))
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def api(tmp_path):
     booted = []
 
     def fake_boot(resources, **kwargs):    # TEST DOUBLE of pyrite.api.boot.boot_microvm
-        booted.append((resources.to_vm_spec(), NetVm()))
+        booted.append((resources, NetVm()))
         booted[-1][1].start()
         return booted[-1][1]
 
@@ -40,17 +41,17 @@ def api(tmp_path):
     return controller
 
 
-def test_put_then_start_gives_the_builder_a_net_spec(api):
+def test_put_then_start_gives_the_builder_the_interface(api):
     assert call(api, "PUT", "/boot-source", {"kernel_image_path": api.kernel}).status == 204
     r = call(api, "PUT", "/network-interfaces/eth0", {
         "iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02",
         "rx_rate_limiter": {"bandwidth": BUCKET}})
     assert r.status == 204, r.body
     assert call(api, "PUT", "/actions", {"action_type": "InstanceStart"}).status == 204
-    spec, _ = api.booted[0]
-    [net] = spec.net
+    resources, _ = api.booted[0]
+    [net] = resources.network_interfaces
     assert (net.iface_id, net.host_dev_name, net.guest_mac) == ("eth0", "tap0", "06:00:AC:10:00:02")
-    assert net.rx_rate_limiter["bandwidth"]["size"] == 1000 and net.tx_rate_limiter is None
+    assert net.rx_rate_limiter.bandwidth.size == 1000 and net.tx_rate_limiter is None
 
 
 def test_patch_after_boot_updates_the_limiters(api):
@@ -63,6 +64,6 @@ def test_patch_after_boot_updates_the_limiters(api):
     assert r.status == 204, r.body
     _, vm = api.booted[0]
     [(_, iface, rx, tx)] = [c for c in vm.calls if isinstance(c, tuple)]
-    assert iface == "eth0" and rx is None and tx["ops"]["size"] == 1000
+    assert iface == "eth0" and rx is None and tx.ops.size == 1000
     r = call(api, "PATCH", "/network-interfaces/eth9", {"iface_id": "eth9"})
     assert r.status == 400 and "eth9" in r.body["fault_message"]

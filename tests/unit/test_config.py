@@ -237,18 +237,31 @@ def test_config_file(tmp_path):
     with pytest.raises(c.ConfigError) as e:
         c.VmResources.from_config_file(tmp_path / "absent.json")
     assert "No such file or directory (os error 2)" in e.value.file_message
+    data, root = tmp_path / "data.img", tmp_path / "root.img"
+    data.write_bytes(bytes(512))
+    root.write_bytes(bytes(512))
     cfg.write_text(json.dumps({"boot-source": {"kernel_image_path": str(kernel)},
-                               "drives": [{"drive_id": "data", "is_root_device": False, "path_on_host": "/y",
+                               "drives": [{"drive_id": "data", "is_root_device": False, "path_on_host": str(data),
                                            "is_read_only": False, "cache_type": "Writeback"},
-                                          {"drive_id": "root", "is_root_device": True, "path_on_host": "/x",
+                                          {"drive_id": "root", "is_root_device": True, "path_on_host": str(root),
                                            "is_read_only": True, "partuuid": "abcd-01",
                                            "rate_limiter": {"ops": {"size": 5, "refill_time": 100}}}],
                                "entropy": {}}))
-    spec = c.VmResources.from_config_file(cfg).to_vm_spec()
-    assert [(d.drive_id, d.path, d.read_only, d.is_root_device, d.partuuid, d.flush) for d in spec.drives] == [
-        ("data", "/y", False, False, None, True), ("root", "/x", True, True, "abcd-01", False)]
-    assert spec.drives[1].rate_limiter["ops"] == {"size": 5, "one_time_burst": None, "refill_time": 100}
-    assert spec.entropy is not None and spec.entropy.rate_limiter is None
+    resources = c.VmResources.from_config_file(cfg)
+    resources.check_buildable()
+    assert [(d.drive_id, d.path_on_host, d.is_read_only, d.is_root_device, d.partuuid, d.cache_type)
+            for d in resources.drives] == [("data", str(data), False, False, None, "Writeback"),
+                                           ("root", str(root), True, True, "abcd-01", "Unsafe")]
+    assert resources.drives[1].rate_limiter.ops.to_json() == {"size": 5, "one_time_burst": None, "refill_time": 100}
+    assert resources.entropy is not None and resources.entropy.rate_limiter is None
+    cfg.write_text(json.dumps({"boot-source": {"kernel_image_path": str(kernel)},
+                               "drives": [{"drive_id": "gone", "is_root_device": False,
+                                           "path_on_host": str(tmp_path / "gone.img"), "is_read_only": False}]}))
+    with pytest.raises(c.ConfigError) as e:     # Firecracker opens the file when the drive is configured
+        c.VmResources.from_config_file(cfg)
+    assert e.value.file_message == ("Block device error: Unable to create the virtio block device: Virtio backend "
+                                    f"error: Error manipulating the backing file: No such file or directory "
+                                    f"(os error 2) {tmp_path / 'gone.img'}")
     cfg.write_text(json.dumps({"boot-source": {"kernel_image_path": str(kernel)},
                                "drives": [{"drive_id": "v", "is_root_device": False, "socket": "/tmp/v.sock"}]}))
     with pytest.raises(c.NotSupportedYet, match="vhost-user block devices"):

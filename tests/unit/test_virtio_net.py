@@ -284,24 +284,36 @@ def test_tap_backend_refuses_bad_names(name):
 
 def test_net_slots_follow_drives_and_precede_entropy(tmp_path):
     from pyrite.arch.x86_64 import layout
-    from pyrite.vmm.devices import DeviceConfigError, DriveSpec, EntropySpec, NetSpec, kernel_cmdline, plan_slots
-    drive = DriveSpec("d", tmp_path / "x")
-    nets = [NetSpec.coerce("tap0", 0), NetSpec.coerce({"host_dev_name": "tap1", "guest_mac": "06:00:00:00:00:01"}, 1)]
-    plans = plan_slots([drive], EntropySpec(), net=nets)
-    assert [(p.kind, p.irq) for p in plans] == [("block", 5), ("net", 6), ("net", 7), ("entropy", 8)]
-    assert [p.name for p in plans[1:3]] == ["virtio-net eth0", "virtio-net eth1"]
-    assert f"virtio_mmio.device=4K@{layout.VIRTIO_MMIO_START + 0x1000:#x}:6" in kernel_cmdline("", plans)
-    for bad, message in (([NetSpec("a", "t0"), NetSpec("a", "t1")], "configured twice"),
-                         ([NetSpec("a", "t0"), NetSpec("b", "t0")], "already in use"),
-                         ([NetSpec("a", "t0", guest_mac="nope")], "MAC address"),
-                         ([NetSpec("a", "t0", mtu=20)], "MTU")):
-        with pytest.raises(DeviceConfigError, match=message):
-            plan_slots([], None, net=bad)
+    from pyrite.config import ConfigError, Drive, Entropy, NetworkInterface, VmResources
+    from pyrite.microvm import _interface
+    from pyrite.vmm.devices import kernel_cmdline, plan_slots
+    kernel, disk = tmp_path / "vmlinux", tmp_path / "x"
+    kernel.write_bytes(b"\x7fELF")
+    disk.write_bytes(bytes(512))
+
+    def configured(nets, drives=()):
+        return VmResources.for_kernel(kernel, cmdline="", drives=drives, network_interfaces=nets, entropy=Entropy())
+    nets = [_interface("tap0", 0), _interface({"host_dev_name": "tap1", "guest_mac": "06:00:00:00:00:01"}, 1)]
+    slots = plan_slots(configured(nets, [Drive.from_path("d", str(disk))]))
+    assert [(s.kind.kind, s.irq) for s in slots] == [("block", 5), ("net", 6), ("net", 7), ("entropy", 8)]
+    assert [s.config.iface_id for s in slots[1:3]] == ["eth0", "eth1"]
+    assert f"virtio_mmio.device=4K@{layout.VIRTIO_MMIO_START + 0x1000:#x}:6" in kernel_cmdline("", slots)
+    iface = NetworkInterface
+    for bad, message in (([iface(iface_id="a", host_dev_name="t0"), iface(iface_id="a", host_dev_name="t1")],
+                          "configured twice"),
+                         ([iface(iface_id="a", host_dev_name="t0"), iface(iface_id="b", host_dev_name="t0")],
+                          "already in use"),
+                         ([iface(iface_id="a", host_dev_name="t0", mtu=20)], "MTU")):
+        with pytest.raises(ConfigError, match=message):
+            configured(bad)
+    with pytest.raises(ConfigError, match="MAC address"):
+        _interface({"host_dev_name": "t0", "guest_mac": "nope"}, 0)
 
 
 def test_cli_net_option():
     from pyrite.cli import UsageError, _parse_net
-    assert _parse_net("tap0,mac=06:00:00:00:00:01", 2) == {
-        "iface_id": "eth2", "host_dev_name": "tap0", "guest_mac": "06:00:00:00:00:01"}
+    from pyrite.config import NetworkInterface
+    assert _parse_net("tap0,mac=06:00:00:00:00:01", 2) == NetworkInterface(
+        iface_id="eth2", host_dev_name="tap0", guest_mac="06:00:00:00:00:01")
     with pytest.raises(UsageError, match="unknown option"):
         _parse_net("tap0,speed=10", 0)

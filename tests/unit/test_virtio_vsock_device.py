@@ -257,7 +257,7 @@ def test_state_round_trip_and_transport_reset_event(guest):
 
 
 # ----------------------------------------------------------------------------- configuration
-def test_config_file_vsock_becomes_the_vm_spec_and_an_existing_path_is_refused(tmp_path):
+def test_config_file_vsock_reaches_the_resources_and_an_existing_path_is_refused(tmp_path):
     import json
 
     from pyrite import config as c
@@ -267,9 +267,10 @@ def test_config_file_vsock_becomes_the_vm_spec_and_an_existing_path_is_refused(t
     uds = tmp_path / "v.sock"
     cfg.write_text(json.dumps({"boot-source": {"kernel_image_path": str(kernel)},
                                "vsock": {"guest_cid": 7, "uds_path": str(uds)}}))
-    spec = c.VmResources.from_config_file(cfg).to_vm_spec()
-    assert (spec.vsock.guest_cid, spec.vsock.uds_path) == (7, str(uds))
-    assert spec.net == () or not spec.net
+    resources = c.VmResources.from_config_file(cfg)
+    resources.check_buildable()
+    assert (resources.vsock.guest_cid, resources.vsock.uds_path) == (7, str(uds))
+    assert resources.network_interfaces == []
     uds.write_bytes(b"")
     r = c.VmResources()
     with pytest.raises(c.ConfigError) as e:
@@ -280,15 +281,27 @@ def test_config_file_vsock_becomes_the_vm_spec_and_an_existing_path_is_refused(t
         r.set_vsock(c.Vsock(guest_cid=2, uds_path=str(tmp_path / "other")))
 
 
-def test_slot_order_puts_vsock_after_drives_and_before_entropy():
-    from pyrite.vmm.devices import DriveSpec, EntropySpec, VsockSpec, plan_slots
-    plans = plan_slots([DriveSpec("d", "/x")], EntropySpec(), vsock=VsockSpec(3, "/tmp/v"))
-    assert [(p.kind, p.irq) for p in plans] == [("block", 5), ("vsock", 6), ("entropy", 7)]
+def test_slot_order_puts_vsock_after_drives_and_before_entropy(tmp_path):
+    from pyrite.config import Drive, Entropy, VmResources, Vsock
+    from pyrite.vmm.devices import plan_slots
+    kernel, disk = tmp_path / "vmlinux", tmp_path / "x"
+    kernel.write_bytes(b"\x7fELF")
+    disk.write_bytes(bytes(512))
+    resources = VmResources.for_kernel(kernel, cmdline="", drives=[Drive.from_path("d", str(disk))],
+                                       vsock=Vsock(guest_cid=3, uds_path=str(tmp_path / "v")), entropy=Entropy())
+    assert [(s.kind.kind, s.irq) for s in plan_slots(resources)] == [("block", 5), ("vsock", 6), ("entropy", 7)]
+
+
+def test_a_uds_path_too_long_for_a_unix_socket_is_refused(tmp_path):
+    from pyrite.config import ConfigError, VmResources, Vsock
+    with pytest.raises(ConfigError, match="107 bytes"):
+        VmResources().set_vsock(Vsock(guest_cid=3, uds_path="/tmp/" + "v" * 100))
 
 
 def test_cli_vsock_option():
     from pyrite.cli import UsageError, _parse_run
-    assert _parse_run(["img", "--vsock", "5,/tmp/x.sock"])["vsock"] == (5, "/tmp/x.sock")
+    from pyrite.config import Vsock
+    assert _parse_run(["img", "--vsock", "5,/tmp/x.sock"])["vsock"] == Vsock(guest_cid=5, uds_path="/tmp/x.sock")
     for bad in ("x,/tmp/a", "5", "5,"):
         with pytest.raises(UsageError, match="--vsock"):
             _parse_run(["img", "--vsock", bad])

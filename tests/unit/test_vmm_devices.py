@@ -13,78 +13,92 @@ from pyrite.devices.virtio import mmio
 from pyrite.devices.virtio.block.backend import FileBackend
 from pyrite.devices.virtio.block.device import Block
 from pyrite.devices.virtio.ratelimiter import RateLimiter, TokenBucket
-from pyrite.devices.virtio.rng.device import Entropy
+from pyrite.devices.virtio.rng.device import Entropy as EntropyDevice
+from pyrite.config import ConfigError, Drive, Entropy, RateLimiter as RateLimiterConfig, TokenBucket as Bucket
+from pyrite.config import VmResources
+from pyrite.devices.virtio.handler import DeviceError, rate_limiter
 from pyrite.memory import GuestMemory
-from pyrite.vmm.builder import BuildError, VmSpec
-from pyrite.vmm.devices import (MAX_VIRTIO_DEVICES, DeviceConfigError, DriveSpec, EntropySpec,
-                                kernel_cmdline, make_rate_limiter, plan_slots)
+from pyrite.microvm import _drive, _entropy
+from pyrite.vmm.devices import MAX_VIRTIO_DEVICES, kernel_cmdline, plan_slots
 from pyrite.vmm.event_loop import EventLoop
 
 
-def drives(*specs):
-    return [DriveSpec(name, f"/img/{name}", **kw) for name, kw in specs]
+@pytest.fixture
+def kernel(tmp_path):
+    path = tmp_path / "vmlinux"
+    path.write_bytes(b"\x7fELF")
+    return path
 
 
-def test_root_drive_first_then_others_in_order_then_entropy():
-    plans = plan_slots(drives(("a", {}), ("b", {}), ("root", {"is_root_device": True})), EntropySpec())
-    assert [(p.kind, getattr(p.spec, "drive_id", None), p.addr, p.irq) for p in plans] == [
+def resources(kernel, tmp_path, *drives, entropy=False):
+    """VmResources with drives (name, {read_only, root, partuuid}) over real files."""
+    made = []
+    for name, kw in drives:
+        image = tmp_path / f"{name}.img"
+        image.write_bytes(bytes(4096))
+        drive = Drive.from_path(name, str(image), read_only=kw.get("read_only", False), root=kw.get("root", False))
+        drive.partuuid = kw.get("partuuid")
+        made.append(drive)
+    return VmResources.for_kernel(kernel, cmdline="", drives=made, entropy=Entropy() if entropy else None)
+
+
+def test_root_drive_first_then_others_in_order_then_entropy(kernel, tmp_path):
+    slots = plan_slots(resources(kernel, tmp_path, ("a", {}), ("b", {}), ("root", {"root": True}), entropy=True))
+    assert [(s.kind.kind, getattr(s.config, "drive_id", None), s.addr, s.irq) for s in slots] == [
         ("block", "root", 0xC0001000, 5), ("block", "a", 0xC0002000, 6),
         ("block", "b", 0xC0003000, 7), ("entropy", None, 0xC0004000, 8)]
 
 
-def test_slot_count_keeps_irqs_at_or_below_23():
+def test_slot_count_keeps_irqs_at_or_below_23(kernel, tmp_path):
     assert MAX_VIRTIO_DEVICES == 19
-    plans = plan_slots(drives(*((f"d{i}", {}) for i in range(18))), EntropySpec())
-    assert plans[-1].irq == 23 and plans[-1].addr == 0xC0001000 + 18 * 0x1000
-    with pytest.raises(DeviceConfigError, match="20 virtio devices configured; at most 19"):
-        plan_slots(drives(*((f"d{i}", {}) for i in range(19))), EntropySpec())
+    slots = plan_slots(resources(kernel, tmp_path, *((f"d{i}", {}) for i in range(18)), entropy=True))
+    assert slots[-1].irq == 23 and slots[-1].addr == 0xC0001000 + 18 * 0x1000
+    with pytest.raises(DeviceError, match="20 virtio devices configured; at most 19"):
+        plan_slots(resources(kernel, tmp_path, *((f"d{i}", {}) for i in range(19)), entropy=True))
 
 
 @pytest.mark.parametrize("root,expected", [
-    ({"is_root_device": True}, "root=/dev/vda rw "),
-    ({"is_root_device": True, "read_only": True}, "root=/dev/vda ro "),
-    ({"is_root_device": True, "partuuid": "0eaa91a0-01"}, "root=PARTUUID=0eaa91a0-01 rw "),
+    ({"root": True}, "root=/dev/vda rw "),
+    ({"root": True, "read_only": True}, "root=/dev/vda ro "),
+    ({"root": True, "partuuid": "0eaa91a0-01"}, "root=PARTUUID=0eaa91a0-01 rw "),
     ({}, ""),
 ])
-def test_kernel_cmdline_as_firecracker_writes_it(root, expected):
-    plans = plan_slots(drives(("r", root)), None)
-    assert kernel_cmdline("console=ttyS0", plans) == f"console=ttyS0 {expected}virtio_mmio.device=4K@0xc0001000:5"
-    assert kernel_cmdline("", plans) == f"{expected}virtio_mmio.device=4K@0xc0001000:5"
+def test_kernel_cmdline_as_firecracker_writes_it(kernel, tmp_path, root, expected):
+    slots = plan_slots(resources(kernel, tmp_path, ("r", root)))
+    assert kernel_cmdline("console=ttyS0", slots) == f"console=ttyS0 {expected}virtio_mmio.device=4K@0xc0001000:5"
+    assert kernel_cmdline("", slots) == f"{expected}virtio_mmio.device=4K@0xc0001000:5"
     assert kernel_cmdline("quiet", []) == "quiet"
 
 
-def test_drive_validation_names_the_drive():
-    with pytest.raises(DeviceConfigError, match="drive a: configured twice"):
-        plan_slots(drives(("a", {}), ("a", {})), None)
-    with pytest.raises(DeviceConfigError, match=r"drive b: a root drive already exists \(a\)"):
-        plan_slots(drives(("a", {"is_root_device": True}), ("b", {"is_root_device": True})), None)
-    with pytest.raises(DeviceConfigError, match="partuuid 'a b'"):
-        plan_slots(drives(("a", {"is_root_device": True, "partuuid": "a b"})), None)
+def test_drive_validation_names_the_drive(kernel, tmp_path):
+    with pytest.raises(ConfigError, match="drive id a is configured twice"):
+        resources(kernel, tmp_path, ("a", {}), ("a", {}))
+    with pytest.raises(ConfigError, match="A root block device already exists!"):
+        resources(kernel, tmp_path, ("a", {"root": True}), ("b", {"root": True}))
+    with pytest.raises(ConfigError, match="partuuid 'a b'"):
+        resources(kernel, tmp_path, ("a", {"root": True, "partuuid": "a b"}))
+    with pytest.raises(ConfigError, match=r"backing file: No such file or directory \(os error 2\) /nope.img"):
+        VmResources.for_kernel(kernel, cmdline="", drives=[Drive.from_path("x", "/nope.img")])
 
 
-def test_vm_spec_reads_paths_dicts_and_firecracker_names():
-    spec = VmSpec(b"", drives=["/x.img", {"drive_id": "fc", "path_on_host": "/y.img", "is_read_only": True,
-                                          "is_root_device": True}], entropy=True)
-    assert [(d.drive_id, d.path, d.read_only, d.is_root_device) for d in spec.drives] == [
-        ("drive0", "/x.img", False, False), ("fc", "/y.img", True, True)]
-    assert isinstance(spec.entropy, EntropySpec)
-    assert VmSpec(b"").entropy is None and VmSpec(b"", entropy=False).entropy is None
-    assert VmSpec(b"", entropy={"rate_limiter": {"ops": {"size": 1, "refill_time": 10}}}).entropy.rate_limiter
-    with pytest.raises(BuildError, match="drive 'nopath': no path"):
-        VmSpec(b"", drives=[{"drive_id": "nopath"}])
-    with pytest.raises(BuildError, match="unknown field 'colour'"):
-        VmSpec(b"", entropy={"colour": 1})
-    with pytest.raises(BuildError, match="drive x: configured twice"):
-        VmSpec(b"", drives=[DriveSpec("x", "/a"), DriveSpec("x", "/b")]).validate()
+def test_microvm_shorthands_read_paths_dicts_and_firecracker_names():
+    drives = [_drive("/x.img", 0), _drive({"drive_id": "fc", "path_on_host": "/y.img", "is_read_only": True,
+                                           "is_root_device": True}, 1)]
+    assert [(d.drive_id, d.path_on_host, d.is_read_only, d.is_root_device, d.cache_type) for d in drives] == [
+        ("drive0", "/x.img", False, False, "Writeback"), ("fc", "/y.img", True, True, "Writeback")]
+    assert isinstance(_entropy(True), Entropy) and _entropy(None) is None and _entropy(False) is None
+    assert _entropy({"rate_limiter": {"ops": {"size": 1, "refill_time": 10}}}).rate_limiter.ops.size == 1
+    with pytest.raises(ConfigError, match="drive 'nopath': no path"):
+        _drive({"drive_id": "nopath"}, 0)
+    with pytest.raises(ConfigError, match="unknown field `iops`"):
+        _entropy({"rate_limiter": {"iops": {}}})
 
 
 def test_rate_limiter_configs():
-    assert make_rate_limiter(None, "d") is None
-    assert make_rate_limiter({"bandwidth": {"size": 0, "refill_time": 100}}, "d") is None   # disabled bucket
-    limiter = make_rate_limiter({"ops": {"size": 10, "refill_time": 100, "one_time_burst": 5}}, "d")
+    assert rate_limiter(None, "d") is None
+    assert rate_limiter(RateLimiterConfig(bandwidth=Bucket(size=0, refill_time=100)), "d") is None  # disabled
+    limiter = rate_limiter(RateLimiterConfig(ops=Bucket(size=10, refill_time=100, one_time_burst=5)), "d")
     assert limiter.ops.size == 10 and limiter.ops.one_time_burst == 5 and limiter.bandwidth is None
-    with pytest.raises(DeviceConfigError, match="drive d: rate limiter has an unknown field 'iops'"):
-        make_rate_limiter({"iops": {}}, "drive d")
 
 
 # ----------------------------------------------------------------------------- event loop timers
@@ -165,7 +179,7 @@ def test_block_requests_wait_for_ops_tokens(tmp_path):
 def test_entropy_bandwidth_limit_puts_the_chain_back():
     clock = FakeClock()
     limiter = RateLimiter(bandwidth=TokenBucket(64, refill_time=1000, clock=clock))
-    dev = Entropy(source=lambda n: b"\x5a" * n, rate_limiter=limiter)
+    dev = EntropyDevice(source=lambda n: b"\x5a" * n, rate_limiter=limiter)
     mem, ring, drv = _driven(dev)
     bufs = [ring.alloc(48) for _ in range(2)]
     ring.publish(*(ring.add_chain([(b, 48, True)]) for b in bufs))

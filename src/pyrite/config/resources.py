@@ -280,6 +280,10 @@ class VmResources:
             raise ConfigError("drives", "Unable to create the virtio block device: Invalid block config.")
         if drive.is_root_device and any(d.is_root_device and d.drive_id != drive_id for d in self.drives):
             raise ConfigError("drives", "A root block device already exists!")
+        if drive.partuuid is not None and (not drive.partuuid or any(c.isspace() or c == "\0" for c in drive.partuuid)):
+            # It becomes root=PARTUUID=<partuuid> on the kernel command line: one word.
+            raise ConfigError("drives", f"Unable to create the virtio block device: partuuid {drive.partuuid!r} "
+                                        "is not a single word.")
         require_supported("drives")
         if is_vhost_user:
             require_supported("vhost-user-drives")

@@ -107,11 +107,12 @@ def build_for_boot(resources, *, console_out=None, console_in: int | None = None
         legacy = _attach_legacy_devices(vm, pio, mmio, closers, finish, console_out, start_ns, on_boot_timer)
         event_loop = EventLoop()
         closers.append(event_loop.stop)
-        virtio = _attach_virtio_devices(vm, mmio, memory, event_loop, resources, closers)
+        slots = _plan_slots(resources)
+        virtio = _attach_virtio_devices(vm, mmio, memory, event_loop, slots, closers)
         if console_in is not None:
             _attach_console_input(event_loop, legacy.console, console_in)
         params = _write_boot_params(memory, kernel, initrd, mem_size, vcpu_count,
-                                    kernel_cmdline(resources.kernel_cmdline, virtio))
+                                    kernel_cmdline(resources.kernel_cmdline, slots))
 
         def describe(vcpu, ex) -> str:
             from .crash import register_dump   # only a failing guest needs the crash report
@@ -166,9 +167,16 @@ def _write_boot_params(memory, kernel, initrd, mem_size: int, vcpu_count: int, c
     return params
 
 
-def _attach_virtio_devices(vm, mmio: Bus, memory, loop, resources, closers: list) -> list:
+def _plan_slots(resources) -> list:
     try:
-        handlers = create_devices(plan_slots(resources), closers)
+        return plan_slots(resources)
+    except DeviceError as e:
+        raise DeviceSetupError(str(e)) from e
+
+
+def _attach_virtio_devices(vm, mmio: Bus, memory, loop, slots: list, closers: list) -> list:
+    try:
+        handlers = create_devices(slots, closers)
         attach_devices(vm, mmio, memory, loop, handlers, lambda gsi: _irq_line(vm, gsi, closers), closers)
     except DeviceError as e:
         raise DeviceSetupError(str(e)) from e

@@ -54,13 +54,13 @@ def plan_slots(resources) -> list[Slot]:
             for i, (kind, config) in enumerate(configs)]
 
 
-def kernel_cmdline(base: str, handlers: list[VirtioHandler]) -> str:
+def kernel_cmdline(base: str, slots: list[Slot]) -> str:
     """`base` plus each device's parameters, space-separated as linux-loader's Cmdline inserts."""
     from pyrite.devices.virtio.mmio import cmdline_fragment
     words = [base] if base else []
-    for handler in handlers:
-        words += handler.cmdline_words()
-        words.append(cmdline_fragment(handler.addr, handler.irq, layout.VIRTIO_MMIO_SIZE))
+    for slot in slots:
+        words += slot.kind.cmdline_words(slot.config)
+        words.append(cmdline_fragment(slot.addr, slot.irq, layout.VIRTIO_MMIO_SIZE))
     return " ".join(words)
 
 

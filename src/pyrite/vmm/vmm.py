@@ -137,7 +137,9 @@ class Vmm:
             if handler.kind == kind and handler.id == device_id:
                 return handler
         from pyrite.devices.virtio.handler import DeviceUpdateError
-        raise DeviceUpdateError(f"{kind} device {device_id}: no such device")
+        from .devices import DEVICE_KINDS
+        noun = next((k.noun for k in DEVICE_KINDS if k.kind == kind), f"{kind} device")
+        raise DeviceUpdateError(f"{noun} {device_id}: no such {noun}")
 
     def update_device(self, kind: str, device_id: str, update) -> None:
         """PATCH after boot: `update` is the pyrite.config update model (DriveUpdate,

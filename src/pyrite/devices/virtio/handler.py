@@ -3,13 +3,13 @@
 A kind (block/handler.py, net/handler.py, ...) says what the VMM's device manager needs to
 wire it without knowing which device it is (Firecracker's attach_* step and event_handler.rs):
 
-    kind, kind_name           "block" / "virtio-blk": metrics prefix and log name
+    kind, kind_name, noun     "block" / "virtio-blk" / "drive": metrics prefix, log name, in messages
     configs(resources)        its pyrite.config models in a VmResources, in slot order
     create(config)            the sans-I/O device made from its model (DeviceError names it)
     polled_queues             the request queues the event loop polls after a kick
     limiters()                its rate limiters (their timers re-serve its queues)
     attach(loop)              extra host fds (a TAP, host sockets) into the event loop
-    cmdline_words()           what it adds to the kernel command line before its MMIO slot
+    cmdline_words(config)     what it adds to the kernel command line before its MMIO slot
     update(update)            a PATCH after boot (DeviceUpdateError names what failed)
     metrics_group, metrics()  its Firecracker metrics group and counters
     state()                   its saved record
@@ -58,6 +58,7 @@ class OnceLog:
 class VirtioHandler:
     kind = "virtio"
     kind_name = "virtio"
+    noun = "device"
     polled_queues: tuple[int, ...] = ()
 
     def __init__(self, config, device):
@@ -102,7 +103,8 @@ class VirtioHandler:
     def attach(self, loop) -> None:
         self.loop = loop
 
-    def cmdline_words(self) -> list[str]:
+    @staticmethod
+    def cmdline_words(config) -> list[str]:
         return []
 
     def update(self, update) -> None:

@@ -5,7 +5,7 @@ from ..handler import DeviceError, DeviceUpdateError, VirtioHandler, rate_limite
 
 
 class BlockHandler(VirtioHandler):
-    kind, kind_name = "block", "virtio-blk"
+    kind, kind_name, noun = "block", "virtio-blk", "drive"
     polled_queues = (0,)          # the request queue: a driver waits for each answer
 
     @staticmethod
@@ -28,8 +28,8 @@ class BlockHandler(VirtioHandler):
     def id(self) -> str:
         return self.config.drive_id
 
-    def cmdline_words(self) -> list[str]:
-        drive = self.config
+    @staticmethod
+    def cmdline_words(drive) -> list[str]:
         if not drive.is_root_device:
             return []
         root = f"root=PARTUUID={drive.partuuid}" if drive.partuuid else "root=/dev/vda"

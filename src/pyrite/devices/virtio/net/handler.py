@@ -13,7 +13,7 @@ from . import RX_QUEUE, TX_QUEUE
 
 
 class NetHandler(VirtioHandler):
-    kind, kind_name = "net", "virtio-net"
+    kind, kind_name, noun = "net", "virtio-net", "network interface"
     polled_queues = (TX_QUEUE,)   # a driver that transmits waits for its buffers back
 
     @staticmethod

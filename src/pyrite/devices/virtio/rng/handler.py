@@ -5,7 +5,7 @@ from ..handler import VirtioHandler, rate_limiter
 
 
 class EntropyHandler(VirtioHandler):
-    kind, kind_name = "entropy", "virtio-rng"
+    kind, kind_name, noun = "entropy", "virtio-rng", "entropy device"
     polled_queues = (0,)          # the request queue: a driver waits for each answer
 
     @staticmethod

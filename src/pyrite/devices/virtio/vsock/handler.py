@@ -13,7 +13,7 @@ from ..handler import DeviceError, VirtioHandler
 
 
 class VsockHandler(VirtioHandler):
-    kind, kind_name = "vsock", "virtio-vsock"
+    kind, kind_name, noun = "vsock", "virtio-vsock", "vsock device"
     polled_queues = ()            # host sockets drive it, through the backend
 
     @staticmethod
