@@ -23,9 +23,11 @@ from virtio_driver import MmioDriver, RingDriver  # noqa: E402
 from pyrite.arch.x86_64 import layout  # noqa: E402
 from pyrite.devices.virtio import mmio  # noqa: E402
 from pyrite.devices.virtio.device import DEVICE_NEEDS_RESET, TYPE_BLOCK, TYPE_RNG  # noqa: E402
-from pyrite.vmm.builder import BuildError, VmSpec, build_for_boot  # noqa: E402
+from pyrite.config import ConfigError, DriveUpdate, VmResources  # noqa: E402
+from pyrite.devices.virtio.handler import DeviceUpdateError  # noqa: E402
+from pyrite.microvm import _drive, _entropy  # noqa: E402
+from pyrite.vmm.builder import build_for_boot  # noqa: E402
 from pyrite.vmm.console import BufferSink  # noqa: E402
-from pyrite.vmm.devices import DriveSpec  # noqa: E402
 
 from guests import guest_image, parse_facts  # noqa: E402
 
@@ -72,14 +74,21 @@ def wait_used(ring: RingDriver, count: int, timeout: float = 5.0) -> list[tuple[
     return got
 
 
+def drive(drive_id: str, path, **fields):
+    """A Drive as pyrite.MicroVM's dict shorthand makes it (read_only, is_root_device, rate_limiter)."""
+    return _drive({"drive_id": drive_id, "path": str(path), **fields}, 0)
+
+
 @pytest.fixture
 def build(kvm, tmp_path):
     made = []
 
     def make(drives=(), entropy=None, kernel=None, cmdline="", **kw):
-        kernel = kernel if kernel is not None else exit_guest()
-        vmm = build_for_boot(VmSpec(kernel=kernel, cmdline=cmdline, mem_mib=64, drives=drives, entropy=entropy),
-                             console_out=BufferSink(), on_boot_timer=None, **kw)
+        image = tmp_path / f"guest{len(made)}.elf"
+        image.write_bytes(kernel if kernel is not None else exit_guest())
+        resources = VmResources.for_kernel(image, cmdline=cmdline, mem_mib=64, drives=drives,
+                                           entropy=_entropy(entropy))
+        vmm = build_for_boot(resources, console_out=BufferSink(), on_boot_timer=None, **kw)
         made.append(vmm)
         return vmm
     yield make
@@ -114,12 +123,12 @@ def test_slots_irqs_and_registers(build, tmp_path):
     data, root = tmp_path / "data.img", tmp_path / "root.img"
     data.write_bytes(bytes(8 * SECTOR))
     root.write_bytes(bytes(4 * SECTOR))
-    vmm = build(drives=[DriveSpec("data", data), DriveSpec("rootfs", root, read_only=True, is_root_device=True)],
+    vmm = build(drives=[drive("data", data), drive("rootfs", root, read_only=True, is_root_device=True)],
                 entropy=True)
     assert [(s.kind, s.id, s.addr, s.irq) for s in vmm.virtio] == [
         ("block", "rootfs", layout.VIRTIO_MMIO_START, 5),
         ("block", "data", layout.VIRTIO_MMIO_START + 0x1000, 6),
-        ("entropy", "rng", layout.VIRTIO_MMIO_START + 0x2000, 7)]
+        ("entropy", "entropy", layout.VIRTIO_MMIO_START + 0x2000, 7)]
     bus = vmm.vcpus[0].mmio
     for slot, device_id in zip(vmm.virtio, (TYPE_BLOCK, TYPE_BLOCK, TYPE_RNG)):
         assert int.from_bytes(bus.read(slot.addr, 4), "little") == mmio.MAGIC
@@ -130,10 +139,10 @@ def test_slots_irqs_and_registers(build, tmp_path):
     assert bus.read(vmm.virtio[1].addr + mmio.CONFIG, 8) == struct.pack("<Q", 8)
 
 
-def test_missing_drive_file_names_the_drive(build, tmp_path):
+def test_missing_drive_file_names_the_file(build, tmp_path):
     missing = tmp_path / "nope.img"
-    with pytest.raises(BuildError, match=r"drive scratch: .*nope\.img.*No such file"):
-        build(drives=[DriveSpec("scratch", missing)])
+    with pytest.raises(ConfigError, match=r"backing file: No such file or directory \(os error 2\) .*nope\.img"):
+        build(drives=[drive("scratch", missing)])
 
 
 def test_cmdline_fragments_reach_the_guest(kvm, tmp_path):
@@ -155,7 +164,7 @@ def test_cmdline_fragments_reach_the_guest(kvm, tmp_path):
 def test_block_write_then_read_through_the_event_loop(build, tmp_path):
     disk = tmp_path / "disk.img"
     disk.write_bytes(bytes(16 * SECTOR))
-    vmm = build(drives=[DriveSpec("d", disk)])
+    vmm = build(drives=[drive("d", disk)])
     slot = vmm.virtio[0]
     drv, ring = setup_driver(vmm, slot)
     vmm.event_loop.start()   # the device side runs; vCPUs are not needed for this
@@ -180,7 +189,7 @@ def test_guest_kick_reaches_the_device_through_ioeventfd(build, tmp_path):
     disk = tmp_path / "disk.img"
     disk.write_bytes(bytes(8 * SECTOR))
     base = layout.VIRTIO_MMIO_START
-    vmm = build(drives=[DriveSpec("d", disk)], kernel=exit_guest(kick(base, 0)))
+    vmm = build(drives=[drive("d", disk)], kernel=exit_guest(kick(base, 0)))
     slot = vmm.virtio[0]
     _, ring = setup_driver(vmm, slot)
     data = pattern(SECTOR, 9)
@@ -200,7 +209,7 @@ def test_read_only_drive_refuses_writes(build, tmp_path):
     original = pattern(4 * SECTOR, 1)
     disk.write_bytes(original)
     os.chmod(disk, 0o444)    # opened O_RDONLY: a read-write open would fail here
-    vmm = build(drives=[DriveSpec("ro", disk, read_only=True)])
+    vmm = build(drives=[drive("ro", disk, read_only=True)])
     slot = vmm.virtio[0]
     _, ring = setup_driver(vmm, slot)
     vmm.event_loop.start()
@@ -215,29 +224,28 @@ def test_swapping_the_backing_file(build, tmp_path):
     first, second = tmp_path / "a.img", tmp_path / "b.img"
     first.write_bytes(pattern(2 * SECTOR, 1))
     second.write_bytes(pattern(6 * SECTOR, 2))
-    vmm = build(drives=[DriveSpec("d", first)])
+    vmm = build(drives=[drive("d", first)])
     slot = vmm.virtio[0]
     drv, ring = setup_driver(vmm, slot)
     vmm.event_loop.start()
     drv.ack_interrupts()
-    vmm.update_drive("d", str(second))
+    vmm.update_device("block", "d", DriveUpdate(drive_id="d", path_on_host=str(second)))
     assert drv.ack_interrupts() & mmio.INT_CONFIG
     assert SlotIo(vmm, slot).read(mmio.CONFIG, 8) == struct.pack("<Q", 6)
     status, din = blk_request(ring, 0, 5, in_len=SECTOR)
     os.eventfd_write(slot.notify_fds[0], 1)
     assert len(wait_used(ring, 1)) == 1
     assert vmm.memory.read(din, SECTOR) == pattern(6 * SECTOR, 2)[5 * SECTOR:]
-    from pyrite.vmm.devices import DeviceUpdateError
     with pytest.raises(DeviceUpdateError, match="missing.img"):
-        vmm.update_drive("d", str(tmp_path / "missing.img"))
+        vmm.update_device("block", "d", DriveUpdate(drive_id="d", path_on_host=str(tmp_path / "missing.img")))
     with pytest.raises(DeviceUpdateError, match="no such drive"):
-        vmm.update_drive("other", str(second))
+        vmm.update_device("block", "other", DriveUpdate(drive_id="other", path_on_host=str(second)))
 
 
 def test_guest_error_marks_the_device_not_the_vmm(build, tmp_path):
     disk = tmp_path / "disk.img"
     disk.write_bytes(bytes(SECTOR))
-    vmm = build(drives=[DriveSpec("d", disk)])
+    vmm = build(drives=[drive("d", disk)])
     slot = vmm.virtio[0]
     drv, ring = setup_driver(vmm, slot)
     vmm.event_loop.start()
@@ -255,7 +263,7 @@ def test_block_rate_limiter_defers_then_serves(build, tmp_path):
     disk = tmp_path / "disk.img"
     disk.write_bytes(bytes(8 * SECTOR))
     # one request per 200 ms: the second waits for the limiter's timer in the event loop
-    vmm = build(drives=[DriveSpec("d", disk, rate_limiter={"ops": {"size": 1, "refill_time": 200}})])
+    vmm = build(drives=[drive("d", disk, rate_limiter={"ops": {"size": 1, "refill_time": 200}})])
     slot = vmm.virtio[0]
     _, ring = setup_driver(vmm, slot)
     vmm.event_loop.start()
@@ -291,8 +299,8 @@ def test_entropy_fills_buffers(build):
 def test_rate_limiter_config_errors_name_the_device(build, tmp_path):
     disk = tmp_path / "disk.img"
     disk.write_bytes(bytes(SECTOR))
-    with pytest.raises(BuildError, match="drive d: rate limiter has an unknown field 'bytes'"):
-        build(drives=[DriveSpec("d", disk, rate_limiter={"bytes": {}})])
+    with pytest.raises(ConfigError, match="rate limiter {'bytes': {}}: unknown field `bytes`"):
+        build(drives=[drive("d", disk, rate_limiter={"bytes": {}})])
 
 
 # ----------------------------------------------------------------------------- real guest drivers

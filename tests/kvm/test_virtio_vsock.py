@@ -160,7 +160,7 @@ def test_an_existing_uds_path_is_refused(image, uds):
 
 
 def test_guest_cid_below_3_is_refused(image, uds):
-    with pytest.raises(BuildError, match="guest CID 2 must be between 3"):
+    with pytest.raises(BuildError, match="Invalid guest CID 2: must be 3 or more"):
         pyrite.MicroVM(kernel=str(image), cmdline="echo 52 1", vsock=(2, uds))
 
 
