@@ -90,13 +90,13 @@ def build_for_boot(resources, *, console_out=None, console_in: int | None = None
         memory = _create_memory(vm, mem_size, closers)
 
         try:
-            kernel = load_kernel(memory, kernel_path)
+            kernel = load_kernel(memory, kernel_path, name=kernel_path)
         except LoaderError as e:
             raise KernelLoadError(str(e)) from e
         initrd = None
         if initrd_path is not None:
             try:
-                initrd = load_initrd(memory, initrd_path, kernel, mem_size)
+                initrd = load_initrd(memory, initrd_path, kernel, mem_size, name=initrd_path)
             except LoaderError as e:
                 raise InitrdLoadError(str(e)) from e
 

@@ -4,9 +4,11 @@
 - `device`: the VirtioDevice base, feature and status bits, device IDs;
 - `mmio`: the version 2 virtio-mmio register window (MmioTransport) and the
   ``virtio_mmio.device=`` kernel command-line fragment;
-- `rng/`, `block/`: the entropy and block devices (device.py, persist.py, ...);
-- `vsock/`: the socket device with Firecracker's hybrid Unix-socket backend (packet.py,
-  connection.py, device.py, backend.py, handler.py, persist.py);
+- `handler`: the base of each device's descriptor for the VMM (VirtioHandler);
+- `block/`, `net/`, `vsock/`, `rng/`: one folder per device: device.py (the model),
+  backend.py (its host side, where it has one), handler.py (made from its pyrite.config
+  model, wired by pyrite.vmm.devices), persist.py (saved state); vsock adds packet.py and
+  connection.py (Firecracker's hybrid Unix-socket protocol);
 - `ratelimiter`: Firecracker's token-bucket rate limiter;
-- `persist`: the saved-state records of the above.
+- `persist`: the saved-state records shared by the devices.
 """
