@@ -190,6 +190,7 @@ EXTRA = {
         b'{"boot-source":{"kernel_image_path":"/k"},"cpu-config":1}', b'{"boot-source":{"kernel_image_path":"/k"}}}',
         b'{"boot-source" {"kernel_image_path":"/k"}}', b'{"boot-source":{"kernel_image_path":"/k"} "drives":[]}',
         b'{"boot-source":{"kernel_image_path":"/k"},"drives":[],"drives":[]}', b'{1:2}', b'{"x":1,',
+        b'{"x":' + b'[' * 128 + b']' * 128 + b'}', b'{"x":' + b'[' * 129 + b']' * 129 + b'}',
     ],
 }
 
