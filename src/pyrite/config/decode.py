@@ -106,26 +106,18 @@ class _Any(Type):
 
 class Opt(Type):
     """Rust's Option<T>: null or T; an absent field is None."""
-    __slots__ = ("inner",)
+    __slots__ = ("inner", "expecting")
 
     def __init__(self, inner: Type):
-        self.inner = inner
-
-    @property
-    def expecting(self) -> str:
-        return self.inner.expecting
+        self.inner, self.expecting = inner, inner.expecting
 
 
 class Enum(Type):
     """A Rust enum of unit variants, written as "Variant" (or {"Variant": null})."""
-    __slots__ = ("name", "variants")
+    __slots__ = ("name", "variants", "expecting")
 
     def __init__(self, name: str, variants: tuple):
-        self.name, self.variants = name, tuple(variants)
-
-    @property
-    def expecting(self) -> str:
-        return f"enum {self.name}"
+        self.name, self.variants, self.expecting = name, tuple(variants), f"enum {name}"
 
 
 class Seq(Type):
@@ -137,27 +129,19 @@ class Seq(Type):
 
 
 class Struct(Type):
-    __slots__ = ("cls",)
+    __slots__ = ("cls", "expecting")
 
     def __init__(self, cls: type):
-        self.cls = cls
-
-    @property
-    def expecting(self) -> str:
-        return f"struct {self.cls.SPEC.rust_name}"
+        self.cls, self.expecting = cls, f"struct {cls.SPEC.rust_name}"
 
 
 class Custom(Type):
     """A value of `base` turned into its final form by `convert`, which raises ValueError with
     the message clients see (as a serde `Error::custom`)."""
-    __slots__ = ("base", "convert")
+    __slots__ = ("base", "convert", "expecting")
 
     def __init__(self, base: Type, convert):
-        self.base, self.convert = base, convert
-
-    @property
-    def expecting(self) -> str:
-        return self.base.expecting
+        self.base, self.convert, self.expecting = base, convert, base.expecting
 
 
 STR, PATH = _Str(), _Str("path string")
