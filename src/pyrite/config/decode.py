@@ -370,23 +370,13 @@ class _Reader:
         if self.i < n and b[self.i] == 0x2E:
             is_float = True
             self.i += 1
-            if self.i >= n:
-                raise self.eof_error("a value")
-            if not 0x30 <= b[self.i] <= 0x39:
-                raise self.peek_error("invalid number")
-            while self.i < n and 0x30 <= b[self.i] <= 0x39:
-                self.i += 1
+            self.digits()
         if self.i < n and b[self.i] in b"eE":
             is_float = True
             self.i += 1
             if self.i < n and b[self.i] in b"+-":
                 self.i += 1
-            if self.i >= n:
-                raise self.eof_error("a value")
-            if not 0x30 <= b[self.i] <= 0x39:
-                raise self.peek_error("invalid number")
-            while self.i < n and 0x30 <= b[self.i] <= 0x39:
-                self.i += 1
+            self.digits()
         text = b[start:self.i]
         if not is_float:
             value = int(text)
@@ -398,6 +388,16 @@ class _Reader:
         if value in (float("inf"), float("-inf")):
             raise self.error("number out of range")
         return ("f", value)
+
+    def digits(self) -> None:
+        """The one or more digits of a fraction or an exponent."""
+        b, n = self.b, self.n
+        if self.i >= n:
+            raise self.eof_error("a value")
+        if not 0x30 <= b[self.i] <= 0x39:
+            raise self.peek_error("invalid number")
+        while self.i < n and 0x30 <= b[self.i] <= 0x39:
+            self.i += 1
 
     # values
     def value(self, t: Type):
