@@ -22,8 +22,8 @@ from .encode import encode_json, float_text  # encode_json: kept importable from
 
 __all__ = [
     "DecodeError", "Type", "STR", "PATH", "BOOL", "U8", "U16", "U32", "U64", "USIZE", "I32", "ANY",
-    "Opt", "Enum", "Seq", "Struct", "Custom", "F", "StructSpec", "REQUIRED", "decode", "encode_json", "line_column",
-    "one_of",
+    "Opt", "Enum", "Seq", "Struct", "Custom", "F", "StructSpec", "REQUIRED", "decode", "decode_object", "encode_json",
+    "line_column", "one_of",
 ]
 
 _WS = b" \t\n\r"
@@ -106,26 +106,18 @@ class _Any(Type):
 
 class Opt(Type):
     """Rust's Option<T>: null or T; an absent field is None."""
-    __slots__ = ("inner",)
+    __slots__ = ("inner", "expecting")
 
     def __init__(self, inner: Type):
-        self.inner = inner
-
-    @property
-    def expecting(self) -> str:
-        return self.inner.expecting
+        self.inner, self.expecting = inner, inner.expecting
 
 
 class Enum(Type):
     """A Rust enum of unit variants, written as "Variant" (or {"Variant": null})."""
-    __slots__ = ("name", "variants")
+    __slots__ = ("name", "variants", "expecting")
 
     def __init__(self, name: str, variants: tuple):
-        self.name, self.variants = name, tuple(variants)
-
-    @property
-    def expecting(self) -> str:
-        return f"enum {self.name}"
+        self.name, self.variants, self.expecting = name, tuple(variants), f"enum {name}"
 
 
 class Seq(Type):
@@ -137,27 +129,19 @@ class Seq(Type):
 
 
 class Struct(Type):
-    __slots__ = ("cls",)
+    __slots__ = ("cls", "expecting")
 
     def __init__(self, cls: type):
-        self.cls = cls
-
-    @property
-    def expecting(self) -> str:
-        return f"struct {self.cls.SPEC.rust_name}"
+        self.cls, self.expecting = cls, f"struct {cls.SPEC.rust_name}"
 
 
 class Custom(Type):
     """A value of `base` turned into its final form by `convert`, which raises ValueError with
     the message clients see (as a serde `Error::custom`)."""
-    __slots__ = ("base", "convert")
+    __slots__ = ("base", "convert", "expecting")
 
     def __init__(self, base: Type, convert):
-        self.base, self.convert = base, convert
-
-    @property
-    def expecting(self) -> str:
-        return self.base.expecting
+        self.base, self.convert, self.expecting = base, convert, base.expecting
 
 
 STR, PATH = _Str(), _Str("path string")
@@ -204,8 +188,13 @@ class StructSpec:
         self.rust_name, self.fields = rust_name, tuple(fields)
         self.by_name = {f.name: f for f in self.fields}
 
-    def field(self, name: str):
-        return self.by_name.get(name)
+    def type_of(self, key: str) -> Type:
+        """The type of field `key`; serde's error for a key that is not a field."""
+        field = self.by_name.get(key)
+        if field is None:
+            expected = f"expected {one_of(self.by_name)}" if self.fields else "there are no fields"
+            raise DecodeError(f"unknown field `{key}`, {expected}")
+        return field.type
 
 
 # ----------------------------------------------------------------------------- decoder
@@ -213,10 +202,30 @@ def decode(data: bytes, type_: Type):
     """Decode one JSON document of `type_`; raises DecodeError placed as serde_json places it."""
     reader = _Reader(data)
     value = reader.value(type_)
-    reader.skip_ws()
-    if reader.i < reader.n:
-        raise reader.peek_error("trailing characters")
+    reader.end()
     return value
+
+
+def decode_object(data: bytes, name: str, types: dict, required=()) -> dict:
+    """Decode one JSON object whose keys in `types` have those types, as a serde struct named
+    `name` without deny_unknown_fields: other keys are skipped as any JSON value, a key may
+    come once, the `required` ones must come. The object's own nesting is not counted."""
+    reader = _Reader(data)
+    reader.skip_ws()
+    if reader.peek() != 0x7B:
+        if reader.i >= reader.n:
+            raise reader.eof_error("a value")
+        raise reader.error(f"invalid type: {reader.unexpected()}, expected struct {name}")
+    reader.i += 1
+    try:
+        values = reader.fields(lambda key: types.get(key, ANY))
+    except DecodeError as e:
+        raise reader.place_at_end(e, 0x7D) from None
+    for key in required:
+        if key not in values:
+            raise DecodeError(f"missing field `{key}`", reader.i)
+    reader.end()
+    return values
 
 
 class _Reader:
@@ -255,9 +264,17 @@ class _Reader:
     def leave(self) -> None:
         self.depth -= 1
 
+    def end(self) -> None:
+        """Nothing but whitespace may follow the document."""
+        self.skip_ws()
+        if self.i < self.n:
+            raise self.peek_error("trailing characters")
+
     # tokens
-    def ident(self, rest: bytes) -> None:
-        """The rest of `true`, `false` or `null`, the first byte being consumed already."""
+    def literal(self):
+        """`true`, `false` or `null`, its first byte at self.i."""
+        rest, value = _LITERALS[self.b[self.i]]
+        self.i += 1
         for expected in rest:
             if self.i >= self.n:
                 raise self.eof_error("a value")
@@ -265,6 +282,7 @@ class _Reader:
             self.i += 1
             if got != expected:
                 raise self.error("expected ident")
+        return value
 
     def string(self) -> str:
         """A string; the opening quote is at self.i."""
@@ -352,23 +370,13 @@ class _Reader:
         if self.i < n and b[self.i] == 0x2E:
             is_float = True
             self.i += 1
-            if self.i >= n:
-                raise self.eof_error("a value")
-            if not 0x30 <= b[self.i] <= 0x39:
-                raise self.peek_error("invalid number")
-            while self.i < n and 0x30 <= b[self.i] <= 0x39:
-                self.i += 1
+            self.digits()
         if self.i < n and b[self.i] in b"eE":
             is_float = True
             self.i += 1
             if self.i < n and b[self.i] in b"+-":
                 self.i += 1
-            if self.i >= n:
-                raise self.eof_error("a value")
-            if not 0x30 <= b[self.i] <= 0x39:
-                raise self.peek_error("invalid number")
-            while self.i < n and 0x30 <= b[self.i] <= 0x39:
-                self.i += 1
+            self.digits()
         text = b[start:self.i]
         if not is_float:
             value = int(text)
@@ -381,34 +389,33 @@ class _Reader:
             raise self.error("number out of range")
         return ("f", value)
 
+    def digits(self) -> None:
+        """The one or more digits of a fraction or an exponent."""
+        b, n = self.b, self.n
+        if self.i >= n:
+            raise self.eof_error("a value")
+        if not 0x30 <= b[self.i] <= 0x39:
+            raise self.peek_error("invalid number")
+        while self.i < n and 0x30 <= b[self.i] <= 0x39:
+            self.i += 1
+
     # values
     def value(self, t: Type):
         self.skip_ws()
         if self.i >= self.n:
             raise self.eof_error("a value")
+        c = self.b[self.i]
         if isinstance(t, Opt):
-            if self.peek() == ord("n"):
-                self.i += 1
-                self.ident(b"ull")
-                return None
+            if c == 0x6E:  # n
+                return self.literal()
             return self.value(t.inner)
         if isinstance(t, _Str):
-            if self.peek() == 0x22:
+            if c == 0x22:
                 return self.string()
-            raise self.invalid_type(t)
-        if isinstance(t, _Bool):
-            c = self.peek()
-            if c == ord("t"):
-                self.i += 1
-                self.ident(b"rue")
-                return True
-            if c == ord("f"):
-                self.i += 1
-                self.ident(b"alse")
-                return False
-            raise self.invalid_type(t)
-        if isinstance(t, _Int):
-            c = self.peek()
+        elif isinstance(t, _Bool):
+            if c == 0x74 or c == 0x66:  # t, f
+                return self.literal()
+        elif isinstance(t, _Int):
             if c == 0x2D or 0x30 <= c <= 0x39:
                 kind, v = self.number()
                 if kind == "f":
@@ -416,24 +423,24 @@ class _Reader:
                 if not t.low <= v <= t.high:
                     raise self.error(f"invalid value: integer `{v}`, expected {t.expecting}")
                 return v
-            raise self.invalid_type(t)
-        if isinstance(t, Enum):
+        elif isinstance(t, Enum):
             return self.enum(t)
-        if isinstance(t, Struct):
-            return self.struct(t.cls)
-        if isinstance(t, Seq):
-            if self.peek() != ord("["):
-                raise self.invalid_type(t)
-            return self.seq(t)
-        if isinstance(t, _Any):
+        elif isinstance(t, Struct):
+            return self.struct(t)
+        elif isinstance(t, Seq):
+            if c == 0x5B:
+                return self.seq(t)
+        elif isinstance(t, _Any):
             return self.any()
-        if isinstance(t, Custom):
+        elif isinstance(t, Custom):
             raw = self.value(t.base)
             try:
                 return t.convert(raw)
             except ValueError as e:
                 raise DecodeError(str(e)) from None
-        raise TypeError(f"unknown type descriptor {t!r}")
+        else:
+            raise TypeError(f"unknown type descriptor {t!r}")
+        raise self.invalid_type(t)
 
     def invalid_type(self, t: Type) -> DecodeError:
         """serde_json's peek_invalid_type: read the token that is there and name it."""
@@ -441,39 +448,42 @@ class _Reader:
 
     def unexpected(self) -> str:
         c = self.peek()
-        if c == ord("n"):
-            self.i += 1
-            self.ident(b"ull")
-            return "null"
-        if c == ord("t"):
-            self.i += 1
-            self.ident(b"rue")
-            return "boolean `true`"
-        if c == ord("f"):
-            self.i += 1
-            self.ident(b"alse")
-            return "boolean `false`"
+        if c in _LITERALS:
+            v = self.literal()
+            return "null" if v is None else f"boolean `{'true' if v else 'false'}`"
         if c == 0x2D or 0x30 <= c <= 0x39:
             kind, v = self.number()
             return f"floating point `{float_text(v)}`" if kind == "f" else f"integer `{v}`"
         if c == 0x22:
             return f"string {_rust_debug(self.string())}"
-        if c == ord("["):
+        if c == 0x5B:
             return "sequence"
-        if c == ord("{"):
+        if c == 0x7B:
             return "map"
+        raise self.peek_error("expected value")
+
+    def any(self):
+        """Any JSON value, as Python objects (objects keep the last of duplicate keys)."""
+        c = self.peek()
+        if c == 0x22:
+            return self.string()
+        if c == 0x2D or 0x30 <= c <= 0x39:
+            return self.number()[1]
+        if c in _LITERALS:
+            return self.literal()
+        if c == 0x5B:
+            return self.seq(_ANY_SEQ)
+        if c == 0x7B:
+            return self.container(0x7D, lambda: dict(self.entries(_any_type)))
         raise self.peek_error("expected value")
 
     def enum(self, t: Enum):
         c = self.peek()
         if c == 0x22:
-            name = self.string()
-            if name not in t.variants:
-                raise self.error(f"unknown variant `{name}`, expected {one_of(t.variants)}")
-            return name
-        if c != ord("{"):
+            return self.variant(t)
+        if c != 0x7B:
             raise self.peek_error("expected value")
-        # {"Variant": null}: serde's externally tagged form of a unit variant
+        # {"Variant": null}: serde's externally tagged form of a unit variant, not a member loop
         self.enter()
         self.i += 1
         self.skip_ws()
@@ -481,20 +491,17 @@ class _Reader:
             if self.i >= self.n:
                 raise self.eof_error("an object")
             raise self.peek_error("expected value")
-        name = self.string()
-        if name not in t.variants:
-            raise self.error(f"unknown variant `{name}`, expected {one_of(t.variants)}")
+        name = self.variant(t)
         self.colon()
         self.skip_ws()
-        if self.peek() == ord("n"):
-            self.i += 1
-            self.ident(b"ull")
+        if self.peek() == 0x6E:  # n
+            self.literal()
         else:
             if self.i >= self.n:
                 raise self.eof_error("a value")
             raise self.error(f"invalid type: {self.unexpected()}, expected unit")
         self.skip_ws()
-        if self.peek() != ord("}"):
+        if self.peek() != 0x7D:
             if self.i >= self.n:
                 raise self.eof_error("an object")
             raise self.peek_error("expected `,` or `}`")
@@ -502,15 +509,24 @@ class _Reader:
         self.leave()
         return name
 
-    def colon(self) -> None:
-        self.skip_ws()
-        c = self.peek()
-        if c == ord(":"):
-            self.i += 1
-            return
-        if c < 0:
-            raise self.eof_error("an object")
-        raise self.peek_error("expected `:`")
+    def variant(self, t: Enum) -> str:
+        name = self.string()
+        if name not in t.variants:
+            raise self.error(f"unknown variant `{name}`, expected {one_of(t.variants)}")
+        return name
+
+    # containers: serde_json's member loops, written once
+    def container(self, close: int, read):
+        """The `{` or `[` at self.i, its members read by `read()`: nesting is counted, and
+        data-model errors are placed as serde_json places them, after trying to end it."""
+        self.enter()
+        self.i += 1
+        try:
+            result = read()
+        except DecodeError as e:
+            raise self.place_at_end(e, close) from None
+        self.leave()
+        return result
 
     def place_at_end(self, err: DecodeError, close: int) -> DecodeError:
         """serde_json fixes a data-model error's position after trying to end the container."""
@@ -521,66 +537,81 @@ class _Reader:
             err.pos = self.i
         return err
 
-    def struct(self, cls: type):
-        spec: StructSpec = cls.SPEC
-        c = self.peek()
-        if c == ord("{"):
-            self.enter()
-            self.i += 1
-            try:
-                values = self.struct_map(spec)
-            except DecodeError as e:
-                raise self.place_at_end(e, ord("}")) from None
-            self.leave()
-        elif c == ord("["):
-            self.enter()
-            self.i += 1
-            try:
-                values = self.struct_seq(spec)
-            except DecodeError as e:
-                raise self.place_at_end(e, ord("]")) from None
-            self.leave()
-        else:
-            raise self.error(f"invalid type: {self.unexpected()}, expected struct {spec.rust_name}")
-        return cls(**values)
-
-    def struct_map(self, spec: StructSpec) -> dict:
-        names = [f.name for f in spec.fields]
-        values: dict = {}
+    def members(self, close: int, what: str):
+        """Yield once per member of the container just opened (the caller reads it), and
+        return past `close`. In serde_json's order: the close, a comma then a trailing comma,
+        EOF while parsing `what`, anything else."""
         self.skip_ws()
-        if self.peek() == ord("}"):
+        if self.peek() == close:
             self.i += 1
-            return self.complete(spec, values)
+            return
         while True:
+            yield
+            self.skip_ws()
+            c = self.peek()
+            if c == 0x2C:
+                self.i += 1
+                self.skip_ws()
+                if self.peek() == close:
+                    raise self.peek_error("trailing comma")
+            elif c == close:
+                self.i += 1
+                return
+            elif c < 0:
+                raise self.eof_error(what)
+            else:
+                raise self.peek_error(f"expected `,` or `{chr(close)}`")
+
+    def entries(self, type_of):
+        """(key, value) of each member of the object just opened. `type_of(key)` gives the
+        value's type, or raises for a key the struct refuses: before the colon, as serde does."""
+        for _ in self.members(0x7D, "an object"):
             c = self.peek()
             if c != 0x22:
                 if c < 0:
                     raise self.eof_error("an object")
                 raise self.peek_error("key must be a string")
             key = self.string()
-            field = spec.field(key)
-            if field is None:
-                if not names:
-                    raise DecodeError(f"unknown field `{key}`, there are no fields")
-                raise DecodeError(f"unknown field `{key}`, expected {one_of(names)}")
+            t = type_of(key)
+            self.colon()
+            yield key, self.value(t)
+
+    def fields(self, type_of) -> dict:
+        """A struct's members by name; a key given twice is serde's duplicate field."""
+        values: dict = {}
+
+        def once(key: str) -> Type:
+            t = type_of(key)
             if key in values:
                 raise DecodeError(f"duplicate field `{key}`")
-            self.colon()
-            values[key] = self.value(field.type)
-            self.skip_ws()
-            c = self.peek()
-            if c == ord(","):
-                self.i += 1
-                self.skip_ws()
-                if self.peek() == ord("}"):
-                    raise self.peek_error("trailing comma")
-                continue
-            if c == ord("}"):
-                self.i += 1
-                return self.complete(spec, values)
-            if c < 0:
-                raise self.eof_error("an object")
-            raise self.peek_error("expected `,` or `}`")
+            return t
+        for key, value in self.entries(once):
+            values[key] = value
+        return values
+
+    def colon(self) -> None:
+        self.skip_ws()
+        c = self.peek()
+        if c == 0x3A:
+            self.i += 1
+            return
+        if c < 0:
+            raise self.eof_error("an object")
+        raise self.peek_error("expected `:`")
+
+    def seq(self, t: Seq) -> list:
+        return self.container(0x5D, lambda: [self.value(t.item) for _ in self.members(0x5D, "a list")])
+
+    def struct(self, t: Struct):
+        spec: StructSpec = t.cls.SPEC
+        c = self.peek()
+        if c == 0x7B:
+            values = self.container(0x7D, lambda: self.complete(spec, self.fields(spec.type_of)))
+        elif c == 0x5B:
+            values = self.container(0x5D, lambda: self.struct_seq(spec))
+        else:
+            raise self.invalid_type(t)
+        return t.cls(**values)
 
     def complete(self, spec: StructSpec, values: dict) -> dict:
         for f in spec.fields:
@@ -594,136 +625,42 @@ class _Reader:
     def struct_seq(self, spec: StructSpec) -> dict:
         """serde's visit_seq for a struct: fields by position."""
         values: dict = {}
-        count = 0
-        for f in spec.fields:
+        self.skip_ws()
+        if self.i >= self.n:
+            raise self.eof_error("a list")
+        for f, _ in zip(spec.fields, self.members(0x5D, "a list")):
+            values[f.name] = self.value(f.type)
+        count = len(values)
+        if count == len(spec.fields):  # every field read: the list must end here
             self.skip_ws()
             c = self.peek()
-            if c == ord("]"):
-                break
+            if c == 0x5D:
+                self.i += 1
+                return values
             if c < 0:
                 raise self.eof_error("a list")
-            if count:
-                if c != ord(","):
-                    raise self.peek_error("expected `,` or `]`")
+            if c == 0x2C:
                 self.i += 1
                 self.skip_ws()
-                if self.peek() == ord("]"):
+                if self.peek() == 0x5D:
                     raise self.peek_error("trailing comma")
-            values[f.name] = self.value(f.type)
-            count += 1
-        for f in spec.fields[count:]:
+            raise self.peek_error("trailing characters")
+        for f in spec.fields[count:]:  # the list has ended
             # by position, only fields with an explicit serde default may be left out
-            v = f.missing_value() if (f.default is not REQUIRED or f.default_factory) else REQUIRED
-            if v is REQUIRED:
-                self.skip_ws()
-                if self.peek() == ord("]"):
-                    self.i += 1
+            if f.default is REQUIRED and not f.default_factory:
                 raise DecodeError(
                     f"invalid length {count}, expected struct {spec.rust_name} with {len(spec.fields)} elements",
                     self.i)
-            values[f.name] = v
-        self.skip_ws()
-        c = self.peek()
-        if c == ord("]"):
-            self.i += 1
-            return values
-        if c < 0:
-            raise self.eof_error("a list")
-        if c == ord(","):
-            self.i += 1
-            self.skip_ws()
-            if self.peek() == ord("]"):
-                raise self.peek_error("trailing comma")
-        raise self.peek_error("trailing characters")
+            values[f.name] = f.missing_value()
+        return values
 
-    def seq(self, t: Seq) -> list:
-        self.enter()
-        self.i += 1
-        items: list = []
-        try:
-            self.skip_ws()
-            if self.peek() == ord("]"):
-                self.i += 1
-                self.leave()
-                return items
-            while True:
-                items.append(self.value(t.item))
-                self.skip_ws()
-                c = self.peek()
-                if c == ord(","):
-                    self.i += 1
-                    self.skip_ws()
-                    if self.peek() == ord("]"):
-                        raise self.peek_error("trailing comma")
-                    continue
-                if c == ord("]"):
-                    self.i += 1
-                    self.leave()
-                    return items
-                if c < 0:
-                    raise self.eof_error("a list")
-                raise self.peek_error("expected `,` or `]`")
-        except DecodeError as e:
-            raise self.place_at_end(e, ord("]")) from None
 
-    def any(self):
-        """Any JSON value, as Python objects (objects keep the last of duplicate keys)."""
-        c = self.peek()
-        if c == 0x22:
-            return self.string()
-        if c == 0x2D or 0x30 <= c <= 0x39:
-            return self.number()[1]
-        if c == ord("t"):
-            self.i += 1
-            self.ident(b"rue")
-            return True
-        if c == ord("f"):
-            self.i += 1
-            self.ident(b"alse")
-            return False
-        if c == ord("n"):
-            self.i += 1
-            self.ident(b"ull")
-            return None
-        if c == ord("["):
-            return self.seq(Seq(ANY))
-        if c == ord("{"):
-            self.enter()
-            self.i += 1
-            obj: dict = {}
-            self.skip_ws()
-            if self.peek() == ord("}"):
-                self.i += 1
-                self.leave()
-                return obj
-            while True:
-                c = self.peek()
-                if c != 0x22:
-                    if c < 0:
-                        raise self.eof_error("an object")
-                    raise self.peek_error("key must be a string")
-                key = self.string()
-                self.colon()
-                self.skip_ws()
-                if self.i >= self.n:
-                    raise self.eof_error("a value")
-                obj[key] = self.any()
-                self.skip_ws()
-                c = self.peek()
-                if c == ord(","):
-                    self.i += 1
-                    self.skip_ws()
-                    if self.peek() == ord("}"):
-                        raise self.peek_error("trailing comma")
-                    continue
-                if c == ord("}"):
-                    self.i += 1
-                    self.leave()
-                    return obj
-                if c < 0:
-                    raise self.eof_error("an object")
-                raise self.peek_error("expected `,` or `}`")
-        raise self.peek_error("expected value")
+_LITERALS = {0x74: (b"rue", True), 0x66: (b"alse", False), 0x6E: (b"ull", None)}
+_ANY_SEQ = Seq(ANY)
+
+
+def _any_type(key: str) -> Type:
+    return ANY
 
 
 def _next_special(b: bytes, i: int, n: int) -> int:
@@ -743,25 +680,11 @@ def _next_special(b: bytes, i: int, n: int) -> int:
     return end
 
 
+# Rust's `{:?}` of a str, as far as serde's messages need it
+_DEBUG_ESCAPES = {c: f"\\u{{{c:x}}}" for c in (*range(0x20), 0x7F)}
+_DEBUG_ESCAPES.update({0x22: '\\"', 0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x00: "\\0"})
+
+
 def _rust_debug(s: str) -> str:
     """A string as Rust's `{:?}` prints it."""
-    out = ['"']
-    for ch in s:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\0":
-            out.append("\\0")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{{{ord(ch):x}}}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    return '"' + s.translate(_DEBUG_ESCAPES) + '"'

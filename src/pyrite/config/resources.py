@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from pyrite.arch.x86_64.layout import CMDLINE_MAX_SIZE, MAX_VCPUS
-from .decode import ANY, STR, DecodeError, Opt, Seq, Struct, StructSpec, decode
+from .decode import STR, DecodeError, Opt, Seq, Struct, decode, decode_object
 from . import errors
 from .errors import ConfigError, NotSupportedYet, io_error_text, require_supported
 from .models import (Balloon, BootSource, CpuConfig, Drive, Entropy, Logger, MachineConfig,
@@ -21,16 +21,7 @@ DEFAULT_KERNEL_CMDLINE = ("reboot=k panic=1 nomodule 8250.nr_uarts=0 i8042.noaux
                           "i8042.dumbkbd swiotlb=noforce")
 
 # ----------------------------------------------------------------------------- config file
-class _VmmConfigFile:
-    """The top level of a --config-file (Firecracker's VmmConfig); unknown keys are ignored
-    as Firecracker ignores them."""
-    SPEC = StructSpec("VmmConfig", ())  # fields are looked up by _CONFIG_FILE_KEYS
-
-    def __init__(self, **values):
-        self.values = values
-
-
-_CONFIG_FILE_KEYS: dict[str, Any] = {
+_CONFIG_FILE_KEYS: dict = {
     "balloon": Opt(Struct(Balloon)),
     "drives": Seq(Struct(Drive)),
     "boot-source": Struct(BootSource),
@@ -49,54 +40,9 @@ _CONFIG_FILE_KEYS: dict[str, Any] = {
 
 
 def _decode_config_file(data: bytes) -> dict:
-    """Each known key decoded with its type; positions stay those of the file."""
-    from .decode import _Reader  # the streaming reader, used key by key
-    r = _Reader(data)
-    r.skip_ws()
-    if r.peek() != ord("{"):
-        if r.i >= r.n:
-            raise r.eof_error("a value")
-        raise r.error(f"invalid type: {r.unexpected()}, expected struct VmmConfig")
-    r.i += 1
-    out: dict = {}
-    r.skip_ws()
-    if r.peek() == ord("}"):
-        r.i += 1
-    else:
-        while True:
-            c = r.peek()
-            if c != 0x22:
-                if c < 0:
-                    raise r.eof_error("an object")
-                raise r.peek_error("key must be a string")
-            key = r.string()
-            if key in out:
-                raise r.place_at_end(DecodeError(f"duplicate field `{key}`"), ord("}"))
-            r.colon()
-            try:
-                out[key] = r.value(_CONFIG_FILE_KEYS.get(key, ANY))
-            except DecodeError as e:
-                raise r.place_at_end(e, ord("}")) from None
-            r.skip_ws()
-            c = r.peek()
-            if c == ord(","):
-                r.i += 1
-                r.skip_ws()
-                if r.peek() == ord("}"):
-                    raise r.peek_error("trailing comma")
-                continue
-            if c == ord("}"):
-                r.i += 1
-                break
-            if c < 0:
-                raise r.eof_error("an object")
-            raise r.peek_error("expected `,` or `}`")
-    if "boot-source" not in out:
-        raise DecodeError("missing field `boot-source`", r.i)
-    r.skip_ws()
-    if r.i < r.n:
-        raise r.peek_error("trailing characters")
-    return out
+    """The top level of a --config-file (Firecracker's VmmConfig): each known key decoded with
+    its type, unknown keys ignored as Firecracker ignores them; positions stay those of the file."""
+    return decode_object(data, "VmmConfig", _CONFIG_FILE_KEYS, required=("boot-source",))
 
 
 # ----------------------------------------------------------------------------- resources
