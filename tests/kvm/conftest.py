@@ -36,10 +36,11 @@ class RealModeGuest:
 
 @pytest.fixture
 def real_mode_guest(kvm):
-    """Factory: a VM with 64 KiB of RAM at 0 and one vCPU in real mode at CS:IP 0:0x1000 running `code`."""
+    """Factory: a VM with 64 KiB of RAM at 0 and one vCPU (id `vcpu_id`) in real mode at CS:IP
+    0:0x1000 running `code`."""
     made = []
 
-    def make(code: bytes, memory_flags: int = 0, irqchip: bool = False) -> RealModeGuest:
+    def make(code: bytes, memory_flags: int = 0, irqchip: bool = False, vcpu_id: int = 0) -> RealModeGuest:
         vm = kvm.create_vm()
         ram = mmap.mmap(-1, GUEST_RAM)
         host_addr = ctypes.addressof(ctypes.c_char.from_buffer(ram))
@@ -47,7 +48,7 @@ def real_mode_guest(kvm):
         if irqchip:
             vm.create_irqchip()
         ram[CODE_ADDR:CODE_ADDR + len(code)] = code
-        vcpu = vm.create_vcpu(0)
+        vcpu = vm.create_vcpu(vcpu_id)
         sregs = vcpu.get_sregs()
         sregs.cs.base, sregs.cs.selector = 0, 0
         vcpu.set_sregs(sregs)
