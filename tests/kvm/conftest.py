@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import sys
@@ -17,11 +18,18 @@ CODE_ADDR = 0x1000        # where real_mode_guest places its code
 REPO = Path(__file__).resolve().parents[2]
 
 
+# System() errors that mean "this machine has no usable /dev/kvm": the device or the module is
+# missing, or we may not open it. Any other error (a wrong ioctl, a bad API version) fails.
+NO_KVM_ERRNOS = {errno.ENOENT, errno.ENXIO, errno.ENODEV, errno.EACCES, errno.EPERM}
+
+
 @pytest.fixture(scope="session")
 def kvm():
     try:
         system = System()
     except KvmError as e:
+        if e.errno not in NO_KVM_ERRNOS:
+            raise
         pytest.skip(f"/dev/kvm is not usable: {e}")
     yield system
     system.close()
