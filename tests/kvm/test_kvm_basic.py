@@ -290,7 +290,8 @@ def registers(entry: CpuidEntry) -> tuple[int, int, int, int]:
     return entry.eax, entry.ebx, entry.ecx, entry.edx
 
 
-def test_cpuid_round_trip_keeps_leaf_0_and_what_pyrite_writes(kvm, real_mode_guest):
+def test_cpuid_round_trip(kvm, real_mode_guest):
+    """KVM_GET_CPUID2 gives back leaf 0 and the leaves pyrite writes, as set."""
     vcpu = real_mode_guest(HLT, vcpu_id=1).vcpu
     table = normalize(kvm.get_supported_cpuid(), 1, 2)
     vcpu.set_cpuid2(table)
