@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from api_client import SWAGGER, start_vmm
 
 
 @pytest.fixture(scope="session")
 def swagger() -> dict:
-    yaml = pytest.importorskip("yaml")
     if not SWAGGER.exists():
         pytest.skip(f"the swagger is not at {SWAGGER}")
     return yaml.safe_load(SWAGGER.read_text())

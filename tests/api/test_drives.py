@@ -1,7 +1,8 @@
 """Drives and the entropy device through the API on the real VMM: PUT /drives and /entropy
 before boot, a guest that writes the disk, PATCH /drives after boot (file swap, errors).
 
-Needs /dev/kvm and gcc (the guests are built with pyrite's library OS); skips otherwise.
+Needs /dev/kvm and gcc (the guests are built with pyrite's library OS); skips, saying which
+is missing, only without them.
 """
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from api_client import start_vmm
-from test_lifecycle import _require_vmm, ticker_image, ticks, wait_for  # noqa: F401  (fixture)
+from test_lifecycle import NEEDS_KVM_AND_GCC, ticker_image, ticks, wait_for  # noqa: F401  (fixture)
 
 GUESTS = Path(__file__).resolve().parents[1] / "guests"
+pytestmark = NEEDS_KVM_AND_GCC
 
 
 @pytest.fixture(scope="module")
 def virtio_blk_image():
-    _require_vmm()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kvm"))
     from guests import guest_image
     return guest_image("virtio_blk")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import sys
@@ -17,11 +18,18 @@ CODE_ADDR = 0x1000        # where real_mode_guest places its code
 REPO = Path(__file__).resolve().parents[2]
 
 
+# System() errors that mean "this machine has no usable /dev/kvm": the device or the module is
+# missing, or we may not open it. Any other error (a wrong ioctl, a bad API version) fails.
+NO_KVM_ERRNOS = {errno.ENOENT, errno.ENXIO, errno.ENODEV, errno.EACCES, errno.EPERM}
+
+
 @pytest.fixture(scope="session")
 def kvm():
     try:
         system = System()
     except KvmError as e:
+        if e.errno not in NO_KVM_ERRNOS:
+            raise
         pytest.skip(f"/dev/kvm is not usable: {e}")
     yield system
     system.close()
@@ -36,10 +44,11 @@ class RealModeGuest:
 
 @pytest.fixture
 def real_mode_guest(kvm):
-    """Factory: a VM with 64 KiB of RAM at 0 and one vCPU in real mode at CS:IP 0:0x1000 running `code`."""
+    """Factory: a VM with 64 KiB of RAM at 0 and one vCPU (id `vcpu_id`) in real mode at CS:IP
+    0:0x1000 running `code`."""
     made = []
 
-    def make(code: bytes, memory_flags: int = 0, irqchip: bool = False) -> RealModeGuest:
+    def make(code: bytes, memory_flags: int = 0, irqchip: bool = False, vcpu_id: int = 0) -> RealModeGuest:
         vm = kvm.create_vm()
         ram = mmap.mmap(-1, GUEST_RAM)
         host_addr = ctypes.addressof(ctypes.c_char.from_buffer(ram))
@@ -47,7 +56,7 @@ def real_mode_guest(kvm):
         if irqchip:
             vm.create_irqchip()
         ram[CODE_ADDR:CODE_ADDR + len(code)] = code
-        vcpu = vm.create_vcpu(0)
+        vcpu = vm.create_vcpu(vcpu_id)
         sregs = vcpu.get_sregs()
         sregs.cs.base, sregs.cs.selector = 0, 0
         vcpu.set_sregs(sregs)

@@ -1,21 +1,22 @@
 """Build the test guests in tests/guests/ with pyrite's library OS (cached by content)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
+
+from pyrite.unikernel.build import build_image
 
 GUESTS = Path(__file__).resolve().parents[1] / "guests"
 
 
 def guest_image(name: str, **options) -> Path:
-    from pyrite.unikernel.build import BuildError, build_image
-    try:
-        return build_image([GUESTS / f"{name}.c"], **options)
-    except BuildError as e:
-        if "gcc not found" in str(e):
-            pytest.skip(str(e))
-        raise
+    """tests/guests/<name>.c built into an image; skips only when gcc is missing (a guest
+    that does not compile is a failure)."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed (apt-get install gcc): cannot build the test guests")
+    return build_image([GUESTS / f"{name}.c"], **options)
 
 
 def parse_facts(console: bytes) -> dict:

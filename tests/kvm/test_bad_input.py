@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from linux_kernel import debian_vmlinuz
+from linux_kernel import KernelUnavailable, debian_vmlinuz
 
 PYRITE = [sys.executable, "-m", "pyrite.cli", "run"]
 
@@ -51,7 +51,7 @@ def test_unknown_format(tmp_path):
 def test_bzimage_with_corrupt_payload(tmp_path, kvm):
     try:
         vmlinuz = debian_vmlinuz()
-    except Exception as e:
+    except KernelUnavailable as e:
         pytest.skip(f"cannot fetch Debian's cloud kernel: {e}")
     data = bytearray(vmlinuz.read_bytes())
     setup_size = (data[0x1F1] + 1) * 512

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from pyrite.kvm import Cap, CpuidEntry, KvmError, System, exits, kick, kick_signal
+from pyrite.arch.x86_64.cpuid import KVM_CPUID_SIGNATURE, normalize
 from pyrite.kvm import ioctls as io
 
 CODE_ADDR = 0x1000   # where the real_mode_guest fixture places the code
@@ -247,15 +248,85 @@ def test_msrs_round_trip_and_refusal_names_the_msr(real_mode_guest):
         vcpu.get_msrs([0x174, 0xDEADBEEF])
 
 
+# KVM's promise for the table a VMM gives KVM_SET_CPUID2: the guest's CPUID answers from it and
+# KVM_GET_CPUID2 returns it. Not an identical table: depending on the host KVM drops leaves it
+# does not know (seen on Intel: 0x1D, 0x1E, 0x24) and owns some feature bits (CPUID.1 APIC and
+# OSXSAVE, CPUID.7 OSPKE, CPUID.0xD sizes; under PVM also CPUID.1 HTT, set even for one vCPU). So the tests compare leaf 0 and what
+# pyrite.arch.x86_64.cpuid.normalize writes itself, never the whole table.
+CPUID_PORT = 0xE0
+CPUID_QUERIES = [(0x0, 0), (0x1, 0), (0xB, 0), (0xB, 1), (KVM_CPUID_SIGNATURE, 0)]
+OUT_DX_EAX = b"\x66\xef"
+
+
+def cpuid_program(queries) -> bytes:
+    """Real-mode code: CPUID for each (leaf, subleaf), then EAX, EBX, ECX, EDX out to CPUID_PORT."""
+    code = b""
+    for leaf, subleaf in queries:
+        code += (b"\x66\xb8" + leaf.to_bytes(4, "little")       # mov eax, leaf
+                 + b"\x66\xb9" + subleaf.to_bytes(4, "little")  # mov ecx, subleaf
+                 + b"\x0f\xa2"                                   # cpuid
+                 + b"\x66\x89\xd6"                               # mov esi, edx
+                 + mov_dx(CPUID_PORT) + OUT_DX_EAX
+                 + b"\x66\x89\xd8" + OUT_DX_EAX                  # mov eax, ebx
+                 + b"\x66\x89\xc8" + OUT_DX_EAX                  # mov eax, ecx
+                 + b"\x66\x89\xf0" + OUT_DX_EAX)                 # mov eax, esi
+    return code + HLT
+
+
+def run_cpuid_program(vcpu, queries) -> dict:
+    seen = {}
+    for query in queries:
+        regs = []
+        for _ in range(4):
+            exit_ = vcpu.run()
+            assert isinstance(exit_, exits.IoOut) and (exit_.port, exit_.size) == (CPUID_PORT, 4), exit_
+            regs.append(int.from_bytes(exit_.data, "little"))
+        seen[query] = tuple(regs)
+    assert vcpu.run() == exits.Hlt()
+    return seen
+
+
+def registers(entry: CpuidEntry) -> tuple[int, int, int, int]:
+    return entry.eax, entry.ebx, entry.ecx, entry.edx
+
+
 def test_cpuid_round_trip(kvm, real_mode_guest):
-    vcpu = real_mode_guest(HLT).vcpu
-    supported = kvm.get_supported_cpuid()
-    vcpu.set_cpuid2(supported)
-    got = vcpu.get_cpuid2()
-    assert {(e.function, e.index) for e in got} == {(e.function, e.index) for e in supported}
-    leaf0 = next(e for e in got if e.function == 0)
-    assert leaf0 == next(e for e in supported if e.function == 0)
-    assert all(isinstance(e, CpuidEntry) for e in got)
+    """KVM_GET_CPUID2 gives back leaf 0 and the leaves pyrite writes, as set."""
+    vcpu = real_mode_guest(HLT, vcpu_id=1).vcpu
+    table = normalize(kvm.get_supported_cpuid(), 1, 2)
+    vcpu.set_cpuid2(table)
+    got = {(e.function, e.index): e for e in vcpu.get_cpuid2()}
+    want = {(e.function, e.index): e for e in table}
+    assert all(isinstance(e, CpuidEntry) for e in got.values())
+    assert set(got) <= set(want), f"leaves never set: {sorted(set(got) - set(want))}"
+    for key in [(0x0, 0), (0xB, 0), (0xB, 1), (KVM_CPUID_SIGNATURE, 0)]:
+        assert key in got, f"KVM dropped leaf {key[0]:#x}.{key[1]}"
+        assert registers(got[key]) == registers(want[key])
+    leaf1 = got[(0x1, 0)]
+    assert (leaf1.eax, leaf1.ebx) == (want[(0x1, 0)].eax, want[(0x1, 0)].ebx)   # signature, APIC id 1
+    assert leaf1.ecx >> 31 == 1                                                 # hypervisor
+
+
+@pytest.mark.parametrize("vcpu_id,count", [(0, 1), (2, 3)])
+def test_guest_cpuid_answers_from_the_table_set(kvm, real_mode_guest, vcpu_id, count):
+    """CPUID run by the guest at CPL 0 (a VM exit with VT-x/AMD-V, KVM's emulator under PVM)."""
+    guest = real_mode_guest(cpuid_program(CPUID_QUERIES), vcpu_id=vcpu_id)
+    table = normalize(kvm.get_supported_cpuid(), vcpu_id, count)
+    guest.vcpu.set_cpuid2(table)
+    seen = run_cpuid_program(guest.vcpu, CPUID_QUERIES)
+    want = {(e.function, e.index): registers(e) for e in table}
+    assert seen[(0x0, 0)] == want[(0x0, 0)]                     # max basic leaf and vendor
+    eax, ebx, ecx, edx = seen[(0x1, 0)]
+    assert (eax, ebx) == want[(0x1, 0)][:2]
+    assert ebx >> 24 == vcpu_id                                 # initial APIC id
+    assert (ebx >> 16) & 0xFF == {1: 1, 3: 4}[count]            # logical ids, a power of two
+    assert ecx >> 31 == 1                                       # hypervisor
+    if count > 1:   # pyrite clears HTT for one vCPU, but KVM may set it again (seen under PVM)
+        assert (edx >> 28) & 1
+    assert seen[(0xB, 0)] == (0, 1, 0x100, vcpu_id)             # SMT level: 1 thread, x2APIC id
+    assert seen[(0xB, 1)] == (5, count, 0x201, vcpu_id)         # core level: every vCPU
+    assert seen[(KVM_CPUID_SIGNATURE, 0)] == (0x4000_0001, *(int.from_bytes(b, "little")
+                                                             for b in (b"KVMK", b"VMKV", b"M\0\0\0")))
 
 
 def test_lapic_and_mp_state_round_trip(real_mode_guest):

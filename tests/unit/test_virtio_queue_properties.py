@@ -3,13 +3,11 @@ VirtioError subclasses, and keeps the used ring consistent with what it popped."
 import struct
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from virtio_driver import RingDriver
 
-hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is in the test extra")
-from hypothesis import HealthCheck, event, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from virtio_driver import RingDriver  # noqa: E402
-
-from pyrite.devices.virtio import queue as vq  # noqa: E402
+from pyrite.devices.virtio import queue as vq
 from pyrite.memory import GuestMemory  # noqa: E402
 
 MEM_SIZE = 256 << 10
