@@ -188,3 +188,46 @@ def test_every_route_body_names_a_model():
             assert route.body_type() is ANY, route
         elif route.body is not None:
             assert route.body_type().cls.__name__ == route.body, route
+
+
+def _start_with(tmp_path, boot, logger=None):
+    controller = ApiController(boot=boot, logger=logger or Logger(level="Off"), metrics=Metrics())
+    kernel = tmp_path / "vmlinux"
+    kernel.write_bytes(b"\x7fELF")
+    call(controller, "PUT", "/boot-source", {"kernel_image_path": str(kernel)})
+    return controller, call(controller, "PUT", "/actions", {"action_type": "InstanceStart"})
+
+
+def test_each_build_step_failure_gets_firecrackers_text(tmp_path):
+    from pyrite.vmm import errors
+    expected = {
+        errors.KernelLoadError: "Cannot load kernel due to invalid memory configuration or invalid kernel image: ",
+        errors.InitrdLoadError: "Cannot load initrd due to an invalid image: ",
+        errors.MemorySetupError: "Invalid Memory Configuration: ",
+        errors.DeviceSetupError: "Cannot initialize a MMIO Device or add a device to the MMIO Bus or cmdline: ",
+        errors.VcpuSetupError: "Internal error while starting microVM: ",
+        errors.KvmSetupError: "Internal error while starting microVM: ",
+        errors.BootSetupError: "Cannot load command line string: ",
+    }
+    for kind, text in expected.items():
+        def failing_boot(resources, **kwargs):
+            raise kind("what failed")
+        controller, r = _start_with(tmp_path, failing_boot)
+        assert (r.status, r.body) == (400, {"fault_message": f"Start microvm error: {text}what failed"}), kind
+        assert controller.state == "Not started"
+
+
+def test_a_bug_in_the_build_is_an_internal_error_with_its_traceback_logged(tmp_path):
+    log = tmp_path / "vmm.log"
+    log.write_text("")                 # Firecracker's logger opens an existing file (or FIFO)
+    logger = Logger("unit-vm", level="Error")
+    logger.configure(log_path=str(log))
+
+    def buggy_boot(resources, **kwargs):
+        raise ZeroDivisionError("a device model divided by zero")
+    _, r = _start_with(tmp_path, buggy_boot, logger)
+    assert r.status == 500
+    assert r.body == {"fault_message": "Start microvm error: Internal error while starting microVM: "
+                                       "ZeroDivisionError: a device model divided by zero"}
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "buggy_boot" in text

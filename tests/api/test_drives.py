@@ -51,6 +51,11 @@ def test_guest_writes_a_drive_configured_over_the_api(virtio_blk_image, tmp_path
         assert vmm.request("PUT", "/entropy", body={}).status == 204
         r = vmm.request("PATCH", "/drives/data", body={"drive_id": "data", "path_on_host": str(disk)})
         assert r.fault == "The requested operation is not supported before starting the microVM."
+        r = vmm.request("PUT", "/drives/gone", body={"drive_id": "gone", "path_on_host": str(tmp_path / "gone.img"),
+                                                     "is_root_device": False, "is_read_only": True})
+        assert (r.status, r.fault) == (400, "Drive config error: Unable to create the virtio block device: Virtio "
+                                            "backend error: Error manipulating the backing file: No such file or "
+                                            f"directory (os error 2) {tmp_path / 'gone.img'}")
         assert vmm.request("PUT", "/actions", body={"action_type": "InstanceStart"}).status == 204
         assert vmm.proc.wait(timeout=60) == 0, serial.read_text()
     finally:
@@ -77,12 +82,15 @@ def test_patch_drive_after_boot(ticker_image, tmp_path):  # noqa: F811  (module 
         wait_for(lambda: ticks(serial) >= 1, 60, "the guest to tick")
         r = vmm.request("PATCH", "/drives/rootfs", body={"drive_id": "rootfs", "path_on_host": str(second)})
         assert r.status == 204, r
+        [drive] = vmm.request("GET", "/vm/config").json()["drives"]
+        assert drive["path_on_host"] == str(second)               # the configuration follows the PATCH
         r = vmm.request("PATCH", "/drives/rootfs", body={"drive_id": "rootfs",
                                                          "path_on_host": str(tmp_path / "gone.img")})
         assert r.status == 400 and r.fault.startswith("Drive config error: Unable to patch the block device: ")
         assert "gone.img" in r.fault
         r = vmm.request("PATCH", "/drives/other", body={"drive_id": "other", "path_on_host": str(second)})
         assert r.status == 400 and "no such drive" in r.fault
+        assert vmm.request("GET", "/vm/config").json()["drives"][0]["path_on_host"] == str(second)
         r = vmm.request("PATCH", "/drives/rootfs", body={"drive_id": "rootfs",
                                                          "rate_limiter": {"ops": {"size": 10, "refill_time": 100}}})
         assert r.status == 204, r

@@ -264,9 +264,13 @@ class VmResources:
             raise ConfigError("vsock", f"Invalid guest CID {vsock.guest_cid}: must be 3 or more.")
         require_supported("vsock")
         # sun_path holds 107 bytes and a NUL; "_<port>" is appended for guest connections.
-        if not vsock.uds_path or "\0" in vsock.uds_path or len(os.fsencode(vsock.uds_path)) + len("_4294967295") > 107:
-            raise ConfigError("vsock", f"Cannot create backend for vsock device: uds_path {vsock.uds_path!r} is "
-                                       "not a path that fits a Unix socket (with the _<port> suffix, 107 bytes)")
+        size = len(os.fsencode(vsock.uds_path))
+        if size > 107:
+            raise ConfigError("vsock", "Cannot create backend for vsock device: Error binding to the host-side "
+                                       "Unix socket: path must be shorter than SUN_LEN")
+        if size + len("_4294967295") > 107:
+            raise ConfigError("vsock", f"Cannot create backend for vsock device: uds_path {vsock.uds_path} leaves "
+                                       "no room in a Unix socket address for the _<port> suffix of guest connections")
         if os.path.lexists(vsock.uds_path) and (self.vsock is None or self.vsock.uds_path != vsock.uds_path):
             # Firecracker binds uds_path here; pyrite binds at boot but refuses the same paths now.
             raise ConfigError("vsock", "Cannot create backend for vsock device: Error binding to the "

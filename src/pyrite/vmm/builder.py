@@ -72,6 +72,7 @@ def build_for_boot(resources, *, console_out=None, console_in: int | None = None
     wants the VM's creation out of the way (see machine.py); the build then owns it.
     """
     closers: list = [machine[0].close, machine[1].close] if machine is not None else []
+    event_loop = EventLoop()
     try:
         boot_source, machine_config = resources.boot_source, resources.machine_config
         if boot_source is None:
@@ -105,8 +106,6 @@ def build_for_boot(resources, *, console_out=None, console_in: int | None = None
         vmm_box: list[Vmm] = []  # devices call into the Vmm built below
         finish = lambda result: vmm_box[0].finish(result)  # noqa: E731
         legacy = _attach_legacy_devices(vm, pio, mmio, closers, finish, console_out, start_ns, on_boot_timer)
-        event_loop = EventLoop()
-        closers.append(event_loop.stop)
         slots = _plan_slots(resources)
         virtio = _attach_virtio_devices(vm, mmio, memory, event_loop, slots, closers)
         if console_in is not None:
@@ -122,9 +121,9 @@ def build_for_boot(resources, *, console_out=None, console_in: int | None = None
         threads = _create_vcpus(system, vm, vcpu_count, memory, params, closers,
                                 lambda index, vcpu: VcpuThread(index, vcpu, pio, mmio, control, finish, describe))
     except BaseException:
+        event_loop.stop()        # closes its epoll fd: it never ran
         _close_all(closers)
         raise
-    closers.remove(event_loop.stop)   # the Vmm stops its loop itself
     vmm = Vmm(system=system, vm=vm, memory=memory, vcpus=threads, control=control,
               event_loop=event_loop, legacy=legacy, closers=closers, virtio=virtio)
     vmm.kernel, vmm.boot_params = kernel, params
