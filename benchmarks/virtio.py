@@ -43,6 +43,11 @@ its default cache mode (writeback, buffered I/O, as pyrite); Firecracker its Syn
     .venv/bin/python benchmarks/virtio.py [--runs N] [--disk-mib N] [--seq-mib N]
                                           [--rand-ops N] [--rng-mib N] [--net-frames N]
                                           [--drop-caches] [--load] [--vmms pyrite,qemu,firecracker]
+                                          [--baseline-src DIR]
+
+--baseline-src DIR adds a fourth column, "baseline": pyrite run from another checkout's
+`src` (PYTHONPATH=DIR, e.g. `git archive main src | tar -x -C DIR`), interleaved with the
+others, so that a change is measured before and after in the same conditions.
 """
 from __future__ import annotations
 
@@ -75,6 +80,7 @@ QEMU_MACHINE = ["-M", "microvm,x-option-roms=off,isa-serial=on,rtc=off",
                 "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-no-reboot"]
 VMMS = ("pyrite", "qemu", "firecracker")
 REFERENCES = ("qemu", "firecracker")
+BASELINE = "baseline"                   # pyrite from --baseline-src
 TAP_NAME = "vbtap0"
 
 _RESULT = re.compile(r"^result (\w+) bytes=(\d+) ops=(\d+) cycles=(\d+)", re.M)
@@ -171,10 +177,13 @@ def firecracker_config(image: Path, disk: Path, args: list[str], net: NetNamespa
 
 
 def vmm_command(vmm: str, image: Path, disk: Path, args: list[str], net: NetNamespace | None,
-                workdir: Path | None = None) -> tuple[list[str], int]:
+                workdir: Path | None = None, baseline_src: Path | None = None) -> tuple[list[str], int]:
     """The command that boots `image` with `args` under `vmm`, and its exit status on success.
-    Firecracker's config file is written into `workdir`."""
+    Firecracker's config file is written into `workdir`; "baseline" is pyrite from `baseline_src`."""
     prefix = net.prefix() if net else []
+    if vmm == BASELINE:
+        command, ok = vmm_command("pyrite", image, disk, args, net, workdir)
+        return [*prefix, "env", f"PYTHONPATH={baseline_src}", *command[len(prefix):]], ok
     if vmm == "firecracker":
         if workdir is None:
             raise BenchError("firecracker needs a directory for its config file")
@@ -208,8 +217,8 @@ def prepare_cache(disk: Path, drop: bool) -> None:
 
 
 def run_once(vmm: str, image: Path, disk: Path, workload: Workload, workdir: Path, helper: Path,
-             drop_caches: bool, net: NetNamespace | None) -> Run:
-    command, expected = vmm_command(vmm, image, disk, workload.guest_args(), net, workdir)
+             drop_caches: bool, net: NetNamespace | None, baseline_src: Path | None = None) -> Run:
+    command, expected = vmm_command(vmm, image, disk, workload.guest_args(), net, workdir, baseline_src)
     prepare_cache(disk, drop_caches)
     output_file = workdir / f"{vmm}.out"
     m = tools.measure(command, output_file, timeout_s=300, helper=helper)
@@ -305,7 +314,7 @@ def report(workloads: dict[str, Workload], series: dict[tuple[str, str], Series]
     cache = "dropped before each run" if args.drop_caches else "disk file pre-read (warm) before each run"
     load = (f"every host core busy ({getattr(args, 'load_processes', os.cpu_count())} busy-loop processes)"
             if getattr(args, "load", False) else "no load added")
-    references = [vmm for vmm in REFERENCES if vmm in vmms]
+    references = [vmm for vmm in (*REFERENCES, BASELINE) if vmm in vmms]
     lines = [f"virtio, guest at CPL 3, {args.disk_mib} MiB raw disk; median of {args.runs} interleaved runs; "
              f"page cache: {cache}; host: {load}",
              f"workloads: seq {args.seq_mib} MiB, rand read {args.rand_ops} ops, entropy {args.rng_mib} MiB; "
@@ -343,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep every host core busy (one busy-loop process per core) during the runs")
     parser.add_argument("--load-processes", type=int, default=os.cpu_count() or 1,
                         help="busy-loop processes with --load (default: one per core, os.cpu_count())")
+    parser.add_argument("--baseline-src", type=Path, default=None,
+                        help="also run pyrite from this `src` directory, as the column \"baseline\"")
     parser.add_argument("--vmms", default=",".join(VMMS),
                         help=f"comma-separated VMMs to run (default {','.join(VMMS)})")
     args = parser.parse_args(argv)
@@ -351,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not vmms:
         print(f"virtio.py: --vmms {args.vmms!r}: choose among {', '.join(VMMS)}", file=sys.stderr)
         return 2
+    if args.baseline_src is not None:
+        if not (args.baseline_src / "pyrite" / "__init__.py").exists():
+            print(f"virtio.py: --baseline-src {args.baseline_src}: no pyrite package there", file=sys.stderr)
+            return 2
+        vmms += (BASELINE,)
     if not PYRITE.exists():
         print(f"virtio.py: {PYRITE} missing; `make setup` installs pyrite", file=sys.stderr)
         return 1
@@ -406,7 +422,8 @@ def _measure(args, image: Path, helper: Path, workloads: dict[str, Workload],
             for name, workload in workloads.items():
                 for vmm in order:
                     try:
-                        run = run_once(vmm, image, disk, workload, workdir, helper, args.drop_caches, net)
+                        run = run_once(vmm, image, disk, workload, workdir, helper, args.drop_caches, net,
+                                       args.baseline_src)
                     except (BenchError, tools.MeasurementError, OSError) as e:
                         series[(vmm, name)].problems.append(str(e))
                         continue
