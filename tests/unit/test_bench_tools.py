@@ -244,3 +244,50 @@ def test_missing_qemu_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(refs.RefError, match="qemu-system-x86_64 not found on PATH.*qemu-system-x86"):
         refs.qemu_binary()
+
+
+# -- the --load condition and the virtio benchmark's Firecracker reference
+
+def test_cpu_load_runs_one_busy_process_per_core_and_always_stops_them():
+    with pytest.raises(RuntimeError):
+        with tools.CpuLoad(processes=2, max_seconds=30) as load:
+            pids = [child.pid for child in load.children]
+            assert load.running() == 2
+            raise RuntimeError("the benchmark failed")
+    assert load.children == []
+    for pid in pids:                                         # reaped, so gone from the process table
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert tools.CpuLoad().processes == (os.cpu_count() or 1)
+
+
+def test_cpu_load_processes_end_by_themselves_at_their_deadline():
+    load = tools.CpuLoad(processes=1, max_seconds=0.2).__enter__()
+    try:
+        load.children[0].wait(timeout=10)
+    finally:
+        load.stop()
+
+
+def test_virtio_benchmark_rotates_the_vmms_each_round():
+    from benchmarks import virtio
+    vmms = ("pyrite", "qemu", "firecracker")
+    orders = [virtio.interleaved_order(vmms, r) for r in range(3)]
+    assert orders == [vmms, ("qemu", "firecracker", "pyrite"), ("firecracker", "pyrite", "qemu")]
+
+
+def test_virtio_benchmark_gives_firecracker_the_same_disk_tap_and_entropy(tmp_path):
+    from benchmarks import virtio
+    image, disk = tmp_path / "g.elf", tmp_path / "disk.img"
+    config = virtio.firecracker_config(image, disk, ["seqread", "8"], net=object())
+    assert config["boot-source"] == {"kernel_image_path": str(image), "boot_args": "seqread 8"}
+    drive, = config["drives"]
+    assert drive["path_on_host"] == str(disk) and drive["cache_type"] == "Writeback"   # offers flush
+    assert config["network-interfaces"] == [{"iface_id": "eth0", "host_dev_name": virtio.TAP_NAME}]
+    assert config["entropy"] == {}
+    assert virtio.firecracker_config(image, disk, ["idle"], None)["network-interfaces"] == []
+    if not os.access(refs.REFS_CACHE / f"firecracker-v{refs.FIRECRACKER_VERSION}" / "firecracker", os.X_OK):
+        pytest.skip("Firecracker not fetched yet (benchmarks/refs.py fetches it); no download in a unit test")
+    command, ok = virtio.vmm_command("firecracker", image, disk, ["idle"], None, tmp_path)
+    assert ok == 0 and "--no-api" in command
+    assert json.loads((tmp_path / "firecracker.json").read_text())["drives"][0]["drive_id"] == "d0"

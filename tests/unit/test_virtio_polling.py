@@ -11,7 +11,8 @@ from pyrite.devices.virtio import mmio
 from pyrite.devices.virtio import queue as vq
 from pyrite.devices.virtio.rng.device import Entropy
 from pyrite.memory import GuestMemory
-from pyrite.vmm.event_loop import EventLoop
+from pyrite.vmm import event_loop as el
+from pyrite.vmm.event_loop import ContentionGuard, EventLoop, PollPolicy
 
 
 @pytest.fixture
@@ -122,9 +123,17 @@ class FakePoller:
         return False
 
 
-def test_event_loop_polls_until_idle_then_ends_polling():
+def uncontended_loop() -> EventLoop:
+    """A loop that never sees contention, whatever else runs on the test machine."""
     loop = EventLoop()
+    loop.contention = ContentionGuard(stolen_ns=1 << 62)
+    return loop
+
+
+def test_event_loop_polls_until_idle_then_ends_polling():
+    loop = uncontended_loop()
     poller = FakePoller(work=3, found_when_ending=1)
+    loop.poll_policy(poller).window_ns = el.POLL_MAX_NS     # a poller whose window has grown
     try:
         loop.call_later(0, lambda: loop.start_polling(poller))
         loop.start()
@@ -136,7 +145,7 @@ def test_event_loop_polls_until_idle_then_ends_polling():
 
 
 def test_event_loop_runs_timers_while_polling():
-    loop = EventLoop()
+    loop = uncontended_loop()
     fired = threading.Event()
 
     class Busy(FakePoller):
@@ -144,6 +153,7 @@ def test_event_loop_runs_timers_while_polling():
             return not fired.is_set()        # always work, until the timer fired
 
     poller = Busy(work=0)
+    loop.poll_policy(poller).window_ns = el.POLL_MAX_NS
     try:
         loop.call_later(0, lambda: loop.start_polling(poller))
         loop.start()
@@ -153,3 +163,105 @@ def test_event_loop_runs_timers_while_polling():
         assert poller.done.wait(2)
     finally:
         loop.stop()
+
+
+# -- the adaptive policy (QEMU's poll-max-ns / grow / shrink), without threads or clocks
+
+US = 1000
+
+
+def test_a_new_poller_is_not_polled_until_kicks_come_close_together():
+    policy = PollPolicy(max_ns=100 * US, grow_start_ns=16 * US)
+    policy.kicked(0)
+    assert policy.window_ns == 0 and policy.expired(0)      # one kick says nothing about the next
+    policy.kicked(1_000 * US)                                # 1 ms later: polling would not have paid
+    assert policy.window_ns == 0
+    windows = []
+    for n in range(1, 6):                                    # then a stream: a kick every 10 us
+        policy.kicked(1_000 * US + n * 10 * US)
+        windows.append(policy.window_ns)
+    assert windows == [16 * US, 32 * US, 64 * US, 100 * US, 100 * US]   # grows x2 up to the max
+
+
+def test_a_window_that_does_not_pay_shrinks_to_nothing():
+    policy = PollPolicy(max_ns=100 * US, grow_start_ns=16 * US, window_ns=100 * US)
+    policy.worked(0)
+    assert not policy.expired(99 * US) and policy.expired(100 * US)
+    now, windows = 0, []
+    for _ in range(4):                                       # each next request 5 ms after the last
+        now += 5_000 * US
+        policy.kicked(now)
+        windows.append(policy.window_ns)
+    assert windows == [50 * US, 25 * US, 0, 0]               # halved; below the start: no polling
+
+
+def test_work_found_by_polling_keeps_the_window():
+    policy = PollPolicy(max_ns=100 * US, window_ns=64 * US)
+    policy.worked(0)
+    policy.worked(60 * US)
+    assert policy.window_ns == 64 * US and not policy.expired(120 * US)
+
+
+def test_contention_stops_polling_for_a_back_off_that_doubles_and_resets():
+    guard = ContentionGuard(stolen_ns=200 * US, backoff_min_ns=20_000 * US, backoff_max_ns=50_000 * US)
+    assert guard.may_poll(0)
+    assert not guard.slice_done(wall_ns=60 * US, cpu_ns=55 * US, now=100 * US)   # ran all along
+    assert guard.slice_done(wall_ns=3_050 * US, cpu_ns=50 * US, now=3_000 * US)  # preempted 3 ms
+    assert not guard.may_poll(22_999 * US) and guard.may_poll(23_000 * US)     # 20 ms off
+    assert guard.slice_done(wall_ns=1_000 * US, cpu_ns=50 * US, now=30_000 * US)
+    assert not guard.may_poll(69_999 * US) and guard.may_poll(70_000 * US)     # then 40 ms
+    guard.slice_done(wall_ns=1_000 * US, cpu_ns=0, now=100_000 * US)
+    assert guard.resume_at == 150_000 * US                                      # capped at 50 ms
+    for n in range(399):                                     # 19.95 ms of polling, not preempted
+        assert not guard.slice_done(wall_ns=50 * US, cpu_ns=50 * US, now=150_000 * US + n * 50 * US)
+    guard.slice_done(wall_ns=1_000 * US, cpu_ns=0, now=200_000 * US)
+    assert guard.resume_at == 250_000 * US                   # not yet forgotten: still 50 ms
+    for n in range(400):                                     # 20 ms not preempted: forgotten
+        guard.slice_done(wall_ns=50 * US, cpu_ns=50 * US, now=250_000 * US + n * 50 * US)
+    guard.slice_done(wall_ns=1_000 * US, cpu_ns=0, now=300_000 * US)
+    assert guard.resume_at == 320_000 * US and guard.contended_slices == 5
+
+
+def run_on_loop(loop: EventLoop, fn) -> None:
+    done = threading.Event()
+    loop.call_later(0, lambda: (fn(), done.set()))
+    assert done.wait(2)
+
+
+def test_event_loop_polls_a_poller_once_its_kicks_come_close_together():
+    loop = uncontended_loop()
+    poller = FakePoller(work=0)
+    try:
+        loop.start()
+        run_on_loop(loop, lambda: loop.start_polling(poller))
+        assert poller.calls == []                            # first kick: window 0, notifications stay on
+        run_on_loop(loop, lambda: (loop.start_polling(poller), loop.start_polling(poller)))
+        assert poller.done.wait(2)                           # second kick close behind: polled, then idle
+    finally:
+        loop.stop()
+    assert poller.calls[0] == "begin" and poller.calls[-1] == "end"
+
+
+def test_event_loop_stops_polling_when_the_cpu_is_contended():
+    loop = EventLoop()
+    loop.contention = ContentionGuard(stolen_ns=-1)          # every slice looks preempted
+
+    class Busy(FakePoller):
+        def poll(self):
+            self.calls.append("poll")
+            return True                                      # always work: only contention ends it
+
+    poller = Busy(work=0)
+    loop.poll_policy(poller).window_ns = el.POLL_MAX_NS
+    try:
+        loop.start()
+        run_on_loop(loop, lambda: loop.start_polling(poller))
+        assert poller.done.wait(2)                           # ended after one slice
+        assert not loop.contention.may_poll(time.monotonic_ns())
+        calls = len(poller.calls)
+        run_on_loop(loop, lambda: loop.start_polling(poller))   # during the back-off: not polled
+        time.sleep(0.005)
+    finally:
+        loop.stop()
+    assert poller.calls[0] == "begin" and poller.calls.count("begin") == 1
+    assert len(poller.calls) == calls and loop.contention.contended_slices == 1
