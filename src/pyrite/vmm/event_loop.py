@@ -1,5 +1,5 @@
-"""The device event loop: one thread, epoll over host fds (stdin, virtio queue eventfds, later
-tap/sockets), plus one-shot timers (`call_later`, the rate limiters' retry) kept as epoll's
+"""The device event loop: one thread, epoll over host fds (stdin, virtio queue eventfds, TAPs,
+vsock host sockets), plus one-shot timers (`call_later`, the rate limiters' retry) kept as epoll's
 timeout, since os.timerfd_create needs Python 3.13.
 
 Pollers (`start_polling`): after a device has had work, the loop keeps looking at its rings
