@@ -127,13 +127,12 @@ class VmResources:
         res.set_machine_config(MachineConfig(vcpu_count=vcpus, mem_size_mib=mem_mib))
         res.set_boot_source(BootSource(kernel_image_path=os.fspath(kernel), boot_args=cmdline,
                                        initrd_path=None if initrd is None else os.fspath(initrd)))
+        # The API replaces a device PUT twice under one id; given twice here it is a mistake.
+        _refuse_repeated_ids("drives", "drive", [d.drive_id for d in drives])
+        _refuse_repeated_ids("network-interfaces", "interface", [n.iface_id for n in network_interfaces])
         for drive in drives:
-            if any(d.drive_id == drive.drive_id for d in res.drives):
-                raise ConfigError("drives", f"The drive id {drive.drive_id} is configured twice.")
             res.add_drive(drive.drive_id, drive)
         for iface in network_interfaces:
-            if any(n.iface_id == iface.iface_id for n in res.network_interfaces):
-                raise ConfigError("network-interfaces", f"The interface id {iface.iface_id} is configured twice.")
             res.add_network_interface(iface.iface_id, iface)
         if vsock is not None:
             res.set_vsock(vsock)
@@ -386,6 +385,12 @@ class VmResources:
             "pmem": [p.to_json() for p in self.pmem],
             "memory-hotplug": self.memory_hotplug.to_json() if self.memory_hotplug else None,
         }
+
+
+def _refuse_repeated_ids(resource: str, noun: str, ids: list[str]) -> None:
+    for i, ident in enumerate(ids):
+        if ident in ids[:i]:
+            raise ConfigError(resource, f"The {noun} id {ident} is configured twice.")
 
 
 def _check_backing_file(path: str | None, read_only: bool | None) -> None:
