@@ -317,3 +317,39 @@ def test_cli_net_option():
         iface_id="eth2", host_dev_name="tap0", guest_mac="06:00:00:00:00:01")
     with pytest.raises(UsageError, match="unknown option"):
         _parse_net("tap0,speed=10", 0)
+
+
+def test_a_deferred_frame_published_on_the_timer_interrupts_the_driver():
+    clock = Clock()
+    limiter = RateLimiter(bandwidth=TokenBucket(100, 0, 1000, clock))
+    n = Nic(rx_limiter=limiter)
+    try:
+        head1, _ = n.post_rx(2048)
+        head2, _ = n.post_rx(2048)
+        n.host.send(bytes(HDR) + frame(60, 1))
+        n.host.send(bytes(HDR) + frame(60, 2))
+        n.device.process_rx()
+        assert n.rx.take_used() == [(head1, HDR + 60)] and n.device.deferred_rx is not None
+        n.rx.set_used_event(1)                     # the driver wants to hear of the next entry
+        before = n.interrupts
+        clock.ns += 1_000_000_000
+        limiter.timer_expired()
+        n.device.process_rx()                      # no further chain: only the deferred one goes
+        assert n.rx.take_used() == [(head2, HDR + 60)] and n.device.deferred_rx is None
+        assert n.interrupts == before + 1
+        assert n.device.metrics()["rx_packets_count"] == 2
+    finally:
+        n.close()
+
+
+def test_a_bad_receive_chain_is_returned_empty_and_the_frame_goes_to_the_next(nic):
+    bad, _ = nic.post_rx(HDR - 1)                  # no room for the header
+    nic.host.send(bytes(HDR) + frame(60))
+    good, (addr,) = nic.post_rx(2048)
+    nic.device.process_rx()
+    assert nic.rx.take_used() == [(bad, 0), (good, HDR + 60)]
+    assert nic.mem.read(addr + HDR, 60) == frame(60)
+    assert any(f"chain {bad} is not a device-writable buffer" in m for m in nic.log)
+    metrics = nic.device.metrics()
+    assert metrics["tx_malformed_frames"] == 0 and metrics["rx_packets_count"] == 1
+    assert not nic.t.status & DEVICE_NEEDS_RESET

@@ -102,3 +102,34 @@ def test_manual_replenish_and_update(clock):
     assert rl.bandwidth.size == 7
     with pytest.raises(ValueError, match="'frames'"):
         rl.consume(1, "frames")
+
+
+def test_admit_takes_one_op_and_the_bytes(clock):
+    rl = RateLimiter(TokenBucket(1000, 0, 1000, clock), TokenBucket(5, 0, 1000, clock))
+    assert rl.admit(300)
+    assert rl.ops.budget == 4 and rl.bandwidth.budget == 700
+    assert rl.admit(0)                             # a request without data takes an op only
+    assert rl.ops.budget == 3 and rl.bandwidth.budget == 700
+
+
+def test_admit_refused_for_want_of_bytes_gives_the_op_back(clock):
+    rl = RateLimiter(TokenBucket(1000, 0, 1000, clock), TokenBucket(5, 0, 1000, clock))
+    assert rl.admit(900)
+    assert not rl.admit(200)
+    assert rl.ops.budget == 4 and rl.bandwidth.budget == 100      # nothing taken by the refusal
+    assert rl.blocked and rl.timer_delay_ms == 100
+    assert not rl.admit(1)                         # blocked until the owner's timer fires
+    rl.timer_expired()
+    assert rl.admit(100) and rl.ops.budget == 3 and rl.bandwidth.budget == 0
+
+
+def test_admit_refused_for_want_of_ops_takes_no_bytes(clock):
+    rl = RateLimiter(TokenBucket(1000, 0, 1000, clock), TokenBucket(1, 0, 1000, clock))
+    assert rl.admit(10)
+    assert not rl.admit(10)
+    assert rl.ops.budget == 0 and rl.bandwidth.budget == 990 and rl.blocked
+
+
+def test_admit_without_buckets_always_succeeds(clock):
+    rl = RateLimiter()
+    assert all(rl.admit(n) for n in (0, 1, 1 << 40)) and not rl.blocked

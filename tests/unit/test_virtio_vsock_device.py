@@ -375,3 +375,14 @@ def test_a_closed_guest_whose_bytes_the_host_never_reads_is_reset_after_2_s(gues
     assert [h.op for h, _ in guest.received()][-1] == OP_RST
     peer.close()
     srv.close()
+
+
+def test_a_short_rx_chain_is_returned_empty_and_counted_and_the_answer_takes_the_next(guest):
+    guest.post_rx(1, size=HDR_SIZE - 1)
+    guest.send(hdr(OP_RW, length=3).pack() + b"abc")               # no such connection: RST
+    assert guest.rx.take_used() == [(0, 0)]
+    assert guest.device.rx_dropped == 1 and any("need >= 44" in m for m in guest.log)
+    guest.post_rx(1)
+    assert [h.op for h, _ in guest.received()] == [OP_RST]
+    assert guest.device.rx_dropped == 1 and guest.device.metrics()["rx_packets_count"] == 1
+    assert not guest.t.status & DEVICE_NEEDS_RESET

@@ -15,15 +15,21 @@ memory, the queues and an `interrupt` object with three methods:
 
 Guest errors found while processing a queue are raised as `VirtioError`; the transport's
 `notify_queue` turns them into DEVICE_NEEDS_RESET, so a guest never takes the VMM down.
+
+Devices serve a queue with `serve(index, handle_chain)`: the one loop that pops chains,
+hands each to the device, returns it to the driver and signals the driver once at the end.
 """
 from __future__ import annotations
 
-from .queue import Queue
+from .queue import InvalidChain, Queue
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ...memory import GuestMemory
     from .persist import VirtioDeviceState
+    from .queue import DescriptorChain
 
 # Feature bits (6, "Reserved Feature Bits").
 VIRTIO_RING_F_INDIRECT_DESC = 28
@@ -48,6 +54,11 @@ TYPE_VSOCK = 19
 
 # Every pyrite device offers these: virtio 1.x only, event-index suppression, indirect tables.
 COMMON_FEATURES = (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_RING_F_EVENT_IDX) | (1 << VIRTIO_RING_F_INDIRECT_DESC)
+
+
+# What a `serve` callback returns instead of a byte count to stop serving the queue.
+PUT_BACK = -1      # the chain goes back to the ring (Queue.undo_pop): served on a later call
+KEEP = -2          # the device holds on to the chain and returns it to the driver itself later
 
 
 class DeviceNotActivated(Exception):
@@ -129,6 +140,46 @@ class VirtioDevice:
 
     def process_queue(self, index: int) -> None:
         raise NotImplementedError
+
+    def serve(self, index: int, handle_chain: Callable[[DescriptorChain], int],
+              more: Callable[[], bool] | None = None, returned: int = 0) -> None:
+        """Pop the chains of queue `index` and return each to the driver; signal the driver once.
+
+        `handle_chain(chain)` serves one chain and returns how many bytes it wrote into it, or
+        PUT_BACK / KEEP to stop. An `InvalidChain` it raises returns the chain with 0 bytes,
+        then goes to `on_invalid_chain`. `more()`, when given, is asked before each pop;
+        `returned` counts chains the caller already put in the used ring, signalled with these.
+        """
+        queue, mem = self.queues[index], self.mem
+        try:
+            while more is None or more():
+                chain = queue.pop_or_enable_notification(mem)
+                if chain is None:
+                    break
+                try:
+                    written = handle_chain(chain)
+                except InvalidChain as e:
+                    queue.add_used(mem, chain.head, 0)
+                    returned += 1
+                    self.on_invalid_chain(index, e)
+                    continue
+                if written < 0:
+                    if written == PUT_BACK:
+                        queue.undo_pop()
+                    break
+                queue.add_used(mem, chain.head, written)
+                returned += 1
+        finally:
+            if returned:
+                self.signal_used(index)
+
+    def on_invalid_chain(self, index: int, error: InvalidChain) -> None:
+        """A chain of queue `index` broke the spec and went back empty: log it and go on.
+
+        A device that cannot answer such a chain re-raises `error`, so the transport sets
+        DEVICE_NEEDS_RESET.
+        """
+        self.guest_error(str(error))
 
     def signal_used(self, index: int) -> None:
         """Notify the driver about queue `index` if it asked to be notified now."""

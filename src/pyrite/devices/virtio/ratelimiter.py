@@ -131,6 +131,18 @@ class RateLimiter:
             self._block(max(1, int(ratio * bucket.refill_time)))
         return True
 
+    def admit(self, nbytes: int) -> bool:
+        """One OPS token and `nbytes` BYTES tokens (none for 0 bytes), or nothing taken and False.
+
+        Firecracker's rule for one request or frame; a False leaves the limiter blocked.
+        """
+        if not self.consume(1, OPS):
+            return False
+        if nbytes and not self.consume(nbytes, BYTES):
+            self.manual_replenish(1, OPS)
+            return False
+        return True
+
     def _block(self, delay_ms: int) -> None:
         self.blocked = True
         self.timer_delay_ms = delay_ms

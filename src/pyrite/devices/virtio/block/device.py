@@ -21,15 +21,14 @@ from __future__ import annotations
 
 from struct import pack
 
-from ..device import TYPE_BLOCK, VirtioDevice
-from ..queue import InvalidChain
-from ..ratelimiter import BYTES, OPS
+from ..device import PUT_BACK, TYPE_BLOCK, VirtioDevice
 from .request import (SECTOR_SIZE, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
                       VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
                       VIRTIO_BLK_T_OUT, InvalidRequest, Request, parse, take_status, total_length)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ..queue import DescriptorChain, InvalidChain
     from .backend import BlockBackend
     from .persist import BlockState
 
@@ -75,55 +74,36 @@ class Block(VirtioDevice):
     # -- request processing --
 
     def process_queue(self, index: int) -> None:
-        queue, mem = self.queues[index], self.mem
-        returned = 0
-        try:
-            while (chain := queue.pop_or_enable_notification(mem)) is not None:
-                where = chain           # str(chain) names it, formatted only for an error message
-                try:
-                    readable, writable = chain.buffers()
-                    data_in, status = take_status(writable, where)
-                except InvalidChain:
-                    queue.add_used(mem, chain.head, 0)   # give the buffer back, then ask for a reset
-                    returned += 1
-                    raise
-                try:
-                    req = parse(readable, data_in, where)
-                except InvalidRequest as e:
-                    self.guest_error(str(e))
-                    req = None
-                if req is not None and self.rate_limiter is not None and not self._admit(req):
-                    queue.undo_pop()          # served again when the limiter's timer fires
-                    self.rate_limiter_throttled_events += 1
-                    break
-                if req is None:
-                    self.invalid_reqs_count += 1
-                    code, written = VIRTIO_BLK_S_IOERR, 0
-                else:
-                    try:
-                        code, written = self._execute(req, where)
-                    except InvalidRequest as e:
-                        self.guest_error(str(e))
-                        self.invalid_reqs_count += 1
-                        code, written = VIRTIO_BLK_S_IOERR, 0
-                status[0] = code
-                queue.add_used(mem, chain.head, written + 1)
-                returned += 1
-        finally:
-            if returned:
-                self.signal_used(index)
+        self.serve(index, self._serve_request)
 
-    def _admit(self, req: Request) -> bool:
-        """Take the request's tokens from the rate limiter; False (nothing taken) when it is dry."""
-        limiter = self.rate_limiter
-        if not limiter.consume(1, OPS):
-            return False
-        if req.type in (VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT):
-            data = req.data_in if req.type == VIRTIO_BLK_T_IN else req.data_out
-            if not limiter.consume(total_length(data), BYTES):
-                limiter.manual_replenish(1, OPS)
-                return False
-        return True
+    def _serve_request(self, chain: DescriptorChain) -> int:
+        where = chain           # str(chain) names it, formatted only for an error message
+        # A chain that cannot be walked or has no status byte raises InvalidChain: see on_invalid_chain.
+        readable, writable = chain.buffers()
+        data_in, status = take_status(writable, where)
+        try:
+            req = parse(readable, data_in, where)
+        except InvalidRequest as e:
+            self.guest_error(str(e))
+            req = None
+        if req is not None and self.rate_limiter is not None and not self.rate_limiter.admit(_data_bytes(req)):
+            self.rate_limiter_throttled_events += 1
+            return PUT_BACK           # served again when the limiter's timer fires
+        if req is None:
+            self.invalid_reqs_count += 1
+            code, written = VIRTIO_BLK_S_IOERR, 0
+        else:
+            try:
+                code, written = self._execute(req, where)
+            except InvalidRequest as e:
+                self.guest_error(str(e))
+                self.invalid_reqs_count += 1
+                code, written = VIRTIO_BLK_S_IOERR, 0
+        status[0] = code
+        return written + 1
+
+    def on_invalid_chain(self, index: int, error: InvalidChain) -> None:
+        raise error                   # no status byte to answer in: the chain went back empty, ask for a reset
 
     def _execute(self, req: Request, where: object) -> tuple[int, int]:
         """Carry out `req`: (status, bytes written into the driver's buffers)."""
@@ -200,3 +180,12 @@ class Block(VirtioDevice):
                                    f"{backend!r} has {dev.capacity}")
         dev.load_virtio_state(state.virtio)
         return dev
+
+
+def _data_bytes(req: Request) -> int:
+    """The bandwidth tokens a request takes: its data bytes for IN and OUT, none otherwise."""
+    if req.type == VIRTIO_BLK_T_IN:
+        return total_length(req.data_in)
+    if req.type == VIRTIO_BLK_T_OUT:
+        return total_length(req.data_out)
+    return 0

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 from struct import pack
 
-from ..device import TYPE_NET, VirtioDevice
+from ..device import KEEP, PUT_BACK, TYPE_NET, VirtioDevice
 from ..queue import InvalidChain
-from ..ratelimiter import BYTES, OPS
 from . import MAX_MTU, MIN_MTU, RX_QUEUE, TX_QUEUE
 from .backend import VNET_HDR_SIZE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ..queue import DescriptorChain
     from .backend import NetBackend
     from .persist import NetState
 
@@ -136,45 +136,36 @@ class Net(VirtioDevice):
     # -- transmit --
 
     def process_tx(self) -> None:
-        queue, mem = self.queues[TX_QUEUE], self.mem
-        returned = 0
+        self.serve(TX_QUEUE, self._transmit)
+
+    def _transmit(self, chain: DescriptorChain) -> int:
+        readable, writable = chain.buffers()
+        length = sum(map(len, readable))
+        if writable:
+            raise InvalidChain(f"{chain} has a device-writable buffer")
+        if not VNET_HDR_SIZE + ETH_HLEN <= length <= VNET_HDR_SIZE + MAX_FRAME_BYTES:
+            raise InvalidChain(f"{chain} holds {length} bytes, not a {VNET_HDR_SIZE}-byte header "
+                               f"and a {ETH_HLEN} to {MAX_FRAME_BYTES}-byte frame")
+        if self.tx_rate_limiter is not None and not self.tx_rate_limiter.admit(length):
+            self.counters["tx_rate_limiter_throttled"] += 1
+            return PUT_BACK           # sent when the limiter's timer fires
         try:
-            while (chain := queue.pop_or_enable_notification(mem)) is not None:
-                try:
-                    readable, writable = chain.buffers()
-                    length = sum(map(len, readable))
-                    if writable:
-                        raise InvalidChain(f"{queue.name}: chain {chain.head} has a device-writable buffer")
-                    if not VNET_HDR_SIZE + ETH_HLEN <= length <= VNET_HDR_SIZE + MAX_FRAME_BYTES:
-                        raise InvalidChain(f"{queue.name}: chain {chain.head} holds {length} bytes, not a "
-                                           f"{VNET_HDR_SIZE}-byte header and a {ETH_HLEN} to "
-                                           f"{MAX_FRAME_BYTES}-byte frame")
-                except InvalidChain as e:
-                    self.guest_error(str(e))
-                    self.counters["tx_malformed_frames"] += 1
-                    queue.add_used(mem, chain.head, 0)
-                    returned += 1
-                    continue
-                if self.tx_rate_limiter is not None and not _admit(self.tx_rate_limiter, length):
-                    queue.undo_pop()          # sent when the limiter's timer fires
-                    self.counters["tx_rate_limiter_throttled"] += 1
-                    break
-                try:
-                    if len(readable[0]) == VNET_HDR_SIZE:     # the usual layout: the header alone
-                        frame = [_TX_HEADER_VIEW, *readable[1:]]
-                    else:
-                        frame = [_TX_HEADER_VIEW, *_skip(readable, VNET_HDR_SIZE)]
-                    self.backend.write_frame(frame)
-                    self.counters["tx_bytes_count"] += length
-                    self.counters["tx_packets_count"] += 1
-                except OSError as e:
-                    self.counters["tx_fails"] += 1
-                    self.guest_error(f"{queue.name}: frame of {length} bytes not sent: {e}")
-                queue.add_used(mem, chain.head, 0)
-                returned += 1
-        finally:
-            if returned:
-                self.signal_used(TX_QUEUE)
+            if len(readable[0]) == VNET_HDR_SIZE:     # the usual layout: the header alone
+                frame = [_TX_HEADER_VIEW, *readable[1:]]
+            else:
+                frame = [_TX_HEADER_VIEW, *_skip(readable, VNET_HDR_SIZE)]
+            self.backend.write_frame(frame)
+            self.counters["tx_bytes_count"] += length
+            self.counters["tx_packets_count"] += 1
+        except OSError as e:
+            self.counters["tx_fails"] += 1
+            self.guest_error(f"{chain.queue_name}: frame of {length} bytes not sent: {e}")
+        return 0
+
+    def on_invalid_chain(self, index: int, error: InvalidChain) -> None:
+        self.guest_error(str(error))
+        if index == TX_QUEUE:
+            self.counters["tx_malformed_frames"] += 1
 
     # -- receive --
 
@@ -182,45 +173,38 @@ class Net(VirtioDevice):
         """Move waiting frames from the backend into the driver's receive buffers."""
         if not self.activated or self.mem is None or not self.queues[RX_QUEUE].ready:
             return
-        queue, mem, limiter = self.queues[RX_QUEUE], self.mem, self.rx_rate_limiter
-        returned = 0
-        try:
-            if self.deferred_rx is not None:
-                head, length = self.deferred_rx
-                if limiter is not None and not _admit(limiter, length):
-                    self.counters["rx_rate_limiter_throttled"] += 1
-                    return
-                self.deferred_rx = None
-                self._publish(head, length)
-                returned += 1
-            while limiter is None or not limiter.blocked:
-                chain = queue.pop_or_enable_notification(mem)
-                if chain is None:
-                    return            # frames wait in the backend until the driver adds buffers
-                try:
-                    readable, writable = chain.buffers()
-                    capacity = sum(len(b) for b in writable)
-                    if readable or capacity < VNET_HDR_SIZE:
-                        raise InvalidChain(f"{queue.name}: chain {chain.head} is not a device-writable "
-                                           f"buffer of at least {VNET_HDR_SIZE} bytes")
-                except InvalidChain as e:
-                    self.guest_error(str(e))
-                    queue.add_used(mem, chain.head, 0)
-                    returned += 1
-                    continue
-                length = self._read_into(writable, capacity)
-                if length is None:
-                    queue.undo_pop()  # nothing to receive: the chain stays available
-                    return
-                if limiter is not None and not _admit(limiter, length):
-                    self.deferred_rx = (chain.head, length)
-                    self.counters["rx_rate_limiter_throttled"] += 1
-                    return
-                self._publish(chain.head, length)
-                returned += 1
-        finally:
-            if returned:
-                self.signal_used(RX_QUEUE)
+        limiter = self.rx_rate_limiter
+        published = 0
+        if self.deferred_rx is not None:
+            head, length = self.deferred_rx
+            if limiter is not None and not limiter.admit(length):
+                self.counters["rx_rate_limiter_throttled"] += 1
+                return
+            self.deferred_rx = None
+            self._publish(head, length)
+            published = 1
+        # Frames wait in the backend while the limiter is blocked or the driver has no buffers.
+        self.serve(RX_QUEUE, self._receive, None if limiter is None else self._rx_unblocked, published)
+
+    def _rx_unblocked(self) -> bool:
+        return not self.rx_rate_limiter.blocked
+
+    def _receive(self, chain: DescriptorChain) -> int:
+        readable, writable = chain.buffers()
+        capacity = sum(len(b) for b in writable)
+        if readable or capacity < VNET_HDR_SIZE:
+            raise InvalidChain(f"{chain} is not a device-writable buffer of at least {VNET_HDR_SIZE} bytes")
+        length = self._read_into(writable, capacity)
+        if length is None:
+            return PUT_BACK           # nothing to receive: the chain stays available
+        limiter = self.rx_rate_limiter
+        if limiter is not None and not limiter.admit(length):
+            # The frame is in the chain already: publish it (`deferred_rx`) when the timer fires.
+            self.deferred_rx = (chain.head, length)
+            self.counters["rx_rate_limiter_throttled"] += 1
+            return KEEP
+        self._count_received(length)
+        return length
 
     def _read_into(self, writable: list[memoryview], capacity: int) -> int | None:
         """Read frames until one fits in `writable`; its length with the header, or None."""
@@ -242,6 +226,9 @@ class Net(VirtioDevice):
 
     def _publish(self, head: int, length: int) -> None:
         self.queues[RX_QUEUE].add_used(self.mem, head, length)
+        self._count_received(length)
+
+    def _count_received(self, length: int) -> None:
         self.counters["rx_bytes_count"] += length
         self.counters["rx_packets_count"] += 1
 
@@ -269,12 +256,3 @@ class Net(VirtioDevice):
             dev.deferred_rx = (head, length)
         return dev
 
-
-def _admit(limiter, nbytes: int) -> bool:
-    """One ops token and `nbytes` bandwidth tokens, or nothing taken."""
-    if not limiter.consume(1, OPS):
-        return False
-    if not limiter.consume(nbytes, BYTES):
-        limiter.manual_replenish(1, OPS)
-        return False
-    return True

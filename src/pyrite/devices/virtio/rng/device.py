@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from ..device import TYPE_RNG, VirtioDevice
+from ..device import PUT_BACK, TYPE_RNG, VirtioDevice
 from ..queue import InvalidChain
-from ..ratelimiter import BYTES, OPS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ..queue import DescriptorChain
     from .persist import EntropyState
 
 QUEUE_SIZE = 256                 # Firecracker's entropy queue size
@@ -51,40 +51,22 @@ class Entropy(VirtioDevice):
         return {"entropy_bytes": self.entropy_bytes, "entropy_event_count": self.entropy_event_count,
                 "entropy_rate_limiter_throttled": self.entropy_rate_limiter_throttled}
 
-    def _admit(self, nbytes: int) -> bool:
-        limiter = self.rate_limiter
-        if not limiter.consume(1, OPS):
-            return False
-        if not limiter.consume(nbytes, BYTES):
-            limiter.manual_replenish(1, OPS)
-            return False
-        return True
-
     def process_queue(self, index: int) -> None:
-        queue, mem = self.queues[index], self.mem
-        returned = 0
-        try:
-            while (chain := queue.pop_or_enable_notification(mem)) is not None:
-                try:
-                    readable, writable = chain.buffers()
-                    if readable:
-                        raise InvalidChain(f"{queue.name}: chain {chain.head} has a device-readable buffer")
-                    wanted = sum(len(b) for b in writable)
-                    if self.rate_limiter is not None and wanted and not self._admit(wanted):
-                        queue.undo_pop()      # served again when the limiter's timer fires
-                        self.entropy_rate_limiter_throttled += 1
-                        break
-                    written = self._fill(writable)
-                    self.entropy_bytes += written
-                    self.entropy_event_count += 1
-                except InvalidChain as e:
-                    self.guest_error(str(e))
-                    written = 0          # returning the chain empty is a complete answer here
-                queue.add_used(mem, chain.head, written)
-                returned += 1
-        finally:
-            if returned:
-                self.signal_used(index)
+        self.serve(index, self._serve_request)
+
+    def _serve_request(self, chain: DescriptorChain) -> int:
+        readable, writable = chain.buffers()
+        if readable:
+            # Returned with 0 bytes like any broken chain: a complete answer for this device.
+            raise InvalidChain(f"{chain} has a device-readable buffer")
+        wanted = sum(len(b) for b in writable)
+        if self.rate_limiter is not None and wanted and not self.rate_limiter.admit(wanted):
+            self.entropy_rate_limiter_throttled += 1
+            return PUT_BACK           # served again when the limiter's timer fires
+        written = self._fill(writable)
+        self.entropy_bytes += written
+        self.entropy_event_count += 1
+        return written
 
     def _fill(self, buffers: list[memoryview]) -> int:
         written = 0

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from struct import pack
 
-from ..device import TYPE_VSOCK, VirtioDevice
+from ..device import PUT_BACK, TYPE_VSOCK, VirtioDevice
 from ..queue import InvalidChain
 from .packet import (EVENT_TRANSPORT_RESET, HDR_SIZE, HOST_CID, MAX_PKT_PAYLOAD, OP_RST,
                      TYPE_STREAM, Header, PacketError, parse_tx, scatter)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ..queue import DescriptorChain
     from .persist import VsockState
 
 QUEUE_SIZE = 256                  # Firecracker's vsock queue size
@@ -64,25 +65,19 @@ class Vsock(VirtioDevice):
         # the event queue only holds buffers for transport resets: nothing to do on a kick
 
     def process_tx(self) -> None:
-        queue, mem = self.queues[TXQ], self.mem
-        returned = 0
+        self.serve(TXQ, self._transmit)
+
+    def _transmit(self, chain: DescriptorChain) -> int:
+        readable, _ = chain.buffers()
         try:
-            while (chain := queue.pop_or_enable_notification(mem)) is not None:
-                try:
-                    readable, _ = chain.buffers()
-                    hdr, payload = parse_tx(readable)
-                except (InvalidChain, PacketError) as e:
-                    self.guest_error(str(e))
-                    self.tx_dropped += 1
-                else:
-                    self.tx_packets += 1
-                    self.tx_bytes += len(payload)
-                    self._from_guest(hdr, payload)
-                queue.add_used(mem, chain.head, 0)
-                returned += 1
-        finally:
-            if returned:
-                self.signal_used(TXQ)
+            hdr, payload = parse_tx(readable)
+        except PacketError as e:
+            self.on_invalid_chain(TXQ, e)     # dropped and counted like a chain that cannot be walked
+            return 0
+        self.tx_packets += 1
+        self.tx_bytes += len(payload)
+        self._from_guest(hdr, payload)
+        return 0
 
     def _from_guest(self, hdr: Header, payload: bytes) -> None:
         if hdr.src_cid != self.guest_cid or hdr.dst_cid != HOST_CID or hdr.type != TYPE_STREAM:
@@ -97,39 +92,30 @@ class Vsock(VirtioDevice):
         """Give the guest what the backend has, as far as rx buffers allow."""
         if not self.activated or not self.queues[RXQ].ready:
             return
-        queue, mem = self.queues[RXQ], self.mem
-        returned = 0
-        try:
-            while self.backend.has_pending_rx():
-                chain = queue.pop_or_enable_notification(mem)
-                if chain is None:
-                    break                  # the guest's next rx kick brings us back
-                try:
-                    readable, writable = chain.buffers()
-                    room = sum(len(b) for b in writable)
-                    if readable or room < HDR_SIZE:
-                        raise InvalidChain(f"{queue.name}: chain {chain.head} has {room} writable bytes "
-                                           f"{'after readable ones' if readable else ''} (need >= {HDR_SIZE})")
-                except InvalidChain as e:
-                    self.guest_error(str(e))
-                    self.rx_dropped += 1
-                    queue.add_used(mem, chain.head, 0)
-                    returned += 1
-                    continue
-                packet = self.backend.recv_packet(min(room - HDR_SIZE, MAX_PKT_PAYLOAD))
-                if packet is None:
-                    queue.undo_pop()
-                    break
-                hdr, payload = packet
-                hdr.len = len(payload)
-                written = scatter(writable, hdr.pack() + payload) if payload else scatter(writable, hdr.pack())
-                self.rx_packets += 1
-                self.rx_bytes += len(payload)
-                queue.add_used(mem, chain.head, written)
-                returned += 1
-        finally:
-            if returned:
-                self.signal_used(RXQ)
+        self.serve(RXQ, self._receive, self.backend.has_pending_rx)
+
+    def _receive(self, chain: DescriptorChain) -> int:
+        readable, writable = chain.buffers()
+        room = sum(len(b) for b in writable)
+        if readable or room < HDR_SIZE:
+            raise InvalidChain(f"{chain} has {room} writable bytes "
+                               f"{'after readable ones' if readable else ''} (need >= {HDR_SIZE})")
+        packet = self.backend.recv_packet(min(room - HDR_SIZE, MAX_PKT_PAYLOAD))
+        if packet is None:
+            return PUT_BACK
+        hdr, payload = packet
+        hdr.len = len(payload)
+        written = scatter(writable, hdr.pack() + payload) if payload else scatter(writable, hdr.pack())
+        self.rx_packets += 1
+        self.rx_bytes += len(payload)
+        return written
+
+    def on_invalid_chain(self, index: int, error: Exception) -> None:
+        self.guest_error(str(error))
+        if index == TXQ:
+            self.tx_dropped += 1
+        else:
+            self.rx_dropped += 1
 
     def send_transport_reset(self) -> bool:
         """VIRTIO_VSOCK_EVENT_TRANSPORT_RESET on the event queue (after a snapshot restore the
