@@ -2,7 +2,8 @@
 
 One request queue; no configuration space and no device-specific features. The driver
 places device-writable buffers in the queue; the device fills each with bytes from
-`source(n)` (the host's getrandom by default) and returns it with the count written.
+`source(n)` (the kernel's getrandom by default; the VMM gives it OpenSSL's DRBG, see
+backend.py) and returns it with the count written.
 
 A chain with a device-readable buffer breaks 5.4.6.1 ("The driver MUST NOT place
 driver-readable buffers into the queue"): it is returned with 0 bytes written, and so is a
@@ -15,11 +16,11 @@ timer calls `RateLimiter.timer_expired()` and kicks the queue again.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from ..device import PUT_BACK, TYPE_RNG, VirtioDevice
 from ..queue import InvalidChain
+from .backend import host_random
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,17 +30,11 @@ if TYPE_CHECKING:
 QUEUE_SIZE = 256                 # Firecracker's entropy queue size
 
 
-def _host_random(n: int) -> bytes:
-    # getrandom(2) without GRND_NONBLOCK blocks only before the kernel's pool is initialised.
-    getrandom = getattr(os, "getrandom", None)
-    return getrandom(n) if getrandom is not None else os.urandom(n)
-
-
 class Entropy(VirtioDevice):
     device_type = TYPE_RNG
     name = "entropy"
 
-    def __init__(self, source: Callable[[int], bytes] = _host_random, queue_size: int = QUEUE_SIZE,
+    def __init__(self, source: Callable[[int], bytes] = host_random, queue_size: int = QUEUE_SIZE,
                  rate_limiter=None):
         super().__init__((queue_size,))
         self.source = source
@@ -83,7 +78,7 @@ class Entropy(VirtioDevice):
         return EntropyState(virtio=self.virtio_state())
 
     @classmethod
-    def from_state(cls, state: EntropyState, source: Callable[[int], bytes] = _host_random) -> Entropy:
+    def from_state(cls, state: EntropyState, source: Callable[[int], bytes] = host_random) -> Entropy:
         dev = cls(source)
         dev.load_virtio_state(state.virtio)
         return dev

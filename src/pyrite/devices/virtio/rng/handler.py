@@ -14,5 +14,7 @@ class EntropyHandler(VirtioHandler):
 
     @classmethod
     def create(cls, entropy) -> EntropyHandler:
+        from .backend import drbg_random
         from .device import Entropy
-        return cls(entropy, Entropy(rate_limiter=rate_limiter(entropy.rate_limiter, "entropy device")))
+        return cls(entropy, Entropy(source=drbg_random,
+                                    rate_limiter=rate_limiter(entropy.rate_limiter, "entropy device")))
