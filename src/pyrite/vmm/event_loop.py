@@ -250,11 +250,13 @@ class EventLoop:
         cpu_clock = time.thread_time_ns
         start, start_cpu = clock(), cpu_clock()
         end = start + POLL_SLICE_NS
+        found = False
         while pollers:
             now = clock()
             for poller, policy in list(pollers.items()):
                 try:
                     if poller.poll():
+                        found = True
                         policy.worked(clock())
                     elif policy.expired(now):
                         if poller.end_polling():
@@ -268,8 +270,8 @@ class EventLoop:
             if now >= end:
                 break
         now = clock()
-        if self.contention.slice_done(now - start, cpu_clock() - start_cpu, now):
-            self._stop_polling()
+        if not found and self.contention.slice_done(now - start, cpu_clock() - start_cpu, now):
+            self._stop_polling()     # preempted and nothing to do: polling only takes a turn
 
     def _stop_polling(self) -> None:
         """End every poller's polling now; a driver that added work meanwhile is served first.
