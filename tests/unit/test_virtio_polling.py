@@ -242,21 +242,28 @@ def test_event_loop_polls_a_poller_once_its_kicks_come_close_together():
     assert poller.calls[0] == "begin" and poller.calls[-1] == "end"
 
 
-def test_event_loop_stops_polling_when_the_cpu_is_contended():
+def test_event_loop_stops_polling_when_the_cpu_is_contended_and_there_is_no_work():
     loop = EventLoop()
     loop.contention = ContentionGuard(stolen_ns=-1)          # every slice looks preempted
+    busy_ns = 3_000_000
 
-    class Busy(FakePoller):
+    class WorkThenIdle(FakePoller):
+        started = None
+
         def poll(self):
             self.calls.append("poll")
-            return True                                      # always work: only contention ends it
+            now = time.monotonic_ns()
+            self.started = self.started or now
+            return now - self.started < busy_ns               # work for 3 ms, then none
 
-    poller = Busy(work=0)
-    loop.poll_policy(poller).window_ns = el.POLL_MAX_NS
+    poller = WorkThenIdle(work=0)
+    loop.poll_policy(poller).window_ns = 10 * 10**9          # only contention can end it soon
     try:
         loop.start()
+        begun = time.monotonic_ns()
         run_on_loop(loop, lambda: loop.start_polling(poller))
-        assert poller.done.wait(2)                           # ended after one slice
+        assert poller.done.wait(2)                           # ended by the first idle, preempted slice
+        assert time.monotonic_ns() - begun >= busy_ns        # not while slices still found work
         assert not loop.contention.may_poll(time.monotonic_ns())
         calls = len(poller.calls)
         run_on_loop(loop, lambda: loop.start_polling(poller))   # during the back-off: not polled

@@ -17,9 +17,11 @@ adapts (PollPolicy), as QEMU's poll-max-ns / poll-grow / poll-shrink do:
   next kick later than POLL_MAX_NS, halves it (under POLL_GROW_START_NS: 0);
 - the loop stops polling when the host's CPUs are contended: while polling, the thread's CPU
   time (time.thread_time_ns) should keep up with wall time; a slice in which the thread was
-  off the CPU for POLL_STOLEN_NS or more means something else wanted this CPU (another
-  process, or the guest's own vCPU thread), and then a polling thread only waits for its
-  turn, while a sleeping one is woken at once by the kick. Polling then stops for a back-off
+  off the CPU for POLL_STOLEN_NS or more and found no work means something else wanted this
+  CPU (another process, or the guest's own vCPU thread), and then a polling thread only waits
+  for its turn, while a sleeping one is woken at once by the kick. (A preempted slice that
+  found work keeps polling: under load the requests still come faster than wake-ups would
+  serve them.) Polling then stops for a back-off
   (POLL_BACKOFF_MIN_NS, doubling per contended attempt up to POLL_BACKOFF_MAX_NS, back to the
   minimum after POLL_BACKOFF_MIN_NS of polling that was not preempted).
 
