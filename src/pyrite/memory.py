@@ -34,17 +34,27 @@ class Region:
 class GuestMemory:
     """RAM made of disjoint regions; every access is bounds-checked and may not straddle regions."""
 
-    def __init__(self, layout: list[tuple[int, int]]):
+    def __init__(self, layout: list[tuple[int, int]], file_fd: int | None = None):
+        """Anonymous RAM; or, with `file_fd`, the file's pages mapped copy-on-write (MAP_PRIVATE:
+        read lazily, shared with every other mapping of the file until written), the regions
+        end to end in the file as a snapshot's memory file holds them."""
         if not layout:
             raise GuestMemoryError("guest memory needs at least one region")
         regions = []
+        offset = 0
         for gpa, size in sorted(layout):
             if size <= 0 or size % mmap.PAGESIZE or gpa % mmap.PAGESIZE:
                 raise GuestMemoryError(f"region at {gpa:#x} size {size:#x} is not page-aligned")
             if regions and gpa < regions[-1].end:
                 raise GuestMemoryError(f"region at {gpa:#x} overlaps the one before it")
-            flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
-            regions.append(Region(gpa, size, mmap.mmap(-1, size, flags=flags)))
+            if file_fd is None:
+                flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+                mem = mmap.mmap(-1, size, flags=flags)
+            else:
+                mem = mmap.mmap(file_fd, size, flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_NORESERVE", 0),
+                                prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=offset)
+            regions.append(Region(gpa, size, mem))
+            offset += size
         self.regions: tuple[Region, ...] = tuple(regions)
 
     @property

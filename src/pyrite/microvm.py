@@ -42,16 +42,48 @@ class MicroVM:
                 vsock=_vsock(vsock), entropy=_entropy(entropy))
         except (ConfigError, TypeError) as e:
             raise InvalidConfigError(str(e)) from e
+        self._build(console, lambda out, in_fd: build_for_boot(self.resources, console_out=out, console_in=in_fd,
+                                                                on_boot_timer=boot_timer))
+
+    def _build(self, console, build) -> None:
         self._sink = BufferSink(tee=console)
         self._input_r, self._input_w = os.pipe()
         os.set_blocking(self._input_r, False)
         try:
-            self._vmm = build_for_boot(self.resources, console_out=self._sink, console_in=self._input_r,
-                                       on_boot_timer=boot_timer)
+            self._vmm = build(self._sink, self._input_r)
         except BaseException:
             os.close(self._input_r)
             os.close(self._input_w)
             raise
+
+    @classmethod
+    def restore(cls, snapshot_path, mem_file_path, *, resume: bool = True, console=None,
+                network_overrides: dict[str, str] | None = None, vsock_uds_path=None,
+                clock_realtime: bool = False) -> "MicroVM":
+        """A microVM started from a snapshot (Firecracker's PUT /snapshot/load with the File
+        backend): running, or paused with `resume=False`. `network_overrides` maps an interface
+        id to the TAP it gets here; `vsock_uds_path` gives the vsock device its own socket.
+        Raises pyrite.snapshot.microvm.SnapshotError naming the file and the check that failed."""
+        from pyrite.config import NetworkOverride, VsockOverride
+        from pyrite.snapshot.microvm import apply_overrides, load_snapshot, read_snapshot, saved_resources
+        snapshot_path, mem_file_path = os.fspath(snapshot_path), os.fspath(mem_file_path)
+        state = read_snapshot(snapshot_path)
+        resources = saved_resources(state, snapshot_path)
+        apply_overrides(resources, [NetworkOverride(iface_id=k, host_dev_name=v)
+                                    for k, v in (network_overrides or {}).items()],
+                        None if vsock_uds_path is None else VsockOverride(uds_path=os.fspath(vsock_uds_path)))
+        vm = cls.__new__(cls)
+        vm.resources = resources
+        vm._build(console, lambda out, in_fd: load_snapshot(state, resources, mem_file_path, snapshot_path=snapshot_path,
+                                                            clock_realtime=clock_realtime, console_out=out,
+                                                            console_in=in_fd))
+        vm._vmm.start(paused=not resume)
+        return vm
+
+    def snapshot(self, snapshot_path, mem_file_path) -> None:
+        """Write a Full snapshot of this paused microVM (Firecracker's PUT /snapshot/create)."""
+        from pyrite.snapshot.microvm import create_snapshot
+        create_snapshot(self._vmm, self.resources, os.fspath(snapshot_path), os.fspath(mem_file_path))
 
     # life cycle
     def start(self) -> "MicroVM":

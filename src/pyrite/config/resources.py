@@ -82,7 +82,9 @@ class VmResources:
         return cls.from_json_bytes(encode_json(obj).encode())
 
     @classmethod
-    def from_json_bytes(cls, data: bytes) -> "VmResources":
+    def from_json_bytes(cls, data: bytes, *, kernel_needed: bool = True) -> "VmResources":
+        """`kernel_needed=False` for a snapshot's configuration: the restored VM does not load
+        its kernel, so the boot source is kept as recorded without opening the files."""
         try:
             values = _decode_config_file(data)
         except DecodeError as e:
@@ -96,7 +98,10 @@ class VmResources:
             res.set_machine_config(values["machine-config"])
         if values.get("cpu-config") is not None:
             res.set_cpu_config(_load_cpu_template(values["cpu-config"]))
-        res.set_boot_source(values["boot-source"])
+        if kernel_needed:
+            res.set_boot_source(values["boot-source"])
+        else:
+            res.boot_source = values["boot-source"]
         for drive in values.get("drives") or []:
             res.add_drive(drive.drive_id, drive)
         for pmem in values.get("pmem") or []:

@@ -7,6 +7,7 @@
 """
 from . import exits
 from .errors import KvmError
+from .ioctls import KVM_MEM_LOG_DIRTY_PAGES
 from .kick import install_kick_handler, kick, kick_signal, kick_thread
 from .system import System
 from .types import CpuidEntry
@@ -14,7 +15,7 @@ from .vcpu import Vcpu
 from .vm import Vm
 
 __all__ = ["System", "Vm", "Vcpu", "KvmError", "exits", "CpuidEntry", "Cap", "ExitReason",
-           "kick", "kick_signal", "kick_thread", "install_kick_handler"]
+           "kick", "kick_signal", "kick_thread", "install_kick_handler", "KVM_MEM_LOG_DIRTY_PAGES"]
 
 
 def __getattr__(name: str):

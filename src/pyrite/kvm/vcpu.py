@@ -80,6 +80,9 @@ class Vcpu:
     def __init__(self, fd: int, index: int, mmap_size: int):
         self.fd = fd
         self.index = index
+        # What set_cpuid2 was last given: a snapshot saves this, since KVM_GET_CPUID2 may answer
+        # with something else (seen on KVM's PVM back end: the host's own CPUID).
+        self.cpuid: list[CpuidEntry] = []
         try:
             self._run = mmap.mmap(fd, mmap_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except OSError as e:
@@ -284,6 +287,7 @@ class Vcpu:
             dst.function, dst.index, dst.flags = src.function, src.index, src.flags
             dst.eax, dst.ebx, dst.ecx, dst.edx = src.eax, src.ebx, src.ecx, src.edx
         call(self.fd, io.KVM_SET_CPUID2, cpuid)
+        self.cpuid = list(entries)
 
     def get_cpuid2(self, max_entries: int = io.MAX_CPUID_ENTRIES) -> list[CpuidEntry]:
         cpuid = s.with_entries(s.kvm_cpuid2, max_entries)()

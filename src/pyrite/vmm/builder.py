@@ -32,7 +32,7 @@ from .machine import create_machine
 from .vcpu import RunControl, VcpuThread
 from .vmm import LegacyDevices, Vmm
 
-__all__ = ["BuildError", "build_for_boot", "log_boot_time"]
+__all__ = ["BuildError", "build_for_boot", "build_for_restore", "log_boot_time"]
 
 
 def _image_path(what: str, path: str, error: type[BuildError]) -> str:
@@ -101,32 +101,80 @@ def build_for_boot(resources, *, console_out=None, console_in: int | None = None
             except LoaderError as e:
                 raise InitrdLoadError(str(e)) from e
 
-        control = RunControl()
-        pio, mmio = Bus("port I/O"), Bus("MMIO")
-        vmm_box: list[Vmm] = []  # devices call into the Vmm built below
-        finish = lambda result: vmm_box[0].finish(result)  # noqa: E731
-        legacy = _attach_legacy_devices(vm, pio, mmio, closers, finish, console_out, start_ns, on_boot_timer)
-        slots = _plan_slots(resources)
-        virtio = _attach_virtio_devices(vm, mmio, memory, event_loop, slots, closers)
-        if console_in is not None:
-            _attach_console_input(event_loop, legacy.console, console_in)
-        params = _write_boot_params(memory, kernel, initrd, mem_size, vcpu_count,
-                                    kernel_cmdline(resources.kernel_cmdline, slots))
+        params = None
+
+        def configure(vcpu, index: int, supported) -> None:
+            _configure_vcpu(vcpu, index, vcpu_count, supported, memory, params)
 
         def describe(vcpu, ex) -> str:
             from .crash import register_dump   # only a failing guest needs the crash report
             from pyrite.arch.x86_64.loader.symbols import elf_symbolizer
             return register_dump(vcpu, memory, symbolize or elf_symbolizer(kernel_path))
 
-        threads = _create_vcpus(system, vm, vcpu_count, memory, params, closers,
-                                lambda index, vcpu: VcpuThread(index, vcpu, pio, mmio, control, finish, describe))
+        def write_boot_params(cmdline: str) -> None:
+            nonlocal params
+            params = _write_boot_params(memory, kernel, initrd, mem_size, vcpu_count, cmdline)
+
+        vmm = _assemble(resources, system, vm, memory, event_loop, closers, console_out, console_in,
+                        start_ns, on_boot_timer, write_boot_params, configure, describe)
     except BaseException:
         event_loop.stop()        # closes its epoll fd: it never ran
         _close_all(closers)
         raise
+    vmm.kernel, vmm.boot_params = kernel, params
+    return vmm
+
+
+def build_for_restore(resources, memory: GuestMemory, *, console_out=None, console_in: int | None = None,
+                      kvm_path: str = "/dev/kvm", machine: tuple[kvm.System, kvm.Vm] | None = None,
+                      track_dirty_pages: bool = False) -> Vmm:
+    """Build a stopped microVM around `memory` (a snapshot's guest RAM) from `resources`, as
+    build_for_boot does but with no kernel, boot parameters or vCPU set-up: the caller gives each
+    piece its saved state (pyrite.snapshot) before `Vmm.start()`. The build owns `memory`."""
+    closers: list = [memory.close]
+    if machine is not None:
+        closers += [machine[0].close, machine[1].close]
+    event_loop = EventLoop()
+    try:
+        kvm.install_kick_handler()
+        if machine is None:
+            machine = _create_machine(kvm_path)
+            closers += [machine[0].close, machine[1].close]
+        system, vm = machine
+        _register_memory(vm, memory, track_dirty_pages)
+
+        def describe(vcpu, ex) -> str:
+            from .crash import register_dump
+            return register_dump(vcpu, memory)
+
+        vmm = _assemble(resources, system, vm, memory, event_loop, closers, console_out, console_in,
+                        time.monotonic_ns(), None, None, None, describe)
+    except BaseException:
+        event_loop.stop()
+        _close_all(closers)
+        raise
+    return vmm
+
+
+def _assemble(resources, system, vm, memory, event_loop, closers, console_out, console_in, start_ns,
+              on_boot_timer, write_boot_params, configure_vcpu, describe) -> Vmm:
+    """Devices, boot parameters (when `write_boot_params` is given) and vCPUs around a VM with
+    its memory: the steps a boot and a restore share."""
+    control = RunControl()
+    pio, mmio = Bus("port I/O"), Bus("MMIO")
+    vmm_box: list[Vmm] = []  # devices call into the Vmm built below
+    finish = lambda result: vmm_box[0].finish(result)  # noqa: E731
+    legacy = _attach_legacy_devices(vm, pio, mmio, closers, finish, console_out, start_ns, on_boot_timer)
+    slots = _plan_slots(resources)
+    virtio = _attach_virtio_devices(vm, mmio, memory, event_loop, slots, closers)
+    if console_in is not None:
+        _attach_console_input(event_loop, legacy.console, console_in)
+    if write_boot_params is not None:
+        write_boot_params(kernel_cmdline(resources.kernel_cmdline, slots))
+    threads = _create_vcpus(system, vm, resources.machine_config.vcpu_count, closers, configure_vcpu,
+                            lambda index, vcpu: VcpuThread(index, vcpu, pio, mmio, control, finish, describe))
     vmm = Vmm(system=system, vm=vm, memory=memory, vcpus=threads, control=control,
               event_loop=event_loop, legacy=legacy, closers=closers, virtio=virtio)
-    vmm.kernel, vmm.boot_params = kernel, params
     vmm_box.append(vmm)
     return vmm
 
@@ -147,12 +195,17 @@ def _create_memory(vm, mem_size: int, closers: list) -> GuestMemory:
     except (GuestMemoryError, OSError) as e:
         raise MemorySetupError(f"guest memory of {mem_size >> 20} MiB: {e}") from e
     closers.append(memory.close)
+    _register_memory(vm, memory)
+    return memory
+
+
+def _register_memory(vm, memory: GuestMemory, track_dirty_pages: bool = False) -> None:
+    flags = kvm.KVM_MEM_LOG_DIRTY_PAGES if track_dirty_pages else 0
     try:
         for slot, region in enumerate(memory.regions):
-            vm.set_user_memory_region(slot, region.gpa, region.size, region.host_addr)
+            vm.set_user_memory_region(slot, region.gpa, region.size, region.host_addr, flags)
     except kvm.KvmError as e:
-        raise MemorySetupError(f"guest memory of {mem_size >> 20} MiB: {e}") from e
-    return memory
+        raise MemorySetupError(f"guest memory of {memory.size >> 20} MiB: {e}") from e
 
 
 def _write_boot_params(memory, kernel, initrd, mem_size: int, vcpu_count: int, cmdline: str):
@@ -184,14 +237,16 @@ def _attach_virtio_devices(vm, mmio: Bus, memory, loop, slots: list, closers: li
     return handlers
 
 
-def _create_vcpus(system, vm, count: int, memory, params, closers: list, make_thread) -> list:
-    supported = system.get_supported_cpuid()
+def _create_vcpus(system, vm, count: int, closers: list, configure, make_thread) -> list:
+    """`count` vCPUs, each set up for boot by `configure` (none on a restore: saved state follows)."""
+    supported = system.get_supported_cpuid() if configure is not None else None
     threads = []
     for index in range(count):
         try:
             vcpu = vm.create_vcpu(index)
             closers.append(vcpu.close)
-            _configure_vcpu(vcpu, index, count, supported, memory, params)
+            if configure is not None:
+                configure(vcpu, index, supported)
         except (kvm.KvmError, CpuidError) as e:
             raise VcpuSetupError(f"vCPU {index}: {e}") from e
         threads.append(make_thread(index, vcpu))

@@ -47,14 +47,20 @@ class Vmm:
         self.started_ns: int | None = None
 
     # life cycle -----------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, paused: bool = False) -> None:
+        """Run the vCPUs; with `paused` (a restored VM not yet resumed) they park before entering
+        the guest until resume()."""
         if self.state != NOT_STARTED:
             raise RuntimeError("the microVM is already started")
         self.started_ns = time.monotonic_ns()
+        if paused:
+            self.control.paused = True
+            for v in self.vcpus:
+                v.vcpu.set_immediate_exit(True)    # the first KVM_RUN returns at once: park
         self.event_loop.start()
         for v in self.vcpus:
             v.start()
-        self.state = RUNNING
+        self.state = PAUSED if paused else RUNNING
 
     def pause(self) -> None:
         """Returns once every vCPU has left KVM_RUN and parked; PauseError (and still Running)

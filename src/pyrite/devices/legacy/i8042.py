@@ -125,7 +125,13 @@ class I8042:
     @classmethod
     def from_state(cls, state: I8042State, reset: Callable[[], None],
                    kbd_irq: Callable[[], None] = lambda: None) -> "I8042":
-        """Rebuild the controller from ``state``, validating it; re-raises IRQ 1 for queued bytes."""
+        """Rebuild the controller from ``state`` (see restore)."""
+        dev = cls(reset, kbd_irq)
+        dev.restore(state)
+        return dev
+
+    def restore(self, state: I8042State) -> None:
+        """Take ``state``, validating it first (I8042Error); re-raises IRQ 1 for queued bytes."""
         if len(state.buffer) > BUF_SIZE:
             raise I8042Error(f"i8042 state: buffer holds {len(state.buffer)} bytes, "
                              f"at most {BUF_SIZE}")
@@ -135,13 +141,11 @@ class I8042:
                 raise I8042Error(f"i8042 state: {name} = {value!r} is not a byte")
         if any(not isinstance(b, int) or not 0 <= b <= 0xFF for b in state.buffer):
             raise I8042Error("i8042 state: buffer holds a value that is not a byte")
-        dev = cls(reset, kbd_irq)
-        dev._load(state)
+        self._load(state)
         # OBF mirrors the buffer.
-        dev.status = (dev.status & ~SB_OUT_DATA_AVAIL) | (SB_OUT_DATA_AVAIL if dev.buffer else 0)
-        if dev.buffer:
-            dev._trigger_kbd_irq()
-        return dev
+        self.status = (self.status & ~SB_OUT_DATA_AVAIL) | (SB_OUT_DATA_AVAIL if self.buffer else 0)
+        if self.buffer:
+            self._trigger_kbd_irq()
 
     # -- buffer -------------------------------------------------------------------------
 

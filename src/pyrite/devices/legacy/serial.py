@@ -152,7 +152,13 @@ class Serial:
     def from_state(cls, state: SerialState, irq: Callable[[], None], out: BinaryIO | None,
                    on_input_drained: Callable[[], None] | None = None, *,
                    buffer_output: bool = False) -> "Serial":
-        """Rebuild a UART from ``state``, validating it, and re-raise any pending interrupt."""
+        """Rebuild a UART from ``state`` (see restore)."""
+        serial = cls(irq, out, on_input_drained, buffer_output=buffer_output)
+        serial.restore(state)
+        return serial
+
+    def restore(self, state: SerialState) -> None:
+        """Take ``state``, validating it first (SerialError), and re-raise any pending interrupt."""
         if len(state.rx_fifo) > FIFO_SIZE:
             raise SerialError(f"serial state: rx_fifo holds {len(state.rx_fifo)} bytes, "
                               f"the FIFO holds at most {FIFO_SIZE}")
@@ -162,10 +168,8 @@ class Serial:
                 raise SerialError(f"serial state: register {name} = {value!r} is not a byte")
         if any(not isinstance(b, int) or not 0 <= b <= 0xFF for b in state.rx_fifo):
             raise SerialError("serial state: rx_fifo holds a value that is not a byte")
-        serial = cls(irq, out, on_input_drained, buffer_output=buffer_output)
-        serial._load(state)
-        serial._update_irq()
-        return serial
+        self._load(state)
+        self._update_irq()
 
     # -- interrupts ---------------------------------------------------------------------
 

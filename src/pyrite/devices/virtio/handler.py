@@ -12,7 +12,9 @@ wire it without knowing which device it is (Firecracker's attach_* step and even
     cmdline_words(config)     what it adds to the kernel command line before its MMIO slot
     update(update)            a PATCH after boot (DeviceUpdateError names what failed)
     metrics_group, metrics()  its Firecracker metrics group and counters
-    state()                   its saved record
+    state_types()             its saved records' classes: (device record, transport record)
+    state(), restore(...)     its saved records, and taking them back after attach()
+    restored_device(record)   the device rebuilt from its record around this one's backend
 
 The transport is touched by vCPU threads (MMIO) and by the event loop's thread (queue
 kicks, timers, host fds), so every access goes through `lock`, as Firecracker holds a mutex
@@ -114,9 +116,27 @@ class VirtioHandler:
         with self.lock:
             return self.device.metrics()
 
-    def state(self):
+    @staticmethod
+    def state_types() -> tuple[type, type]:
+        raise NotImplementedError
+
+    def state(self) -> tuple:
+        """(device record, transport record); taken while the vCPUs are paused."""
         with self.lock:
-            return self.device.state()
+            return self.device.state(), self.transport.state()
+
+    def restore(self, device_state, transport_state, memory) -> None:
+        """After attach(): the device and its transport rebuilt from saved records, keeping this
+        handler's backend, limiters and interrupt line (VirtioStateError names what does not fit)."""
+        from .mmio import MmioTransport
+        with self.lock:
+            device = self.restored_device(device_state)
+            self.transport = MmioTransport.from_state(transport_state, device, memory,
+                                                      self.transport.interrupt, log=self.log)
+            self.device = device
+
+    def restored_device(self, state):
+        raise NotImplementedError
 
     def close(self) -> None:
         backend = getattr(self.device, "backend", None)

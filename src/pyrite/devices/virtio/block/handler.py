@@ -35,6 +35,19 @@ class BlockHandler(VirtioHandler):
         root = f"root=PARTUUID={drive.partuuid}" if drive.partuuid else "root=/dev/vda"
         return [root, "ro" if drive.is_read_only else "rw"]
 
+    @staticmethod
+    def state_types() -> tuple[type, type]:
+        from ..persist import MmioTransportState
+        from .persist import BlockState
+        return BlockState, MmioTransportState
+
+    def restored_device(self, state):
+        from .device import Block, VIRTIO_BLK_F_FLUSH
+        old = self.device
+        device = Block.from_state(state, old.backend, flush=bool(old.avail_features >> VIRTIO_BLK_F_FLUSH & 1))
+        device.rate_limiter = old.rate_limiter
+        return device
+
     def update(self, update) -> None:
         """PATCH /drives (a DriveUpdate): swap the backing file (the driver gets a configuration
         change interrupt and the new capacity) and/or update the rate limiter's buckets."""

@@ -45,6 +45,18 @@ class NetHandler(VirtioHandler):
         limiter = self.device.tx_rate_limiter
         return (limiter,) if limiter is not None else ()
 
+    @staticmethod
+    def state_types() -> tuple[type, type]:
+        from ..persist import MmioTransportState
+        from .persist import NetState
+        return NetState, MmioTransportState
+
+    def restored_device(self, state):
+        from .device import Net
+        old = self.device
+        return Net.from_state(state, old.backend, rx_rate_limiter=old.rx_rate_limiter,
+                              tx_rate_limiter=old.tx_rate_limiter)
+
     def attach(self, loop) -> None:
         super().attach(loop)
         loop.add(self.device.backend.fileno(), self.on_tap_readable, select.EPOLLIN | select.EPOLLET)

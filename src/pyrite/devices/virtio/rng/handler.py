@@ -18,3 +18,15 @@ class EntropyHandler(VirtioHandler):
         from .device import Entropy
         return cls(entropy, Entropy(source=drbg_random,
                                     rate_limiter=rate_limiter(entropy.rate_limiter, "entropy device")))
+
+    @staticmethod
+    def state_types() -> tuple[type, type]:
+        from ..persist import MmioTransportState
+        from .persist import EntropyState
+        return EntropyState, MmioTransportState
+
+    def restored_device(self, state):
+        from .device import Entropy
+        device = Entropy.from_state(state, source=self.device.source)
+        device.rate_limiter = self.device.rate_limiter
+        return device

@@ -36,6 +36,23 @@ class VsockHandler(VirtioHandler):
         self.device.backend.log = self.log
         self.device.backend.start(self)
 
+    @staticmethod
+    def state_types() -> tuple[type, type]:
+        from ..persist import MmioTransportState
+        from .persist import VsockState
+        return VsockState, MmioTransportState
+
+    def restored_device(self, state):
+        from .device import Vsock
+        return Vsock.from_state(state, self.device.backend)
+
+    def restore(self, device_state, transport_state, memory) -> None:
+        """Connections are not saved: the guest is told VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, as
+        Firecracker does after a restore, and reconnects."""
+        super().restore(device_state, transport_state, memory)
+        with self.lock:
+            self.device.send_transport_reset()
+
     # -- the backend's watcher
     def set_interest(self, fd: int, events: int) -> None:
         self.loop.remove(fd)

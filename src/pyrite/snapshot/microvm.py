@@ -1,0 +1,228 @@
+"""Snapshot a paused microVM to a state file and a memory file, and build one back from them.
+
+The state file (format.py) holds the configuration (Firecracker's config-file JSON, as GET
+/vm/config shows it), the memory layout, each vCPU's and the VM's KVM state (kvm_state.py)
+and every device's record (records.py). The memory file holds guest RAM raw, the regions end
+to end; a load maps it MAP_PRIVATE, so nothing is copied up front and clones of one snapshot
+share its page cache.
+
+A load is a build from the saved configuration (pyrite.vmm.builder.build_for_restore) and
+then each piece taking its saved record: the VM's irqchip, PIT and clock, each vCPU, the
+serial port and i8042, each virtio device and its transport.
+"""
+from __future__ import annotations
+
+import os
+
+import pyrite
+from pyrite import kvm
+from pyrite.arch.x86_64 import layout
+from pyrite.devices.legacy.i8042 import I8042Error
+from pyrite.devices.legacy.persist import I8042State, SerialState
+from pyrite.devices.legacy.serial import SerialError
+from pyrite.devices.virtio.device import VirtioStateError
+from pyrite.devices.virtio.queue import VirtioError
+from pyrite.memory import GuestMemory, GuestMemoryError
+from pyrite.vmm.builder import BuildError, build_for_restore
+from pyrite.vmm.vmm import PAUSED
+from . import format, kvm_state, records
+from .format import SnapshotFormatError
+from .kvm_state import StateMismatchError
+
+KIND = "pyrite microVM"
+
+
+class SnapshotError(Exception):
+    """A snapshot that cannot be created or loaded; the text says which file and why."""
+
+
+# -- create --------------------------------------------------------------------------------
+
+def create_snapshot(vmm, resources, snapshot_path: str, mem_file_path: str, snapshot_type: str = "Full") -> None:
+    """Write the paused `vmm` (built from `resources`) to `snapshot_path` and `mem_file_path`.
+    Each file is written under a temporary name and renamed, so a failure (a full disk) leaves
+    an older snapshot at those paths intact. OSError and SnapshotError name what failed."""
+    if vmm.state != PAUSED:
+        raise SnapshotError("the microVM must be paused to create a snapshot")
+    if snapshot_type != "Full":
+        raise SnapshotError(f"snapshot_type {snapshot_type}: pyrite writes Full snapshots only so far")
+    state = format.encode(capture(vmm, resources))
+    write_memory(vmm.memory, mem_file_path)
+    format.write_file(snapshot_path, state)
+
+
+def capture(vmm, resources) -> dict:
+    """The paused VM's state as the plain values of a state file."""
+    from pyrite.config.encode import encode_json
+    msrs = kvm_state.readable_msrs(vmm.system, vmm.vcpus[0].vcpu)
+    return {
+        "kind": KIND,
+        "pyrite": pyrite.__version__,
+        "config": encode_json(resources.to_json()),
+        "memory": [[r.gpa, r.size] for r in vmm.memory.regions],
+        "vm": kvm_state.save_vm(vmm.vm),
+        "vcpus": [kvm_state.save_vcpu(v.vcpu, msrs) for v in vmm.vcpus],
+        "serial": records.to_tree(vmm.legacy.serial.state()),
+        "i8042": records.to_tree(vmm.legacy.i8042.state()),
+        "devices": [_device_tree(handler) for handler in vmm.virtio],
+    }
+
+
+def _device_tree(handler) -> dict:
+    device_state, transport_state = handler.state()
+    return {"kind": handler.kind, "id": handler.id, "device": records.to_tree(device_state),
+            "transport": records.to_tree(transport_state)}
+
+
+def write_memory(memory, path: str) -> None:
+    """Guest RAM to `path`, the regions end to end (via a temporary name and a rename)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        for region in memory.regions:
+            view = memoryview(region.mem)
+            while view:
+                view = view[os.write(fd, view):]
+        os.close(fd)
+        fd = -1
+        os.rename(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# -- load ----------------------------------------------------------------------------------
+
+def read_snapshot(snapshot_path: str) -> dict:
+    """The state file's contents, checked to be a pyrite microVM snapshot (SnapshotError)."""
+    try:
+        state = format.read_file(snapshot_path)
+    except OSError as e:
+        raise SnapshotError(f"snapshot {snapshot_path}: {e.strerror}") from None
+    except SnapshotFormatError as e:
+        raise SnapshotError(f"snapshot {snapshot_path}: {e}") from None
+    if not isinstance(state, dict) or state.get("kind") != KIND:
+        raise SnapshotError(f"snapshot {snapshot_path}: not a pyrite microVM snapshot")
+    return state
+
+
+def saved_resources(state: dict, snapshot_path: str):
+    """The VmResources the snapshot was taken with (its kernel need not exist any more)."""
+    from pyrite.config import ConfigError, VmResources
+    config = state.get("config")
+    if not isinstance(config, str):
+        raise SnapshotError(f"snapshot {snapshot_path}: it holds no configuration")
+    try:
+        return VmResources.from_json_bytes(config.encode(), kernel_needed=False)
+    except ConfigError as e:
+        raise SnapshotError(f"snapshot {snapshot_path}: its configuration cannot be rebuilt here: {e}") from None
+
+
+def apply_overrides(resources, network_overrides=(), vsock_override=None) -> None:
+    """Firecracker's load-time overrides: a TAP per network interface, the vsock's socket path."""
+    from pyrite.config import NetworkInterface, Vsock
+    for override in network_overrides:
+        for i, iface in enumerate(resources.network_interfaces):
+            if iface.iface_id == override.iface_id:
+                resources.network_interfaces[i] = NetworkInterface(
+                    **{**iface.__dict__, "host_dev_name": override.host_dev_name})
+                break
+        else:
+            raise SnapshotError(f"network override: the snapshot has no network interface {override.iface_id}")
+    if vsock_override is not None:
+        if resources.vsock is None:
+            raise SnapshotError("vsock override: the snapshot has no vsock device")
+        resources.vsock = Vsock(**{**resources.vsock.__dict__, "uds_path": vsock_override.uds_path})
+
+
+def load_snapshot(state: dict, resources, mem_file_path: str, *, snapshot_path: str = "snapshot",
+                  clock_realtime: bool = False, track_dirty_pages: bool = False,
+                  console_out=None, console_in: int | None = None, machine=None):
+    """A stopped Vmm rebuilt from `state` (read_snapshot) and `resources` (saved_resources,
+    overrides applied) with guest RAM mapped from `mem_file_path`. SnapshotError says which
+    check failed (file, layout, vCPUs, CPU features, device records); BuildError a build step."""
+    where = f"snapshot {snapshot_path}"
+    regions = _saved_layout(state, resources, where)
+    vcpus = state.get("vcpus")
+    count = resources.machine_config.vcpu_count
+    if not isinstance(vcpus, list) or len(vcpus) != count:
+        raise SnapshotError(f"{where}: it holds {len(vcpus) if isinstance(vcpus, list) else 'no'} vCPU states "
+                            f"for a machine of {count} vCPUs")
+    memory = map_memory(mem_file_path, regions)
+    try:
+        vmm = build_for_restore(resources, memory, console_out=console_out, console_in=console_in,
+                                machine=machine, track_dirty_pages=track_dirty_pages)
+    except BaseException:
+        memory.close()
+        raise
+    try:
+        _restore_pieces(vmm, state, where, clock_realtime)
+    except BaseException:
+        vmm.close()
+        raise
+    return vmm
+
+
+def _saved_layout(state: dict, resources, where: str) -> list[tuple[int, int]]:
+    saved = state.get("memory")
+    expected = [list(r) for r in layout.ram_regions(resources.machine_config.mem_size_mib << 20)]
+    if saved != expected:
+        raise SnapshotError(f"{where}: its memory layout {saved!r:.80} cannot be rebuilt for "
+                            f"{resources.machine_config.mem_size_mib} MiB ({expected})")
+    return [tuple(r) for r in expected]
+
+
+def map_memory(path: str, regions: list[tuple[int, int]]) -> GuestMemory:
+    """The memory file mapped copy-on-write; SnapshotError if it does not hold the layout."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise SnapshotError(f"memory file {path}: {e.strerror}") from None
+    try:
+        size, needed = os.fstat(fd).st_size, sum(size for _, size in regions)
+        if size != needed:
+            raise SnapshotError(f"memory file {path}: {size} bytes, the snapshot's guest memory is {needed}")
+        try:
+            return GuestMemory(regions, file_fd=fd)
+        except (GuestMemoryError, OSError) as e:
+            raise SnapshotError(f"memory file {path}: cannot be mapped: {e}") from None
+    finally:
+        os.close(fd)
+
+
+def _restore_pieces(vmm, state: dict, where: str, clock_realtime: bool) -> None:
+    try:
+        kvm_state.check_cpu_features(state["vcpus"][0]["cpuid"], vmm.system.get_supported_cpuid(),
+                                     len(vmm.vcpus))
+        kvm_state.restore_vm(vmm.vm, state["vm"], clock_realtime)
+        for index, (thread, vcpu_state) in enumerate(zip(vmm.vcpus, state["vcpus"])):
+            kvm_state.restore_vcpu(thread.vcpu, vcpu_state, f"vCPU {index}")
+        vmm.legacy.serial.restore(records.from_tree(SerialState, state["serial"], "serial"))
+        vmm.legacy.i8042.restore(records.from_tree(I8042State, state["i8042"], "i8042"))
+        _restore_devices(vmm, state["devices"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise SnapshotError(f"{where}: a saved record is malformed ({type(e).__name__}: {e})") from None
+    except (StateMismatchError, SnapshotFormatError, SerialError, I8042Error, VirtioStateError,
+            VirtioError) as e:
+        raise SnapshotError(f"{where}: {e}") from None
+    except kvm.KvmError as e:
+        raise SnapshotError(f"{where}: KVM refused the saved state: {e}") from None
+
+
+def _restore_devices(vmm, saved: list) -> None:
+    handlers = vmm.virtio
+    described = [(d.get("kind"), d.get("id")) for d in saved]
+    configured = [(h.kind, h.id) for h in handlers]
+    if described != configured:
+        raise StateMismatchError(f"its devices {described} are not the configured ones {configured}")
+    for handler, record in zip(handlers, saved):
+        device_type, transport_type = handler.state_types()
+        name = f"{handler.kind} {handler.id}"
+        handler.restore(records.from_tree(device_type, record["device"], name),
+                        records.from_tree(transport_type, record["transport"], f"{name} transport"),
+                        vmm.memory)
