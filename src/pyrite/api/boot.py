@@ -123,6 +123,42 @@ def boot_microvm(resources, *, serial_out=None, on_boot_timer=None, metrics=None
     start_ns = start_ns if start_ns is not None else time.monotonic_ns()
     vmm = build_for_boot(resources, console_out=serial_out, on_boot_timer=on_boot_timer, start_ns=start_ns,
                          machine=machine)
+    handle = _handle(vmm, metrics)
+    handle.start()
+    return handle
+
+
+def load_microvm(params, *, serial_out=None, metrics=None, machine=None):
+    """PUT /snapshot/load: the microVM in `params` (a pyrite.config.SnapshotLoad) built from its
+    snapshot and started, Paused unless `resume_vm`. Returns (handle, the restored VmResources).
+    Raises pyrite.snapshot.microvm.SnapshotError or BuildError (see load_error_message)."""
+    from pyrite.snapshot.microvm import apply_overrides, load_snapshot, read_snapshot, saved_resources
+    try:
+        state = read_snapshot(params.snapshot_path)
+        resources = saved_resources(state, params.snapshot_path)
+        apply_overrides(resources, params.network_overrides, params.vsock_override)
+    except BaseException:
+        if machine is not None:
+            from pyrite.vmm.machine import release_machine
+            release_machine(machine)
+        raise
+    mem_file = params.mem_backend.backend_path if params.mem_backend is not None else params.mem_file_path
+    resources.machine_config.track_dirty_pages = params.track_dirty_pages or params.enable_diff_snapshots
+    vmm = load_snapshot(state, resources, mem_file, snapshot_path=params.snapshot_path,
+                        clock_realtime=params.clock_realtime, console_out=serial_out, machine=machine,
+                        track_dirty_pages=resources.machine_config.track_dirty_pages)
+    handle = _handle(vmm, metrics)
+    vmm.start(paused=not params.resume_vm)
+    return handle, resources
+
+
+def create_snapshot(handle, resources, params) -> None:
+    """PUT /snapshot/create (a pyrite.config.SnapshotCreate) on a paused microVM."""
+    from pyrite.snapshot.microvm import create_snapshot as create
+    create(handle._vmm, resources, params.snapshot_path, params.mem_file_path, params.snapshot_type)
+
+
+def _handle(vmm, metrics) -> MicroVmHandle:
     handle = MicroVmHandle(vmm)
     if metrics is not None:
         def vcpu_totals():
@@ -136,5 +172,41 @@ def boot_microvm(resources, *, serial_out=None, on_boot_timer=None, metrics=None
             "flush_count": serial.flush_count, "read_count": serial.rx_bytes,
             "write_count": serial.tx_bytes, "missed_write_count": serial.tx_lost})
         metrics.add_device_source(vmm.device_metrics)   # block_<id>, net_<id>, vsock, entropy
-    handle.start()
     return handle
+
+
+# Firecracker's texts for a failed PUT /snapshot/load and /snapshot/create, by error type
+# (pyrite.snapshot.microvm), after "Load snapshot error: " / "Create snapshot error: ".
+_RESTORE = "Failed to restore from snapshot: "
+LOAD_ERRORS: dict[str, str] = {
+    "StateFileError": _RESTORE + "Failed to get snapshot state from file: Failed to load snapshot state from file: {}",
+    "OverrideError": _RESTORE + "Failed to get snapshot state from file: {}",
+    "MemoryFileError": _RESTORE + "Failed to load guest memory: Error creating guest memory from file: {}",
+    "RestoreError": _RESTORE + "Failed to build microVM from snapshot: {}",
+    "BuildError": _RESTORE + "Failed to build microVM from snapshot: {}",
+}
+
+
+def load_error_message(error: Exception) -> str:
+    """What follows "Load snapshot error: " for a failed load."""
+    from pyrite.config.errors import io_error_text
+    name = type(error).__name__
+    if name == "SnapshotFileError":
+        if error.which == "snapshot":
+            return _RESTORE + f"Failed to get snapshot state from file: Failed to open snapshot file: " \
+                              f"{io_error_text(error.error)}"
+        return LOAD_ERRORS["MemoryFileError"].format(f"{error.path}: {io_error_text(error.error)}")
+    if isinstance(error, build.BuildError):
+        return LOAD_ERRORS["BuildError"].format(start_error_message(error))
+    return LOAD_ERRORS.get(name, "{}").format(error)
+
+
+def create_error_message(error: Exception) -> str:
+    """What follows "Create snapshot error: " for a failed create."""
+    from pyrite.config.errors import io_error_text
+    name = type(error).__name__
+    if name == "NotPausedError":
+        return "Cannot save the microVM state: Operation not allowed: save/restore unavailable while running"
+    if name == "SnapshotFileError":
+        return f"Cannot perform {error.operation} on the {error.which} backing file: {io_error_text(error.error)}"
+    return str(error)

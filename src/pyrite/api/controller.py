@@ -374,11 +374,48 @@ class ApiController:
     def op_getMemoryHotplug(self, _):
         require_supported("memory-hotplug")
 
+    # ------------------------------------------------------------------ snapshots
     def op_createSnapshot(self, params):
-        require_supported("snapshot")
+        if params.snapshot_type == "Diff" and not self.resources.machine_config.track_dirty_pages:
+            raise Fault("The requested operation is not supported: Diff snapshots are not allowed on uVMs "
+                        "with dirty page tracking disabled.")
+        from pyrite.snapshot.microvm import SnapshotError
+        from .boot import create_error_message, create_snapshot
+        started = time.monotonic_ns()
+        try:
+            create_snapshot(self.vmm, self.resources, params)
+        except SnapshotError as e:
+            raise Fault(f"Create snapshot error: {create_error_message(e)}") from None
+        self.metrics.latencies_us.store("full_create_snapshot", (time.monotonic_ns() - started) // 1000)
 
     def op_loadSnapshot(self, params):
+        if (params.mem_backend is None) == (params.mem_file_path is None):
+            raise Fault("An error occurred when deserializing the json body of a request: " + (
+                "missing field: either `mem_backend` or `mem_file_path` is required." if params.mem_backend is None
+                else "too many fields: either `mem_backend` or `mem_file_path` exclusively is required."))
         if self.boot_path:
             raise Fault("Load snapshot error: Loading a microVM snapshot not allowed after configuring "
                         "boot-specific resources.")
-        require_supported("snapshot")
+        if params.mem_backend is not None and params.mem_backend.backend_type == "Uffd":
+            raise Fault("The requested operation is not supported: pyrite does not support the Uffd memory "
+                        "backend yet.")
+        from pyrite.snapshot.microvm import SnapshotError
+        from pyrite.vmm.errors import BuildError
+        from .boot import load_error_message, load_microvm
+        started = time.monotonic_ns()
+        if not self.boot_ready.wait(30):
+            raise Fault("Load snapshot error: the VMM's main thread is not ready for vCPU threads.")
+        try:
+            machine, self.machine = self.machine, None  # the load owns it from here, failed or not
+            vmm, resources = load_microvm(params, serial_out=self._serial_sink(), metrics=self.metrics,
+                                          machine=machine)
+        except (SnapshotError, BuildError) as e:    # the VMM stays usable: another load may follow
+            raise Fault(f"Load snapshot error: {load_error_message(e)}") from None
+        except Exception as e:
+            import traceback
+            self.logger.error(f"snapshot load failed unexpectedly:\n{traceback.format_exc().rstrip()}")
+            raise Fault(f"Load snapshot error: Internal error while loading the snapshot: "
+                        f"{type(e).__name__}: {e}", 500) from None
+        self.vmm, self.resources = vmm, resources
+        self.started.set()
+        self.metrics.latencies_us.store("load_snapshot", (time.monotonic_ns() - started) // 1000)

@@ -11,7 +11,7 @@ import os
 # Resource kinds and features pyrite's VMM builds today. Everything else in FEATURES is
 # parsed and validated, then refused with 400 until its device arrives: add it here then.
 SUPPORTED: frozenset[str] = frozenset({"machine-config", "boot-source", "logger", "metrics", "serial",
-                                       "drives", "entropy", "network-interfaces", "vsock"})
+                                       "drives", "entropy", "network-interfaces", "vsock", "snapshot"})
 
 FEATURES: dict[str, str] = {
     "machine-config": "machine configuration",

@@ -155,28 +155,6 @@ class _Reader:
 
 # -- files ---------------------------------------------------------------------------------
 
-def write_file(path: str, data: bytes | memoryview) -> None:
-    """`data` to `path` through a temporary name in the same directory, then rename: a failed
-    write (disk full) leaves any old file at `path` as it was."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.close(fd)
-        fd = -1
-        os.rename(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def read_file(path: str):
     """The value in the state file at `path` (OSError if it cannot be read)."""
     with open(path, "rb") as f:

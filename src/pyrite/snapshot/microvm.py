@@ -23,7 +23,8 @@ from pyrite.devices.legacy.serial import SerialError
 from pyrite.devices.virtio.device import VirtioStateError
 from pyrite.devices.virtio.queue import VirtioError
 from pyrite.memory import GuestMemory, GuestMemoryError
-from pyrite.vmm.builder import BuildError, build_for_restore
+from pyrite.vmm.builder import build_for_restore
+from pyrite.vmm.machine import release_machine
 from pyrite.vmm.vmm import PAUSED
 from . import format, kvm_state, records
 from .format import SnapshotFormatError
@@ -36,6 +37,35 @@ class SnapshotError(Exception):
     """A snapshot that cannot be created or loaded; the text says which file and why."""
 
 
+class NotPausedError(SnapshotError):
+    """create_snapshot on a microVM that is running."""
+
+
+class SnapshotFileError(SnapshotError):
+    """A snapshot or memory file that cannot be opened, written or read (`which`: "snapshot" or
+    "memory"; `operation`: "open", "write", "read"; `error`: the OSError)."""
+
+    def __init__(self, which: str, path: str, operation: str, error: OSError):
+        super().__init__(f"{which} file {path}: cannot {operation}: {error.strerror}")
+        self.which, self.path, self.operation, self.error = which, path, operation, error
+
+
+class StateFileError(SnapshotError):
+    """A state file that is not a valid pyrite snapshot (truncated, corrupted, wrong version)."""
+
+
+class MemoryFileError(SnapshotError):
+    """A memory file that does not hold the snapshot's guest memory."""
+
+
+class OverrideError(SnapshotError):
+    """A load-time override naming a device the snapshot does not have."""
+
+
+class RestoreError(SnapshotError):
+    """Saved state that this host or this build cannot take (CPU features, vCPUs, layout, records)."""
+
+
 # -- create --------------------------------------------------------------------------------
 
 def create_snapshot(vmm, resources, snapshot_path: str, mem_file_path: str, snapshot_type: str = "Full") -> None:
@@ -43,12 +73,12 @@ def create_snapshot(vmm, resources, snapshot_path: str, mem_file_path: str, snap
     Each file is written under a temporary name and renamed, so a failure (a full disk) leaves
     an older snapshot at those paths intact. OSError and SnapshotError name what failed."""
     if vmm.state != PAUSED:
-        raise SnapshotError("the microVM must be paused to create a snapshot")
+        raise NotPausedError("the microVM must be paused to create a snapshot")
     if snapshot_type != "Full":
         raise SnapshotError(f"snapshot_type {snapshot_type}: pyrite writes Full snapshots only so far")
     state = format.encode(capture(vmm, resources))
-    write_memory(vmm.memory, mem_file_path)
-    format.write_file(snapshot_path, state)
+    _write("memory", mem_file_path, [memoryview(r.mem) for r in vmm.memory.regions])
+    _write("snapshot", snapshot_path, [memoryview(state)])
 
 
 def capture(vmm, resources) -> dict:
@@ -74,26 +104,38 @@ def _device_tree(handler) -> dict:
             "transport": records.to_tree(transport_state)}
 
 
-def write_memory(memory, path: str) -> None:
-    """Guest RAM to `path`, the regions end to end (via a temporary name and a rename)."""
+def _write(which: str, path: str, chunks: list[memoryview]) -> None:
+    """`chunks` to `path` through a temporary name in the same directory and a rename: a
+    failed write (a full disk) leaves an older file at `path` as it was."""
     tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        for region in memory.regions:
-            view = memoryview(region.mem)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise SnapshotFileError(which, path, "open", e) from None
+    try:
+        for view in chunks:
             while view:
                 view = view[os.write(fd, view):]
         os.close(fd)
         fd = -1
         os.rename(tmp, path)
+    except OSError as e:
+        if fd >= 0:
+            os.close(fd)
+        _unlink(tmp)
+        raise SnapshotFileError(which, path, "write", e) from None
     except BaseException:
         if fd >= 0:
             os.close(fd)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink(tmp)
         raise
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 # -- load ----------------------------------------------------------------------------------
@@ -103,11 +145,11 @@ def read_snapshot(snapshot_path: str) -> dict:
     try:
         state = format.read_file(snapshot_path)
     except OSError as e:
-        raise SnapshotError(f"snapshot {snapshot_path}: {e.strerror}") from None
+        raise SnapshotFileError("snapshot", snapshot_path, "read", e) from None
     except SnapshotFormatError as e:
-        raise SnapshotError(f"snapshot {snapshot_path}: {e}") from None
+        raise StateFileError(f"snapshot {snapshot_path}: {e}") from None
     if not isinstance(state, dict) or state.get("kind") != KIND:
-        raise SnapshotError(f"snapshot {snapshot_path}: not a pyrite microVM snapshot")
+        raise StateFileError(f"snapshot {snapshot_path}: not a pyrite microVM snapshot")
     return state
 
 
@@ -116,11 +158,11 @@ def saved_resources(state: dict, snapshot_path: str):
     from pyrite.config import ConfigError, VmResources
     config = state.get("config")
     if not isinstance(config, str):
-        raise SnapshotError(f"snapshot {snapshot_path}: it holds no configuration")
+        raise StateFileError(f"snapshot {snapshot_path}: it holds no configuration")
     try:
         return VmResources.from_json_bytes(config.encode(), kernel_needed=False)
     except ConfigError as e:
-        raise SnapshotError(f"snapshot {snapshot_path}: its configuration cannot be rebuilt here: {e}") from None
+        raise RestoreError(f"snapshot {snapshot_path}: its configuration cannot be rebuilt here: {e}") from None
 
 
 def apply_overrides(resources, network_overrides=(), vsock_override=None) -> None:
@@ -133,10 +175,11 @@ def apply_overrides(resources, network_overrides=(), vsock_override=None) -> Non
                     **{**iface.__dict__, "host_dev_name": override.host_dev_name})
                 break
         else:
-            raise SnapshotError(f"network override: the snapshot has no network interface {override.iface_id}")
+            raise OverrideError(f"Unknown Network Device. (network_overrides: the snapshot has no network "
+                                f"interface {override.iface_id})")
     if vsock_override is not None:
         if resources.vsock is None:
-            raise SnapshotError("vsock override: the snapshot has no vsock device")
+            raise OverrideError("Unknown Vsock Device. (vsock_override: the snapshot has no vsock device)")
         resources.vsock = Vsock(**{**resources.vsock.__dict__, "uds_path": vsock_override.uds_path})
 
 
@@ -145,15 +188,21 @@ def load_snapshot(state: dict, resources, mem_file_path: str, *, snapshot_path: 
                   console_out=None, console_in: int | None = None, machine=None):
     """A stopped Vmm rebuilt from `state` (read_snapshot) and `resources` (saved_resources,
     overrides applied) with guest RAM mapped from `mem_file_path`. SnapshotError says which
-    check failed (file, layout, vCPUs, CPU features, device records); BuildError a build step."""
+    check failed (file, layout, vCPUs, CPU features, device records); BuildError a build step.
+    `machine` (machine.create_machine's pair) is owned by the load from here, failed or not."""
     where = f"snapshot {snapshot_path}"
-    regions = _saved_layout(state, resources, where)
-    vcpus = state.get("vcpus")
-    count = resources.machine_config.vcpu_count
-    if not isinstance(vcpus, list) or len(vcpus) != count:
-        raise SnapshotError(f"{where}: it holds {len(vcpus) if isinstance(vcpus, list) else 'no'} vCPU states "
-                            f"for a machine of {count} vCPUs")
-    memory = map_memory(mem_file_path, regions)
+    try:
+        regions = _saved_layout(state, resources, where)
+        vcpus = state.get("vcpus")
+        count = resources.machine_config.vcpu_count
+        if not isinstance(vcpus, list) or len(vcpus) != count:
+            raise RestoreError(f"{where}: it holds {len(vcpus) if isinstance(vcpus, list) else 'no'} vCPU "
+                               f"states for a machine of {count} vCPUs")
+        memory = map_memory(mem_file_path, regions)
+    except BaseException:
+        if machine is not None:
+            release_machine(machine)
+        raise
     try:
         vmm = build_for_restore(resources, memory, console_out=console_out, console_in=console_in,
                                 machine=machine, track_dirty_pages=track_dirty_pages)
@@ -172,7 +221,7 @@ def _saved_layout(state: dict, resources, where: str) -> list[tuple[int, int]]:
     saved = state.get("memory")
     expected = [list(r) for r in layout.ram_regions(resources.machine_config.mem_size_mib << 20)]
     if saved != expected:
-        raise SnapshotError(f"{where}: its memory layout {saved!r:.80} cannot be rebuilt for "
+        raise RestoreError(f"{where}: its memory layout {saved!r:.80} cannot be rebuilt for "
                             f"{resources.machine_config.mem_size_mib} MiB ({expected})")
     return [tuple(r) for r in expected]
 
@@ -182,15 +231,15 @@ def map_memory(path: str, regions: list[tuple[int, int]]) -> GuestMemory:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
-        raise SnapshotError(f"memory file {path}: {e.strerror}") from None
+        raise SnapshotFileError("memory", path, "open", e) from None
     try:
         size, needed = os.fstat(fd).st_size, sum(size for _, size in regions)
         if size != needed:
-            raise SnapshotError(f"memory file {path}: {size} bytes, the snapshot's guest memory is {needed}")
+            raise MemoryFileError(f"memory file {path}: {size} bytes, the snapshot's guest memory is {needed}")
         try:
             return GuestMemory(regions, file_fd=fd)
         except (GuestMemoryError, OSError) as e:
-            raise SnapshotError(f"memory file {path}: cannot be mapped: {e}") from None
+            raise MemoryFileError(f"memory file {path}: cannot be mapped: {e}") from None
     finally:
         os.close(fd)
 
@@ -206,12 +255,12 @@ def _restore_pieces(vmm, state: dict, where: str, clock_realtime: bool) -> None:
         vmm.legacy.i8042.restore(records.from_tree(I8042State, state["i8042"], "i8042"))
         _restore_devices(vmm, state["devices"])
     except (KeyError, TypeError, ValueError) as e:
-        raise SnapshotError(f"{where}: a saved record is malformed ({type(e).__name__}: {e})") from None
+        raise RestoreError(f"{where}: a saved record is malformed ({type(e).__name__}: {e})") from None
     except (StateMismatchError, SnapshotFormatError, SerialError, I8042Error, VirtioStateError,
             VirtioError) as e:
-        raise SnapshotError(f"{where}: {e}") from None
+        raise RestoreError(f"{where}: {e}") from None
     except kvm.KvmError as e:
-        raise SnapshotError(f"{where}: KVM refused the saved state: {e}") from None
+        raise RestoreError(f"{where}: KVM refused the saved state: {e}") from None
 
 
 def _restore_devices(vmm, saved: list) -> None:

@@ -88,7 +88,7 @@ def build_for_boot(resources, *, console_out=None, console_in: int | None = None
             machine = _create_machine(kvm_path)
             closers += [machine[0].close, machine[1].close]
         system, vm = machine
-        memory = _create_memory(vm, mem_size, closers)
+        memory = _create_memory(vm, mem_size, closers, machine_config.track_dirty_pages)
 
         try:
             kernel = load_kernel(memory, kernel_path, name=kernel_path)
@@ -186,7 +186,7 @@ def _create_machine(kvm_path: str):
         raise KvmSetupError(f"{kvm_path}: {e}") from e
 
 
-def _create_memory(vm, mem_size: int, closers: list) -> GuestMemory:
+def _create_memory(vm, mem_size: int, closers: list, track_dirty_pages: bool = False) -> GuestMemory:
     host_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
     if mem_size >> 20 > host_mib:
         raise MemorySetupError(f"memory size {mem_size >> 20} MiB is more than this host has ({host_mib} MiB)")
@@ -195,7 +195,7 @@ def _create_memory(vm, mem_size: int, closers: list) -> GuestMemory:
     except (GuestMemoryError, OSError) as e:
         raise MemorySetupError(f"guest memory of {mem_size >> 20} MiB: {e}") from e
     closers.append(memory.close)
-    _register_memory(vm, memory)
+    _register_memory(vm, memory, track_dirty_pages)
     return memory
 
 
