@@ -11,7 +11,8 @@ PROCESS_START_NS = time.monotonic_ns()
 USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem-mib N] [--vcpus N]
                   [--serial-out F] [--drive PATH[,ro][,root] ...] [--entropy]
                   [--net TAP[,mac=XX:XX:XX:XX:XX:XX] ...] [--vsock CID,UDS_PATH]
-                  [--config-file vm.json] [--quiet]
+                  [--config-file vm.json] [--snapshot-on-signal STATE,MEM] [--quiet]
+       pyrite snapshot create|load|clone|inspect ...   (pyrite snapshot --help)
        pyrite unikernel build APP.c [MORE.c ...] -o APP.img [--cmdline S] [--ring0]
        pyrite unikernel inspect APP.img
 
@@ -22,7 +23,9 @@ virtio-blk disk over a raw image file (drive0, drive1, ... ; ",ro" read-only, ",
 root device: root=/dev/vda on the command line); --entropy adds a virtio-rng device; each
 --net adds a virtio-net interface (eth0, eth1, ...) over an existing TAP device; --vsock adds
 a virtio-vsock device with guest CID (3 or more) and Firecracker's Unix-socket backend at
-UDS_PATH (host clients send "CONNECT <port>"; guest connections to port P reach UDS_PATH_P)."""
+UDS_PATH (host clients send "CONNECT <port>"; guest connections to port P reach UDS_PATH_P).
+With --snapshot-on-signal, `kill -USR1 <pid>` pauses the VM, writes a Full snapshot (state
+and memory file) and resumes it; `pyrite snapshot load STATE` starts it again."""
 
 
 class UsageError(Exception):
@@ -32,10 +35,10 @@ class UsageError(Exception):
 def _parse_run(argv: list[str]) -> dict:
     opts = {"image": None, "args": [], "initrd": None, "cmdline": None, "mem_mib": 128, "vcpus": 1,
             "serial_out": None, "config_file": None, "quiet": False, "drives": [], "entropy": False, "net": [],
-            "vsock": None}
+            "vsock": None, "snapshot_on_signal": None}
     valued = {"--initrd": "initrd", "--cmdline": "cmdline", "--mem-mib": "mem_mib",
               "--vcpus": "vcpus", "--serial-out": "serial_out", "--config-file": "config_file",
-              "--drive": "drive", "--net": "net", "--vsock": "vsock"}
+              "--drive": "drive", "--net": "net", "--vsock": "vsock", "--snapshot-on-signal": "snapshot_on_signal"}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -60,6 +63,11 @@ def _parse_run(argv: list[str]) -> dict:
                 opts["net"].append(_parse_net(value, len(opts["net"])))
             elif key == "vsock":
                 opts["vsock"] = _parse_vsock(value)
+            elif key == "snapshot_on_signal":
+                state, comma, mem = value.partition(",")
+                if not comma or not state or not mem:
+                    raise UsageError(f"--snapshot-on-signal {value!r}: expected STATE_PATH,MEM_PATH")
+                opts["snapshot_on_signal"] = (state, mem)
             elif key in ("mem_mib", "vcpus"):
                 try:
                     opts[key] = int(value, 0)
@@ -183,6 +191,7 @@ def cmd_run(argv: list[str]) -> int:
     try:
         from pyrite.vmm.builder import BuildError, build_for_boot, log_boot_time
         from pyrite.vmm.console import FdSink
+        from pyrite.vmm.foreground import console_input, run_in_foreground
         resources = _resources_from(opts)
         out_fd = 1
         if opts["serial_out"]:
@@ -196,26 +205,16 @@ def cmd_run(argv: list[str]) -> int:
             release_machine(machine)
         raise
     quiet = opts["quiet"]
-    stdin_fd = _console_input()
+    stdin_fd = console_input()
     try:
         vmm = build_for_boot(resources, console_out=FdSink(out_fd), console_in=stdin_fd,
                              on_boot_timer=None if quiet else log_boot_time, start_ns=PROCESS_START_NS,
                              machine=machine)
     except BuildError as e:
         raise UsageError(str(e)) from None
-    restore_tty = _terminal_cbreak(stdin_fd)
-    try:
-        vmm.start()
-        while True:
-            try:
-                result = vmm.wait(timeout=None)
-                break
-            except KeyboardInterrupt:
-                from pyrite.vmm.exit import VmExit
-                vmm.finish(VmExit("stopped", 130, "interrupted (Ctrl-C)"))
-    finally:
-        restore_tty()
-        vmm.close()
+    if opts["snapshot_on_signal"]:
+        _snapshot_on_signal(vmm, resources, *opts["snapshot_on_signal"])
+    result = run_in_foreground(vmm, stdin_fd)
     elapsed_ms = (time.monotonic_ns() - PROCESS_START_NS) / 1e6
     if not result.ok:
         os.write(2, f"pyrite: {result.message}\n".encode())
@@ -236,25 +235,25 @@ def _early_machine():
         return None
 
 
-def _console_input() -> int | None:
-    """stdin as the guest's serial input, when there is one."""
-    try:
-        fd = sys.stdin.fileno()
-        os.fstat(fd)
-    except (AttributeError, OSError, ValueError):
-        return None
-    return fd
+def _snapshot_on_signal(vmm, resources, state_path: str, mem_path: str) -> None:
+    """SIGUSR1: pause, write a Full snapshot to the two paths, resume (a snapshot of a running
+    `pyrite run`, as `kill -USR1 PID` asks for it)."""
+    import threading
 
+    def take() -> None:
+        from pyrite.snapshot.microvm import SnapshotError, create_snapshot
+        try:
+            vmm.pause()
+            create_snapshot(vmm, resources, state_path, mem_path)
+            message = f"snapshot written to {state_path} and {mem_path}"
+        except (SnapshotError, OSError, RuntimeError) as e:
+            message = f"snapshot failed: {e}"
+        finally:
+            vmm.resume()
+        os.write(2, f"pyrite: {message}\n".encode())
 
-def _terminal_cbreak(fd: int | None):
-    """Keys go to the guest one by one without local echo; Ctrl-C still reaches pyrite."""
-    if fd is None or not os.isatty(fd):
-        return lambda: None
-    import termios
-    import tty
-    saved = termios.tcgetattr(fd)
-    tty.setcbreak(fd)
-    return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+    # The handler runs on the main thread inside vmm.wait(): hand the work to a thread.
+    signal.signal(signal.SIGUSR1, lambda signum, frame: threading.Thread(target=take, daemon=True).start())
 
 
 COMMANDS = {"run": cmd_run}
@@ -274,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "unikernel":
         from pyrite.unikernel.cli import main as unikernel_main
         return unikernel_main(rest)
+    if command == "snapshot":
+        from pyrite.snapshot.cli import main as snapshot_main
+        return snapshot_main(rest)
     if command not in COMMANDS:
         print(f"pyrite: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2

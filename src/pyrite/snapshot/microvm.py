@@ -76,7 +76,9 @@ def create_snapshot(vmm, resources, snapshot_path: str, mem_file_path: str, snap
         raise NotPausedError("the microVM must be paused to create a snapshot")
     if snapshot_type != "Full":
         raise SnapshotError(f"snapshot_type {snapshot_type}: pyrite writes Full snapshots only so far")
-    state = format.encode(capture(vmm, resources))
+    state = capture(vmm, resources)
+    state["memory_file"] = os.path.abspath(mem_file_path)   # where `pyrite snapshot load` looks by default
+    state = format.encode(state)
     _write("memory", mem_file_path, [memoryview(r.mem) for r in vmm.memory.regions])
     _write("snapshot", snapshot_path, [memoryview(state)])
 

@@ -27,6 +27,31 @@ class FdSink:
         pass
 
 
+class LinePrefixSink:
+    """Output to a file descriptor shared by several guests: whole lines, each after `prefix`,
+    written under `lock` (the rest of a line waits for its newline)."""
+
+    def __init__(self, fd: int, prefix: bytes, lock: threading.Lock):
+        self.fd, self.prefix, self.lock = fd, prefix, lock
+        self.pending = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.pending += data
+        end = self.pending.rfind(b"\n") + 1
+        if end:
+            lines = self.pending[:end].splitlines(keepends=True)
+            del self.pending[:end]
+            with self.lock:
+                try:
+                    os.write(self.fd, b"".join(self.prefix + line for line in lines))
+                except OSError:
+                    pass
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
 class BufferSink:
     """Keeps everything the guest printed, for callers that embed a microVM."""
 
