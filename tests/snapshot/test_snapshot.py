@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -173,9 +174,11 @@ def missing_cpu_feature(tree) -> None:
     here = {(e.function, e.index): e for e in cpuid.normalize(kvm.System().get_supported_cpuid(), 0, 1)}
     offered = here[(7, 0)].ebx if (7, 0) in here else 0
     bit = next(b for b in range(32) if not offered >> b & 1)
-    for entry in tree["vcpus"][0]["cpuid"]:
+    entries = [list(e) for e in struct.iter_unpack("<7I", tree["vcpus"][0]["cpuid"])]
+    for entry in entries:
         if entry[:2] == [7, 0]:
             entry[4] |= 1 << bit
+    tree["vcpus"][0]["cpuid"] = b"".join(struct.pack("<7I", *e) for e in entries)
 
 
 def with_version(data: bytes, version: int) -> bytes:

@@ -237,5 +237,5 @@ def cmd_inspect(argv: list[str]) -> int:
         status = device["transport"].get("device_status", 0)
         print(f"  device: {device['kind']} {device['id']} (virtio status {status:#x})")
     for index, vcpu in enumerate(state["vcpus"]):
-        print(f"  vCPU {index}: {len(vcpu['msrs'])} MSRs, {len(vcpu['cpuid'])} CPUID leaves")
+        print(f"  vCPU {index}: {len(vcpu['msrs']) // 12} MSRs, {len(vcpu['cpuid']) // 28} CPUID leaves")
     return 0

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import time
 
+import struct
+
 from pyrite import kvm
 from pyrite.arch.x86_64 import cpuid as arch_cpuid
 from pyrite.kvm import ioctls, structs as s
+
+_CPUID_ENTRY = struct.Struct("<7I")      # function, index, flags, eax, ebx, ecx, edx
+_MSR_ENTRY = struct.Struct("<IQ")        # index, value
 
 # (name, ctypes struct, getter, setter), in restore order after CPUID and before MSRs.
 _VCPU_RECORDS = (
@@ -76,20 +81,32 @@ def _msrs_read_before_failure(vcpu, indices: list[int]) -> int:
 
 def save_vcpu(vcpu, msr_indices: list[int]) -> dict:
     """One vCPU's state; the vCPU must be out of KVM_RUN (paused)."""
-    state = {"cpuid": [[e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx] for e in vcpu.cpuid]}
+    state = {"cpuid": b"".join(_CPUID_ENTRY.pack(e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx)
+                               for e in vcpu.cpuid)}
     for name, _, get, _ in (*_VCPU_RECORDS, _EVENTS):
         state[name] = _raw(getattr(vcpu, get)())
-    state["msrs"] = [[index, value] for index, value in vcpu.get_msrs(msr_indices).items()]
+    state["msrs"] = b"".join(_MSR_ENTRY.pack(index, value) for index, value in vcpu.get_msrs(msr_indices).items())
     return state
+
+
+def cpuid_entries(data, where: str) -> list[tuple[int, ...]]:
+    """save_vcpu's packed CPUID as (function, index, flags, eax, ebx, ecx, edx) tuples."""
+    return list(_unpack(_CPUID_ENTRY, data, f"{where} cpuid"))
+
+
+def _unpack(layout: struct.Struct, data, where: str):
+    if not isinstance(data, bytes) or len(data) % layout.size:
+        raise StateMismatchError(f"{where}: not a whole number of {layout.size}-byte entries")
+    return layout.iter_unpack(data)
 
 
 def restore_vcpu(vcpu, state: dict, where: str) -> None:
     """Set a new vCPU from save_vcpu's record (KvmError, StateMismatchError)."""
-    vcpu.set_cpuid2([kvm.CpuidEntry(*entry) for entry in state["cpuid"]])
+    vcpu.set_cpuid2([kvm.CpuidEntry(*entry) for entry in cpuid_entries(state["cpuid"], where)])
     for name, struct_type, _, set_ in _VCPU_RECORDS:
         getattr(vcpu, set_)(_struct(struct_type, state[name], f"{where} {name}"))
     try:
-        vcpu.set_msrs(dict(state["msrs"]))
+        vcpu.set_msrs(dict(_unpack(_MSR_ENTRY, state["msrs"], f"{where} msrs")))
     except kvm.KvmError as e:
         raise StateMismatchError(f"{where}: this host refuses a saved MSR: {e}") from None
     name, struct_type, _, set_ = _EVENTS
@@ -98,7 +115,8 @@ def restore_vcpu(vcpu, state: dict, where: str) -> None:
 
 def check_cpu_features(saved_cpuid: list, supported, vcpu_count: int) -> None:
     """StateMismatchError naming the first CPU feature the saved vCPU had that a VM on this
-    host would not get (the snapshot was taken on a CPU with more features)."""
+    host would not get (the snapshot was taken on a CPU with more features). `saved_cpuid`:
+    cpuid_entries(); `supported`: KVM_GET_SUPPORTED_CPUID's entries."""
     saved = {(e[0], e[1]): e for e in saved_cpuid}
     here = {(e.function, e.index): e for e in arch_cpuid.normalize(supported, 0, vcpu_count)}
     registers = {"eax": 3, "ebx": 4, "ecx": 5, "edx": 6}

@@ -248,8 +248,7 @@ def map_memory(path: str, regions: list[tuple[int, int]]) -> GuestMemory:
 
 def _restore_pieces(vmm, state: dict, where: str, clock_realtime: bool) -> None:
     try:
-        kvm_state.check_cpu_features(state["vcpus"][0]["cpuid"], vmm.system.get_supported_cpuid(),
-                                     len(vmm.vcpus))
+        _check_cpu_features(vmm.system, state["vcpus"][0]["cpuid"], len(vmm.vcpus))
         kvm_state.restore_vm(vmm.vm, state["vm"], clock_realtime)
         for index, (thread, vcpu_state) in enumerate(zip(vmm.vcpus, state["vcpus"])):
             kvm_state.restore_vcpu(thread.vcpu, vcpu_state, f"vCPU {index}")
@@ -263,6 +262,18 @@ def _restore_pieces(vmm, state: dict, where: str, clock_realtime: bool) -> None:
         raise RestoreError(f"{where}: {e}") from None
     except kvm.KvmError as e:
         raise RestoreError(f"{where}: KVM refused the saved state: {e}") from None
+
+
+_FEATURES_CHECKED: set[tuple[bytes, int]] = set()   # (packed CPUID, vCPU count) this host can run
+
+
+def _check_cpu_features(system, packed_cpuid: bytes, vcpu_count: int) -> None:
+    """kvm_state.check_cpu_features, once per process for each CPUID (clones share one)."""
+    key = (packed_cpuid, vcpu_count)
+    if key not in _FEATURES_CHECKED:
+        kvm_state.check_cpu_features(kvm_state.cpuid_entries(packed_cpuid, "vCPU 0"),
+                                     system.get_supported_cpuid(), vcpu_count)
+        _FEATURES_CHECKED.add(key)
 
 
 def _restore_devices(vmm, saved: list) -> None:

@@ -3,6 +3,7 @@ plain values of a state file, checked field by field against the record's type h
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 
@@ -26,8 +27,8 @@ def from_tree(cls: type, tree, where: str):
     """`cls` rebuilt from `to_tree`'s output; SnapshotFormatError names the field that does not fit."""
     if not isinstance(tree, dict):
         raise SnapshotFormatError(f"{where}: expected a record, found {type(tree).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    hints = _hints(cls)
+    names = hints.keys()
     unknown = set(tree) - names
     if unknown:
         raise SnapshotFormatError(f"{where}: unknown fields {sorted(unknown)}")
@@ -35,6 +36,13 @@ def from_tree(cls: type, tree, where: str):
     if missing:
         raise SnapshotFormatError(f"{where}: missing fields {sorted(missing)}")
     return cls(**{name: _typed(hints[name], tree[name], f"{where}.{name}") for name in names})
+
+
+@functools.cache
+def _hints(cls: type) -> dict:
+    """Each field's type (resolving the string annotations costs more than the whole restore)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 def _typed(hint, value, where: str):
