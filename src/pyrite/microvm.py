@@ -81,6 +81,47 @@ class MicroVM:
         vm._vmm.start(paused=not resume)
         return vm
 
+    def clone(self, n: int, *, vsock_uds_paths=None, network_overrides=None, console=None) -> list["MicroVM"]:
+        """`n` running microVMs started from a snapshot of this one, taken now (this one is
+        paused for it and resumed after, if it was running). They share the snapshot's memory
+        pages until they write them; the snapshot's files are removed once all are mapped.
+        Clone i's vsock socket is `vsock_uds_paths[i]` (default: this VM's path + ".i");
+        `network_overrides[i]` maps its interface ids to its own TAPs (needed with interfaces)."""
+        import shutil
+        import tempfile
+        if n < 1:
+            raise ValueError(f"clone({n}): at least one clone")
+        if self.resources.network_interfaces and network_overrides is None:
+            raise InvalidConfigError("each clone needs its own TAP devices: give network_overrides")
+        uds = self.resources.vsock.uds_path if self.resources.vsock is not None else None
+        if uds is not None and vsock_uds_paths is None:
+            vsock_uds_paths = [f"{uds}.{i}" for i in range(n)]
+        directory = tempfile.mkdtemp(prefix="pyrite-clone-")
+        state, mem = os.path.join(directory, "vm.state"), os.path.join(directory, "vm.mem")
+        running = self.state == "Running"
+        try:
+            if running:
+                self.pause()
+            try:
+                self.snapshot(state, mem)
+            finally:
+                if running:
+                    self.resume()
+            clones: list[MicroVM] = []
+            try:
+                for i in range(n):
+                    clones.append(MicroVM.restore(
+                        state, mem, console=console,
+                        network_overrides=network_overrides[i] if network_overrides is not None else None,
+                        vsock_uds_path=vsock_uds_paths[i] if vsock_uds_paths is not None else None))
+            except BaseException:
+                for clone in clones:
+                    clone.close()
+                raise
+            return clones
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
     def snapshot(self, snapshot_path, mem_file_path) -> None:
         """Write a Full snapshot of this paused microVM (Firecracker's PUT /snapshot/create)."""
         from pyrite.snapshot.microvm import create_snapshot

@@ -224,3 +224,27 @@ def test_refused_memory_files(taken, tmp_path):
         pyrite.MicroVM.restore(state, tmp_path / "missing.mem")
     with pytest.raises(SnapshotFileError, match="snapshot file .*missing.state.*No such file"):
         pyrite.MicroVM.restore(tmp_path / "missing.state", mem)
+
+
+def expect_continued_run(console: bytes) -> None:
+    """A run joined mid-way: its first line may be the rest of one; then counts to the end."""
+    resumed = counts(console.partition(b"\n")[2])
+    assert resumed and resumed == list(range(resumed[0], LIMIT + 1))
+    assert f"sum={LIMIT * (LIMIT + 1) // 2}\n".encode() in console
+
+
+def test_clone_gives_independent_vms_and_the_original_goes_on(counter):
+    with pyrite.MicroVM(counter, cmdline=f"console=ttyS0 -- {LIMIT}", mem_mib=64) as vm:
+        vm.start()
+        assert vm.wait_for_output(f"count={PAUSE_AT}\n".encode(), 20)
+        clones = vm.clone(4)
+        try:
+            assert vm.state == "Running"
+            for clone in clones:
+                assert clone.wait(20).status == 0
+                expect_continued_run(clone.console_output)
+        finally:
+            for clone in clones:
+                clone.close()
+        assert vm.wait(20).status == 0
+        expect_complete_run(vm.console_output)
