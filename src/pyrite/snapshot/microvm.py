@@ -103,7 +103,8 @@ def capture(vmm, resources) -> dict:
 def _device_tree(handler) -> dict:
     device_state, transport_state = handler.state()
     return {"kind": handler.kind, "id": handler.id, "device": records.to_tree(device_state),
-            "transport": records.to_tree(transport_state)}
+            "transport": records.to_tree(transport_state),
+            "limiters": [limiter.state() for limiter in handler.limiters()]}
 
 
 def _write(which: str, path: str, chunks: list[memoryview]) -> None:
@@ -285,6 +286,11 @@ def _restore_devices(vmm, saved: list) -> None:
     for handler, record in zip(handlers, saved):
         device_type, transport_type = handler.state_types()
         name = f"{handler.kind} {handler.id}"
+        limiters, saved_limiters = handler.limiters(), record["limiters"]
+        if len(limiters) != len(saved_limiters):
+            raise StateMismatchError(f"{name}: {len(saved_limiters)} rate limiters saved, {len(limiters)} configured")
+        for limiter, saved in zip(limiters, saved_limiters):
+            limiter.restore(saved)
         handler.restore(records.from_tree(device_type, record["device"], name),
                         records.from_tree(transport_type, record["transport"], f"{name} transport"),
                         vmm.memory)

@@ -134,6 +134,8 @@ class VirtioHandler:
             self.transport = MmioTransport.from_state(transport_state, device, memory,
                                                       self.transport.interrupt, log=self.log)
             self.device = device
+        for fd in self.notify_fds:        # what the driver queued before the snapshot is served:
+            os.eventfd_write(fd, 1)       # every queue is kicked once, as Firecracker does
 
     def restored_device(self, state):
         raise NotImplementedError

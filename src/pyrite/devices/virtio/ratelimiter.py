@@ -83,6 +83,19 @@ class TokenBucket:
         self.budget -= tokens
         return True, 0.0
 
+    def state(self) -> list[int]:
+        """[budget, one_time_burst, ns since the last refill] (Firecracker's TokenBucket persist)."""
+        return [self.budget, self.one_time_burst, self.clock() - self.last_update]
+
+    def restore(self, state: list[int]) -> None:
+        """Take a saved state (ValueError if it is not three non-negative integers)."""
+        if len(state) != 3 or any(type(v) is not int or v < 0 for v in state):
+            raise ValueError(f"token bucket: saved state {state!r} is not [budget, one_time_burst, elapsed_ns]")
+        budget, burst, elapsed = state
+        self.budget = min(budget, self.size)
+        self.one_time_burst = min(burst, self.initial_one_time_burst)
+        self.last_update = self.clock() - elapsed
+
     def force_replenish(self, tokens: int) -> None:
         """Give tokens back (undo a consume)."""
         if self.one_time_burst > 0:
@@ -151,6 +164,23 @@ class RateLimiter:
         bucket = self._bucket(kind)
         if bucket is not None:
             bucket.force_replenish(tokens)
+
+    def state(self) -> dict:
+        """Each bucket's saved state (None for an absent bucket)."""
+        return {kind: bucket.state() if bucket is not None else None
+                for kind, bucket in (("bandwidth", self.bandwidth), ("ops", self.ops))}
+
+    def restore(self, state: dict) -> None:
+        """Take the budgets of state() into buckets of the same configuration (ValueError if the
+        saved buckets are not the ones this limiter has)."""
+        if not isinstance(state, dict):
+            raise ValueError(f"rate limiter: saved state {state!r:.40} is not a record")
+        for kind, bucket in (("bandwidth", self.bandwidth), ("ops", self.ops)):
+            saved = state.get(kind)
+            if (saved is None) != (bucket is None):
+                raise ValueError(f"rate limiter: saved {kind} bucket {saved!r} does not match {bucket!r}")
+            if bucket is not None:
+                bucket.restore(saved)
 
     def timer_expired(self) -> None:
         """The owner's timer fired: consuming is allowed again."""
