@@ -224,9 +224,8 @@ def cmd_run(argv: list[str]) -> int:
 
 
 def _early_machine():
-    """The KVM VM, made before the heavy imports so that the kernel's work behind its irqchip
-    overlaps them (see pyrite.vmm.machine). None when KVM is unusable: the build then says
-    why, after checking the user's input."""
+    """The KVM VM, made before the heavy imports (VM creation's kernel work then overlaps
+    them). None when KVM is unusable: the build then says why, after checking the user's input."""
     from pyrite.kvm import KvmError
     from pyrite.vmm.machine import create_machine
     try:

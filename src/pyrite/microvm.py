@@ -74,10 +74,9 @@ class MicroVM:
                         None if vsock_uds_path is None else VsockOverride(uds_path=os.fspath(vsock_uds_path)))
         vm = cls.__new__(cls)
         vm.resources = resources
-        from pyrite.vmm.machine import POOL
         vm._build(console, lambda out, in_fd: load_snapshot(state, resources, mem_file_path, snapshot_path=snapshot_path,
                                                             clock_realtime=clock_realtime, console_out=out,
-                                                            console_in=in_fd, machine=_pooled_machine(POOL)))
+                                                            console_in=in_fd))
         vm._vmm.start(paused=not resume)
         return vm
 
@@ -199,15 +198,6 @@ class MicroVM:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _pooled_machine(pool):
-    """A ready KVM VM from `pool`, or None (the build makes one and reports why it cannot)."""
-    from pyrite.kvm import KvmError
-    try:
-        return pool.take()
-    except (KvmError, OSError):
-        return None
 
 
 # ----------------------------------------------------------------------------- shorthands

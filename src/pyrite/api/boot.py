@@ -43,14 +43,12 @@ def start_error_message(error: build.BuildError) -> str:
 
 def prepare_main_thread():
     """Call from the main thread, after the API socket is up: installs the vCPU kick signal
-    handler (signal.signal works only there), creates the KVM VM with its irqchip and PIT, and
-    imports the builder, all ahead of InstanceStart.
+    handler (signal.signal works only there), creates the KVM VM and imports the builder, all
+    ahead of InstanceStart or a snapshot load.
 
-    Returns the (System, Vm) pair for `boot_microvm(machine=...)`, or None when KVM cannot be
-    opened here (InstanceStart then reports why). Creating it early matters beyond the ioctls:
-    the kernel work KVM_CREATE_IRQCHIP leaves behind delays the first memory slot by 5-10 ms
-    unless it has finished by then (see pyrite.vmm.machine). Whoever holds the pair and does
-    not boot it closes it with `pyrite.vmm.machine.release_machine`."""
+    Returns the (System, Vm) pair for `boot_microvm(machine=...)` / `load_microvm`, or None when
+    KVM cannot be opened here (InstanceStart then reports why). Whoever holds the pair and does
+    not use it closes it with `pyrite.vmm.machine.release_machine`."""
     from pyrite.kvm import KvmError, kick_signal
     from pyrite.vmm.machine import create_machine
     kick_signal()

@@ -1,5 +1,5 @@
-"""The one place that wires a microVM together, in Firecracker's order: memory, VM, irqchip,
-kernel and boot parameters, devices, vCPUs (created stopped)."""
+"""The one place that wires a microVM together: VM, memory, interrupt controllers (after the
+memory: see machine.py), kernel and boot parameters, devices, vCPUs (created stopped)."""
 from __future__ import annotations
 
 import os
@@ -28,7 +28,7 @@ from .errors import (BootSetupError, BuildError, DeviceSetupError, InitrdLoadErr
                      KvmSetupError, MemorySetupError, VcpuSetupError)
 from .event_loop import EventLoop
 from .exit import VmExit
-from .machine import create_machine
+from .machine import add_interrupt_controllers, create_machine
 from .vcpu import RunControl, VcpuThread
 from .vmm import LegacyDevices, Vmm
 
@@ -200,12 +200,17 @@ def _create_memory(vm, mem_size: int, closers: list, track_dirty_pages: bool = F
 
 
 def _register_memory(vm, memory: GuestMemory, track_dirty_pages: bool = False) -> None:
+    """Guest memory's slots, then the interrupt controllers (that order: see machine.py)."""
     flags = kvm.KVM_MEM_LOG_DIRTY_PAGES if track_dirty_pages else 0
     try:
         for slot, region in enumerate(memory.regions):
             vm.set_user_memory_region(slot, region.gpa, region.size, region.host_addr, flags)
     except kvm.KvmError as e:
         raise MemorySetupError(f"guest memory of {memory.size >> 20} MiB: {e}") from e
+    try:
+        add_interrupt_controllers(vm)
+    except kvm.KvmError as e:
+        raise KvmSetupError(f"interrupt controllers: {e}") from e
 
 
 def _write_boot_params(memory, kernel, initrd, mem_size: int, vcpu_count: int, cmdline: str):
