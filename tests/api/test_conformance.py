@@ -60,6 +60,9 @@ def _valid_body(swagger, op, tmp):
         body["serial_out_path"] = str(tmp / "serial.out")
     if op.id == "putMachineConfiguration" or op.id == "patchMachineConfiguration":
         body.update(vcpu_count=1, mem_size_mib=128)
+    if op.id == "loadSnapshot":   # the swagger makes both optional; Firecracker wants exactly one
+        body.pop("mem_file_path", None)
+        body["mem_backend"] = {"backend_type": "File", "backend_path": str(tmp / "snapshot.mem")}
     # Fields the swagger leaves optional but Firecracker's structs require (and so does pyrite).
     if op.id == "putMemoryHotplug":
         body["total_size_mib"] = 1024

@@ -163,3 +163,10 @@ def read_file(path: str):
             raise SnapshotFormatError(f"{size} bytes is larger than any pyrite state file "
                                       f"({MAX_STATE_BYTES} at most)")
         return decode(f.read())
+
+
+def read_version(path: str) -> int:
+    """The format version of the state file at `path`, once the whole file checks out."""
+    read_file(path)
+    with open(path, "rb") as f:
+        return _HEADER.unpack(f.read(_HEADER.size))[1]
