@@ -150,9 +150,9 @@ def test_snapshot_version_and_describe_snapshot(snapshot, tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "pyrite.api.cli", *args], capture_output=True, text=True,
                               cwd=str(REPO), timeout=30)
-    assert run("--snapshot-version").stdout == "v1.0.0\n"
+    assert run("--snapshot-version").stdout.startswith("v1.0.0\n")
     done = run("--describe-snapshot", str(state))
-    assert done.returncode == 0 and done.stdout == "v1.0.0\n"
+    assert done.returncode == 0 and done.stdout.startswith("v1.0.0\n")
     done = run("--describe-snapshot", str(tmp_path / "none"))
     assert done.returncode == 1 and "Unable to open snapshot state file: No such file or directory (os error 2)" \
         in done.stdout + done.stderr
