@@ -13,6 +13,8 @@ USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem
                   [--net TAP[,mac=XX:XX:XX:XX:XX:XX] ...] [--vsock CID,UDS_PATH]
                   [--config-file vm.json] [--snapshot-on-signal STATE,MEM] [--quiet]
        pyrite snapshot create|load|clone|inspect ...   (pyrite snapshot --help)
+       pyrite warm-parent SOCKET     a process with pyrite imported that forks VMMs on request
+       pyrite warm-run SOCKET pyrite-vmm|pyrite [ARG ...]   a VMM forked by it
        pyrite unikernel build APP.c [MORE.c ...] -o APP.img [--cmdline S] [--ring0]
        pyrite unikernel inspect APP.img
 
@@ -255,6 +257,23 @@ def _snapshot_on_signal(vmm, resources, state_path: str, mem_path: str) -> None:
     signal.signal(signal.SIGUSR1, lambda signum, frame: threading.Thread(target=take, daemon=True).start())
 
 
+def _warm(command: str, argv: list[str]) -> int:
+    from pyrite import warm
+    if command == "warm-parent":
+        if len(argv) != 1:
+            print("usage: pyrite warm-parent SOCKET", file=sys.stderr)
+            return 2
+        return warm.serve(argv[0])
+    if len(argv) < 2:
+        print("usage: pyrite warm-run SOCKET pyrite-vmm|pyrite [ARG ...]", file=sys.stderr)
+        return 2
+    try:
+        return warm.run(argv[0], argv[1:])
+    except warm.WarmError as e:
+        print(f"pyrite warm-run: {e}", file=sys.stderr)
+        return 2
+
+
 COMMANDS = {"run": cmd_run}
 
 
@@ -275,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     if command == "snapshot":
         from pyrite.snapshot.cli import main as snapshot_main
         return snapshot_main(rest)
+    if command in ("warm-parent", "warm-run"):
+        return _warm(command, rest)
     if command not in COMMANDS:
         print(f"pyrite: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
