@@ -14,6 +14,7 @@ USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem
                   [--config-file vm.json] [--quiet]
        pyrite unikernel build APP.c [MORE.c ...] -o APP.img [--cmdline S] [--ring0]
        pyrite unikernel inspect APP.img
+       pyrite snapshot rebase BASE_MEM DIFF_MEM
 
 Boots IMAGE (ELF vmlinux, PVH, bzImage or Multiboot) in a microVM with the serial console on
 the terminal. Without IMAGE it boots pyrite's built-in demo guest. ARGs are appended to the
@@ -274,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "unikernel":
         from pyrite.unikernel.cli import main as unikernel_main
         return unikernel_main(rest)
+    if command == "snapshot":
+        from pyrite.snapshot.cli import main as snapshot_main
+        return snapshot_main(rest)
     if command not in COMMANDS:
         print(f"pyrite: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
