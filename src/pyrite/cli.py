@@ -12,7 +12,7 @@ USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem
                   [--serial-out F] [--drive PATH[,ro][,root] ...] [--entropy]
                   [--net TAP[,mac=XX:XX:XX:XX:XX:XX] ...] [--vsock CID,UDS_PATH]
                   [--config-file vm.json] [--snapshot-on-signal STATE,MEM] [--quiet]
-       pyrite snapshot create|load|clone|inspect ...   (pyrite snapshot --help)
+       pyrite snapshot create|load|clone|inspect|rebase ...   (pyrite snapshot --help)
        pyrite warm-parent SOCKET     a process with pyrite imported that forks VMMs on request
        pyrite warm-run SOCKET pyrite-vmm|pyrite [ARG ...]   a VMM forked by it
        pyrite unikernel build APP.c [MORE.c ...] -o APP.img [--cmdline S] [--ring0]

@@ -30,16 +30,18 @@ class MicroVM:
     existing TAP devices: TAP names (iface ids "eth0", ...), NetworkInterface, or dicts of its
     fields; `vsock=(guest_cid, uds_path)` (or a Vsock, or a dict) adds a virtio-vsock device
     with Firecracker's Unix-socket backend. A configuration that Firecracker's API would refuse
-    raises InvalidConfigError with the API's message."""
+    raises InvalidConfigError with the API's message. `track_dirty_pages` (Firecracker's
+    machine-config field) lets `snapshot()` write Diff snapshots."""
 
     def __init__(self, kernel, *, cmdline: str = CONSOLE_CMDLINE, initrd=None, mem_mib: int = 128,
-                 vcpus: int = 1, console=None, boot_timer=None, drives=(), entropy=None, net=(), vsock=None):
+                 vcpus: int = 1, console=None, boot_timer=None, drives=(), entropy=None, net=(), vsock=None,
+                 track_dirty_pages: bool = False):
         try:
             self.resources = VmResources.for_kernel(
                 kernel, cmdline=cmdline, initrd=initrd, mem_mib=mem_mib, vcpus=vcpus,
                 drives=[_drive(d, i) for i, d in enumerate(drives)],
                 network_interfaces=[_interface(n, i) for i, n in enumerate(net)],
-                vsock=_vsock(vsock), entropy=_entropy(entropy))
+                vsock=_vsock(vsock), entropy=_entropy(entropy), track_dirty_pages=track_dirty_pages)
         except (ConfigError, TypeError) as e:
             raise InvalidConfigError(str(e)) from e
         self._build(console, lambda out, in_fd: build_for_boot(self.resources, console_out=out, console_in=in_fd,
@@ -59,10 +61,11 @@ class MicroVM:
     @classmethod
     def restore(cls, snapshot_path, mem_file_path, *, resume: bool = True, console=None,
                 network_overrides: dict[str, str] | None = None, vsock_uds_path=None,
-                clock_realtime: bool = False) -> "MicroVM":
+                clock_realtime: bool = False, track_dirty_pages: bool = False) -> "MicroVM":
         """A microVM started from a snapshot (Firecracker's PUT /snapshot/load with the File
         backend): running, or paused with `resume=False`. `network_overrides` maps an interface
-        id to the TAP it gets here; `vsock_uds_path` gives the vsock device its own socket.
+        id to the TAP it gets here; `vsock_uds_path` gives the vsock device its own socket;
+        `track_dirty_pages` (not saved in a snapshot, as in Firecracker) allows Diff snapshots.
         Raises pyrite.snapshot.microvm.SnapshotError naming the file and the check that failed."""
         from pyrite.config import NetworkOverride, VsockOverride
         from pyrite.snapshot.microvm import apply_overrides, load_snapshot, read_snapshot, saved_resources
@@ -72,11 +75,12 @@ class MicroVM:
         apply_overrides(resources, [NetworkOverride(iface_id=k, host_dev_name=v)
                                     for k, v in (network_overrides or {}).items()],
                         None if vsock_uds_path is None else VsockOverride(uds_path=os.fspath(vsock_uds_path)))
+        resources.machine_config.track_dirty_pages = track_dirty_pages
         vm = cls.__new__(cls)
         vm.resources = resources
         vm._build(console, lambda out, in_fd: load_snapshot(state, resources, mem_file_path, snapshot_path=snapshot_path,
                                                             clock_realtime=clock_realtime, console_out=out,
-                                                            console_in=in_fd))
+                                                            console_in=in_fd, track_dirty_pages=track_dirty_pages))
         vm._vmm.start(paused=not resume)
         return vm
 
@@ -121,10 +125,13 @@ class MicroVM:
         finally:
             shutil.rmtree(directory, ignore_errors=True)
 
-    def snapshot(self, snapshot_path, mem_file_path) -> None:
-        """Write a Full snapshot of this paused microVM (Firecracker's PUT /snapshot/create)."""
+    def snapshot(self, snapshot_path, mem_file_path, snapshot_type: str = "Full") -> None:
+        """Write a snapshot of this paused microVM (Firecracker's PUT /snapshot/create):
+        "Full", or "Diff" (only the pages dirtied since the last snapshot, boot or restore, in
+        a sparse memory file; needs track_dirty_pages; `pyrite snapshot rebase` merges it)."""
         from pyrite.snapshot.microvm import create_snapshot
-        create_snapshot(self._vmm, self.resources, os.fspath(snapshot_path), os.fspath(mem_file_path))
+        create_snapshot(self._vmm, self.resources, os.fspath(snapshot_path), os.fspath(mem_file_path),
+                        snapshot_type)
 
     # life cycle
     def start(self) -> "MicroVM":

@@ -386,7 +386,8 @@ class ApiController:
             create_snapshot(self.vmm, self.resources, params)
         except SnapshotError as e:
             raise Fault(f"Create snapshot error: {create_error_message(e)}") from None
-        self.metrics.latencies_us.store("full_create_snapshot", (time.monotonic_ns() - started) // 1000)
+        metric = "diff_create_snapshot" if params.snapshot_type == "Diff" else "full_create_snapshot"
+        self.metrics.latencies_us.store(metric, (time.monotonic_ns() - started) // 1000)
 
     def op_loadSnapshot(self, params):
         if (params.mem_backend is None) == (params.mem_file_path is None):

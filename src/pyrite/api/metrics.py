@@ -39,7 +39,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "get_api_requests": {n: INC for n in (
         "instance_info_count", "machine_cfg_count", "mmds_count", "vmm_version_count", "hotplug_memory_count")},
     "latencies_us": {n: STORE for n in ("pause_vm", "resume_vm", "vmm_pause_vm", "vmm_resume_vm",
-                                        "full_create_snapshot", "load_snapshot")},
+                                        "full_create_snapshot", "diff_create_snapshot", "load_snapshot")},
     "logger": {"missed_metrics_count": INC, "metrics_fails": INC, "missed_log_count": INC},
     "patch_api_requests": {f"{n}_{k}": INC for n in ("drive", "network", "machine_cfg", "mmds", "hotplug_memory")
                            for k in ("count", "fails")},

@@ -125,11 +125,13 @@ class VmResources:
     @classmethod
     def for_kernel(cls, kernel: str | os.PathLike, *, cmdline: str, initrd: str | os.PathLike | None = None,
                    mem_mib: int = 128, vcpus: int = 1, drives=(), network_interfaces=(),
-                   vsock: Vsock | None = None, entropy: Entropy | None = None) -> "VmResources":
+                   vsock: Vsock | None = None, entropy: Entropy | None = None,
+                   track_dirty_pages: bool = False) -> "VmResources":
         """A microVM described in code or on a command line (pyrite.MicroVM, `pyrite run`),
         validated by the same rules, in the same order, as the API's requests."""
         res = cls()
-        res.set_machine_config(MachineConfig(vcpu_count=vcpus, mem_size_mib=mem_mib))
+        res.set_machine_config(MachineConfig(vcpu_count=vcpus, mem_size_mib=mem_mib,
+                                             track_dirty_pages=track_dirty_pages))
         res.set_boot_source(BootSource(kernel_image_path=os.fspath(kernel), boot_args=cmdline,
                                        initrd_path=None if initrd is None else os.fspath(initrd)))
         # The API replaces a device PUT twice under one id; given twice here it is a mistake.

@@ -1,4 +1,4 @@
-"""`pyrite snapshot create|load|clone|inspect`: snapshots from the command line."""
+"""`pyrite snapshot create|load|clone|inspect|rebase`: snapshots from the command line."""
 from __future__ import annotations
 
 import os
@@ -9,6 +9,7 @@ USAGE = """usage: pyrite snapshot create --api-sock SOCK STATE MEM [--keep-pause
                                        [--clock-realtime] [--quiet]
        pyrite snapshot clone STATE [MEM] -n N [--vsock-uds PATH] [--timeout S]
        pyrite snapshot inspect STATE
+       pyrite snapshot rebase BASE_MEM DIFF_MEM
 
 create   snapshots the microVM behind a Firecracker API socket (pyrite-vmm or Firecracker):
          pauses it, writes a Full snapshot (STATE and MEM), resumes it unless --keep-paused.
@@ -19,7 +20,11 @@ load     starts the snapshot's microVM again in the foreground, its serial conso
 clone    starts N microVMs from one snapshot at once; they share the memory file's pages
          until they write them. Clone i's console goes to stdout with a "[i] " prefix and
          its vsock socket (if any) is PATH.i (PATH: --vsock-uds or the snapshot's own).
-inspect  checks a state file and prints what it holds."""
+inspect  checks a state file and prints what it holds.
+rebase   writes the pages of DIFF_MEM, the memory file of a Diff snapshot, onto BASE_MEM, the
+         memory file of the snapshot before it (Full, or already rebased), in place: BASE_MEM
+         then holds the guest memory at the Diff snapshot's time, and loads with the Diff
+         snapshot's state file. Rebase layers in the order they were created."""
 
 
 class UsageError(Exception):
@@ -31,7 +36,8 @@ def main(argv: list[str]) -> int:
         print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    commands = {"create": cmd_create, "load": cmd_load, "clone": cmd_clone, "inspect": cmd_inspect}
+    commands = {"create": cmd_create, "load": cmd_load, "clone": cmd_clone, "inspect": cmd_inspect,
+                "rebase": cmd_rebase}
     if command not in commands:
         print(f"pyrite snapshot: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
@@ -238,4 +244,20 @@ def cmd_inspect(argv: list[str]) -> int:
         print(f"  device: {device['kind']} {device['id']} (virtio status {status:#x})")
     for index, vcpu in enumerate(state["vcpus"]):
         print(f"  vCPU {index}: {len(vcpu['msrs']) // 12} MSRs, {len(vcpu['cpuid']) // 28} CPUID leaves")
+    return 0
+
+
+# -- rebase --------------------------------------------------------------------------------
+
+def cmd_rebase(argv: list[str]) -> int:
+    positional, _ = _parse(argv, set(), set())
+    if len(positional) != 2:
+        raise UsageError(f"expected BASE_MEM DIFF_MEM, got {len(positional)} argument(s)")
+    from .rebase import RebaseError, rebase
+    try:
+        copied = rebase(positional[0], positional[1])
+    except RebaseError as e:
+        print(f"pyrite snapshot rebase: {e}", file=sys.stderr)
+        return 1
+    print(f"pyrite snapshot rebase: {copied} bytes of {positional[1]} written onto {positional[0]}", file=sys.stderr)
     return 0

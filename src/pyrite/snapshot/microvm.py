@@ -26,7 +26,7 @@ from pyrite.memory import GuestMemory, GuestMemoryError
 from pyrite.vmm.builder import build_for_restore
 from pyrite.vmm.machine import release_machine
 from pyrite.vmm.vmm import PAUSED
-from . import format, kvm_state, records
+from . import dirty, format, kvm_state, records
 from .format import SnapshotFormatError
 from .kvm_state import StateMismatchError
 
@@ -68,19 +68,49 @@ class RestoreError(SnapshotError):
 
 # -- create --------------------------------------------------------------------------------
 
+SNAPSHOT_TYPES = ("Full", "Diff")
+
+
 def create_snapshot(vmm, resources, snapshot_path: str, mem_file_path: str, snapshot_type: str = "Full") -> None:
     """Write the paused `vmm` (built from `resources`) to `snapshot_path` and `mem_file_path`.
-    Each file is written under a temporary name and renamed, so a failure (a full disk) leaves
-    an older snapshot at those paths intact. OSError and SnapshotError name what failed."""
+    A Full memory file holds all of guest memory; a Diff one only the pages dirtied since the
+    previous snapshot (or boot, or restore), at their offsets in a sparse file of the full size
+    (dirty.py; it needs dirty page tracking). With tracking on, either type starts the dirty
+    log again. Each file is written under a temporary name and renamed, so a failure (a full
+    disk) leaves an older snapshot at those paths intact, and the dirty log as it was.
+    OSError and SnapshotError name what failed."""
     if vmm.state != PAUSED:
         raise NotPausedError("the microVM must be paused to create a snapshot")
-    if snapshot_type != "Full":
-        raise SnapshotError(f"snapshot_type {snapshot_type}: pyrite writes Full snapshots only so far")
+    if snapshot_type not in SNAPSHOT_TYPES:
+        raise SnapshotError(f"snapshot_type {snapshot_type!r}: expected one of {', '.join(SNAPSHOT_TYPES)}")
+    memory = vmm.memory
+    if snapshot_type == "Diff" and not memory.tracks_dirty_pages:
+        raise SnapshotError("Diff snapshots need dirty page tracking (machine-config track_dirty_pages, "
+                            "or track_dirty_pages / enable_diff_snapshots on load)")
     state = capture(vmm, resources)
     state["memory_file"] = os.path.abspath(mem_file_path)   # where `pyrite snapshot load` looks by default
     state = format.encode(state)
-    _write("memory", mem_file_path, [memoryview(r.mem) for r in vmm.memory.regions])
-    _write("snapshot", snapshot_path, [memoryview(state)])
+    # Harvested before the memory is written, so that a page a device dirties meanwhile (the
+    # event loop runs on while the vCPUs are paused) through a view taken after this is in the
+    # next harvest too.
+    pages = _take_dirty_pages(vmm) if memory.tracks_dirty_pages else None
+    try:
+        if snapshot_type == "Diff":
+            _write("memory", mem_file_path, lambda fd: dirty.write_diff(fd, memory, pages))
+        else:
+            _write("memory", mem_file_path, lambda fd: _write_chunks(fd, [memoryview(r.mem) for r in memory.regions]))
+        _write("snapshot", snapshot_path, lambda fd: _write_chunks(fd, [memoryview(state)]))
+    except BaseException:
+        if pages is not None:
+            dirty.give_back(memory, pages)
+        raise
+
+
+def _take_dirty_pages(vmm) -> list[bytes]:
+    try:
+        return dirty.take_dirty_pages(vmm.vm, vmm.memory)
+    except kvm.KvmError as e:
+        raise SnapshotError(f"cannot read KVM's dirty page log: {e}") from None
 
 
 def capture(vmm, resources) -> dict:
@@ -107,18 +137,16 @@ def _device_tree(handler) -> dict:
             "limiters": [limiter.state() for limiter in handler.limiters()]}
 
 
-def _write(which: str, path: str, chunks: list[memoryview]) -> None:
-    """`chunks` to `path` through a temporary name in the same directory and a rename: a
-    failed write (a full disk) leaves an older file at `path` as it was."""
+def _write(which: str, path: str, fill) -> None:
+    """`fill(fd)` writes the file `path` through a temporary name in the same directory and a
+    rename: a failed write (a full disk) leaves an older file at `path` as it was."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     except OSError as e:
         raise SnapshotFileError(which, path, "open", e) from None
     try:
-        for view in chunks:
-            while view:
-                view = view[os.write(fd, view):]
+        fill(fd)
         os.close(fd)
         fd = -1
         os.rename(tmp, path)
@@ -132,6 +160,12 @@ def _write(which: str, path: str, chunks: list[memoryview]) -> None:
             os.close(fd)
         _unlink(tmp)
         raise
+
+
+def _write_chunks(fd: int, chunks: list[memoryview]) -> None:
+    for view in chunks:
+        while view:
+            view = view[os.write(fd, view):]
 
 
 def _unlink(path: str) -> None:

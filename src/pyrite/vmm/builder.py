@@ -200,8 +200,12 @@ def _create_memory(vm, mem_size: int, closers: list, track_dirty_pages: bool = F
 
 
 def _register_memory(vm, memory: GuestMemory, track_dirty_pages: bool = False) -> None:
-    """Guest memory's slots, then the interrupt controllers (that order: see machine.py)."""
+    """Guest memory's slots, then the interrupt controllers (that order: see machine.py). Each
+    region is in the KVM slot of its index (pyrite.snapshot.dirty reads the logs by it); with
+    `track_dirty_pages`, KVM logs the guest's writes and GuestMemory the VMM's."""
     flags = kvm.KVM_MEM_LOG_DIRTY_PAGES if track_dirty_pages else 0
+    if track_dirty_pages:
+        memory.track_dirty_pages()
     try:
         for slot, region in enumerate(memory.regions):
             vm.set_user_memory_region(slot, region.gpa, region.size, region.host_addr, flags)

@@ -404,10 +404,11 @@ class Queue:
 
     # -- ring access: through views of each ring, made once and checked against memory then --
 
-    def _ring_view(self, mem: GuestMemory, addr: int, length: int, what: str) -> memoryview:
+    def _ring_view(self, mem: GuestMemory, addr: int, length: int, what: str, lasting: bool = False) -> memoryview:
         if not mem.contains(addr, length):
             raise RingOutOfMemory(f"{self.name}: {what} [{addr:#x}, {addr + length:#x}) is outside guest memory")
-        return mem.view(addr, length)
+        # The used ring is written through this cached view: dirty-page logs must always count it.
+        return mem.lasting_view(addr, length) if lasting else mem.view(addr, length)
 
     def _check_views_of(self, mem: GuestMemory) -> None:
         if self._views_of is not mem:
@@ -432,7 +433,8 @@ class Queue:
         """The used ring as bytes (for its elements)."""
         if self._views_of is not mem or self._used_view is None:
             self._check_views_of(mem)
-            self._used_view = self._ring_view(mem, self.used_ring, used_ring_size(self.size), "used ring")
+            self._used_view = self._ring_view(mem, self.used_ring, used_ring_size(self.size), "used ring",
+                                              lasting=True)
             self._used_words = self._used_view.cast("H")
         return self._used_view
 
