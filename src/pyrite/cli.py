@@ -14,6 +14,7 @@ USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem
                   [--config-file vm.json] [--quiet]
        pyrite unikernel build APP.c [MORE.c ...] -o APP.img [--cmdline S] [--ring0]
        pyrite unikernel inspect APP.img
+       pyrite uffd-handler SOCKET MEM_FILE
 
 Boots IMAGE (ELF vmlinux, PVH, bzImage or Multiboot) in a microVM with the serial console on
 the terminal. Without IMAGE it boots pyrite's built-in demo guest. ARGs are appended to the
@@ -22,7 +23,8 @@ virtio-blk disk over a raw image file (drive0, drive1, ... ; ",ro" read-only, ",
 root device: root=/dev/vda on the command line); --entropy adds a virtio-rng device; each
 --net adds a virtio-net interface (eth0, eth1, ...) over an existing TAP device; --vsock adds
 a virtio-vsock device with guest CID (3 or more) and Firecracker's Unix-socket backend at
-UDS_PATH (host clients send "CONNECT <port>"; guest connections to port P reach UDS_PATH_P)."""
+UDS_PATH (host clients send "CONNECT <port>"; guest connections to port P reach UDS_PATH_P).
+`uffd-handler` serves a snapshot's memory file to a VMM that loads it with the Uffd backend."""
 
 
 class UsageError(Exception):
@@ -274,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "unikernel":
         from pyrite.unikernel.cli import main as unikernel_main
         return unikernel_main(rest)
+    if command == "uffd-handler":
+        from pyrite.snapshot.uffd_handler import main as uffd_handler_main
+        return uffd_handler_main(rest)
     if command not in COMMANDS:
         print(f"pyrite: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
