@@ -17,6 +17,7 @@ USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem
        pyrite warm-run SOCKET pyrite-vmm|pyrite [ARG ...]   a VMM forked by it
        pyrite unikernel build APP.c [MORE.c ...] -o APP.img [--cmdline S] [--ring0]
        pyrite unikernel inspect APP.img
+       pyrite uffd-handler SOCKET MEM_FILE
 
 Boots IMAGE (ELF vmlinux, PVH, bzImage or Multiboot) in a microVM with the serial console on
 the terminal. Without IMAGE it boots pyrite's built-in demo guest. ARGs are appended to the
@@ -27,7 +28,8 @@ root device: root=/dev/vda on the command line); --entropy adds a virtio-rng dev
 a virtio-vsock device with guest CID (3 or more) and Firecracker's Unix-socket backend at
 UDS_PATH (host clients send "CONNECT <port>"; guest connections to port P reach UDS_PATH_P).
 With --snapshot-on-signal, `kill -USR1 <pid>` pauses the VM, writes a Full snapshot (state
-and memory file) and resumes it; `pyrite snapshot load STATE` starts it again."""
+and memory file) and resumes it; `pyrite snapshot load STATE` starts it again.
+`uffd-handler` serves a snapshot's memory file to a VMM that loads it with the Uffd backend."""
 
 
 class UsageError(Exception):
@@ -296,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         return snapshot_main(rest)
     if command in ("warm-parent", "warm-run"):
         return _warm(command, rest)
+    if command == "uffd-handler":
+        from pyrite.snapshot.uffd_handler import main as uffd_handler_main
+        return uffd_handler_main(rest)
     if command not in COMMANDS:
         print(f"pyrite: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2

@@ -61,9 +61,12 @@ class MicroVM:
     @classmethod
     def restore(cls, snapshot_path, mem_file_path, *, resume: bool = True, console=None,
                 network_overrides: dict[str, str] | None = None, vsock_uds_path=None,
-                clock_realtime: bool = False, track_dirty_pages: bool = False) -> "MicroVM":
-        """A microVM started from a snapshot (Firecracker's PUT /snapshot/load with the File
-        backend): running, or paused with `resume=False`. `network_overrides` maps an interface
+                clock_realtime: bool = False, track_dirty_pages: bool = False,
+                mem_backend: str = "File") -> "MicroVM":
+        """A microVM started from a snapshot (Firecracker's PUT /snapshot/load): running, or
+        paused with `resume=False`. With `mem_backend="Uffd"`, `mem_file_path` is the Unix socket
+        of a page-fault handler (`pyrite uffd-handler SOCKET MEM_FILE`, or Firecracker's
+        examples) that fills guest memory page by page. `network_overrides` maps an interface
         id to the TAP it gets here; `vsock_uds_path` gives the vsock device its own socket;
         `track_dirty_pages` (not saved in a snapshot, as in Firecracker) allows Diff snapshots.
         Raises pyrite.snapshot.microvm.SnapshotError naming the file and the check that failed."""
@@ -80,7 +83,8 @@ class MicroVM:
         vm.resources = resources
         vm._build(console, lambda out, in_fd: load_snapshot(state, resources, mem_file_path, snapshot_path=snapshot_path,
                                                             clock_realtime=clock_realtime, console_out=out,
-                                                            console_in=in_fd, track_dirty_pages=track_dirty_pages))
+                                                            console_in=in_fd, track_dirty_pages=track_dirty_pages,
+                                                            mem_backend=mem_backend))
         vm._vmm.start(paused=not resume)
         return vm
 

@@ -140,11 +140,13 @@ def load_microvm(params, *, serial_out=None, metrics=None, machine=None):
             from pyrite.vmm.machine import release_machine
             release_machine(machine)
         raise
-    mem_file = params.mem_backend.backend_path if params.mem_backend is not None else params.mem_file_path
+    backend = params.mem_backend
+    mem_path, mem_backend = (params.mem_file_path, "File") if backend is None else \
+        (backend.backend_path, backend.backend_type)
     resources.machine_config.track_dirty_pages = params.track_dirty_pages or params.enable_diff_snapshots
-    vmm = load_snapshot(state, resources, mem_file, snapshot_path=params.snapshot_path,
+    vmm = load_snapshot(state, resources, mem_path, snapshot_path=params.snapshot_path,
                         clock_realtime=params.clock_realtime, console_out=serial_out, machine=machine,
-                        track_dirty_pages=resources.machine_config.track_dirty_pages)
+                        track_dirty_pages=resources.machine_config.track_dirty_pages, mem_backend=mem_backend)
     handle = _handle(vmm, metrics)
     vmm.start(paused=not params.resume_vm)
     return handle, resources
@@ -180,6 +182,7 @@ LOAD_ERRORS: dict[str, str] = {
     "StateFileError": _RESTORE + "Failed to get snapshot state from file: Failed to load snapshot state from file: {}",
     "OverrideError": _RESTORE + "Failed to get snapshot state from file: {}",
     "MemoryFileError": _RESTORE + "Failed to load guest memory: Error creating guest memory from file: {}",
+    "UffdMemoryError": _RESTORE + "Failed to load guest memory: Error creating guest memory from uffd: {}",
     "RestoreError": _RESTORE + "Failed to build microVM from snapshot: {}",
     "BuildError": _RESTORE + "Failed to build microVM from snapshot: {}",
 }
@@ -196,6 +199,8 @@ def load_error_message(error: Exception) -> str:
         return LOAD_ERRORS["MemoryFileError"].format(f"{error.path}: {io_error_text(error.error)}")
     if isinstance(error, build.BuildError):
         return LOAD_ERRORS["BuildError"].format(start_error_message(error))
+    if name == "UffdMemoryError":     # Firecracker's words only: its text does not name the socket
+        return LOAD_ERRORS[name].format(error.detail)
     return LOAD_ERRORS.get(name, "{}").format(error)
 
 

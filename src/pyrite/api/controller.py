@@ -397,9 +397,6 @@ class ApiController:
         if self.boot_path:
             raise Fault("Load snapshot error: Loading a microVM snapshot not allowed after configuring "
                         "boot-specific resources.")
-        if params.mem_backend is not None and params.mem_backend.backend_type == "Uffd":
-            raise Fault("The requested operation is not supported: pyrite does not support the Uffd memory "
-                        "backend yet.")
         from pyrite.snapshot.microvm import SnapshotError
         from pyrite.vmm.errors import BuildError
         from .boot import load_error_message, load_microvm

@@ -4,7 +4,9 @@ The state file (format.py) holds the configuration (Firecracker's config-file JS
 /vm/config shows it), the memory layout, each vCPU's and the VM's KVM state (kvm_state.py)
 and every device's record (records.py). The memory file holds guest RAM raw, the regions end
 to end; a load maps it MAP_PRIVATE, so nothing is copied up front and clones of one snapshot
-share its page cache.
+share its page cache. With the Uffd backend (uffd_backend.py) guest RAM is anonymous and a
+page-fault handler process (uffd_handler.py) copies each page in from the memory file when
+it is first touched.
 
 A load is a build from the saved configuration (pyrite.vmm.builder.build_for_restore) and
 then each piece taking its saved record: the VM's irqchip, PIT and clock, each vCPU, the
@@ -222,9 +224,11 @@ def apply_overrides(resources, network_overrides=(), vsock_override=None) -> Non
 
 def load_snapshot(state: dict, resources, mem_file_path: str, *, snapshot_path: str = "snapshot",
                   clock_realtime: bool = False, track_dirty_pages: bool = False,
-                  console_out=None, console_in: int | None = None, machine=None):
+                  console_out=None, console_in: int | None = None, machine=None, mem_backend: str = "File"):
     """A stopped Vmm rebuilt from `state` (read_snapshot) and `resources` (saved_resources,
-    overrides applied) with guest RAM mapped from `mem_file_path`. SnapshotError says which
+    overrides applied) with guest RAM mapped from `mem_file_path`; or, with `mem_backend`
+    "Uffd", filled page by page by the page-fault handler listening at the Unix socket
+    `mem_file_path` (uffd_backend, as Firecracker's backend_path). SnapshotError says which
     check failed (file, layout, vCPUs, CPU features, device records); BuildError a build step.
     `machine` (machine.create_machine's pair) is owned by the load from here, failed or not."""
     where = f"snapshot {snapshot_path}"
@@ -235,7 +239,7 @@ def load_snapshot(state: dict, resources, mem_file_path: str, *, snapshot_path: 
         if not isinstance(vcpus, list) or len(vcpus) != count:
             raise RestoreError(f"{where}: it holds {len(vcpus) if isinstance(vcpus, list) else 'no'} vCPU "
                                f"states for a machine of {count} vCPUs")
-        memory = map_memory(mem_file_path, regions)
+        memory = _memory(mem_backend, mem_file_path, regions)
     except BaseException:
         if machine is not None:
             release_machine(machine)
@@ -261,6 +265,15 @@ def _saved_layout(state: dict, resources, where: str) -> list[tuple[int, int]]:
         raise RestoreError(f"{where}: its memory layout {saved!r:.80} cannot be rebuilt for "
                             f"{resources.machine_config.mem_size_mib} MiB ({expected})")
     return [tuple(r) for r in expected]
+
+
+def _memory(backend: str, path: str, regions: list[tuple[int, int]]) -> GuestMemory:
+    if backend == "File":
+        return map_memory(path, regions)
+    if backend == "Uffd":
+        from .uffd_backend import UffdGuestMemory
+        return UffdGuestMemory(regions, path)
+    raise SnapshotError(f"memory backend {backend!r}: expected File or Uffd")
 
 
 def map_memory(path: str, regions: list[tuple[int, int]]) -> GuestMemory:
