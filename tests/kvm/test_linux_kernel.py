@@ -54,11 +54,12 @@ def test_banner_command_line_and_e820_match_what_pyrite_gave(boot):
 
 
 def test_the_kernel_reads_pyrites_acpi_tables_and_finds_every_vcpu(boot):
-    from pyrite.arch.x86_64.acpi import parse_acpi, write_acpi_tables
+    from pyrite.arch.x86_64.acpi import VMGENID_ADDR, parse_acpi, write_acpi_tables
     from pyrite.memory import GuestMemory
+    from pyrite.vmm.devices import vmgenid_gsi
     console, _ = boot
     mem = GuestMemory([(0, 1 << 20)])
-    ours = parse_acpi(mem, write_acpi_tables(mem, VCPUS))
+    ours = parse_acpi(mem, write_acpi_tables(mem, VCPUS, vmgenid=(VMGENID_ADDR, vmgenid_gsi([]))))
     mem.close()
     # Debian's cloud kernel has no CONFIG_X86_MPPARSE: the MADT is its only source of CPUs.
     seen = {sig: (int(addr, 16), int(length, 16), int(rev))

@@ -19,7 +19,7 @@ from pyrite.config import VmResources
 from pyrite.devices.virtio.handler import DeviceError, rate_limiter
 from pyrite.memory import GuestMemory
 from pyrite.microvm import _drive, _entropy
-from pyrite.vmm.devices import MAX_VIRTIO_DEVICES, kernel_cmdline, plan_slots
+from pyrite.vmm.devices import MAX_VIRTIO_DEVICES, kernel_cmdline, plan_slots, vmgenid_gsi
 from pyrite.vmm.event_loop import EventLoop
 
 
@@ -49,12 +49,13 @@ def test_root_drive_first_then_others_in_order_then_entropy(kernel, tmp_path):
         ("block", "b", 0xC0003000, 7), ("entropy", None, 0xC0004000, 8)]
 
 
-def test_slot_count_keeps_irqs_at_or_below_23(kernel, tmp_path):
-    assert MAX_VIRTIO_DEVICES == 19
-    slots = plan_slots(resources(kernel, tmp_path, *((f"d{i}", {}) for i in range(18)), entropy=True))
-    assert slots[-1].irq == 23 and slots[-1].addr == 0xC0001000 + 18 * 0x1000
-    with pytest.raises(DeviceError, match="20 virtio devices configured; at most 19"):
-        plan_slots(resources(kernel, tmp_path, *((f"d{i}", {}) for i in range(19)), entropy=True))
+def test_slot_count_keeps_irqs_at_or_below_22_and_23_for_the_vm_generation_id(kernel, tmp_path):
+    assert MAX_VIRTIO_DEVICES == 18
+    slots = plan_slots(resources(kernel, tmp_path, *((f"d{i}", {}) for i in range(17)), entropy=True))
+    assert slots[-1].irq == 22 and slots[-1].addr == 0xC0001000 + 17 * 0x1000
+    assert vmgenid_gsi(slots) == 23
+    with pytest.raises(DeviceError, match="19 virtio devices configured; at most 18"):
+        plan_slots(resources(kernel, tmp_path, *((f"d{i}", {}) for i in range(18)), entropy=True))
 
 
 @pytest.mark.parametrize("root,expected", [

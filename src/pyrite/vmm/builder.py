@@ -10,11 +10,12 @@ from collections.abc import Callable
 
 from pyrite import kvm
 from pyrite.arch.x86_64 import boot_cpu, cpuid, layout, msr
-from pyrite.arch.x86_64.acpi import AcpiError, write_acpi_tables
+from pyrite.arch.x86_64.acpi import VMGENID_ADDR, AcpiError, write_acpi_tables
 from pyrite.arch.x86_64.bootparams import BootConfigError, configure_boot
 from pyrite.arch.x86_64.cpuid import CpuidError
 from pyrite.arch.x86_64.loader import LoaderError, load_initrd, load_kernel
 from pyrite.arch.x86_64.mptable import MptableError, write_mptable
+from pyrite.devices.acpi.vmgenid import VmGenId
 from pyrite.devices.virtio.handler import DeviceError
 from pyrite.devices.legacy.boot_timer import BootTime, BootTimer
 from pyrite.devices.legacy.exit_port import ExitPort
@@ -23,7 +24,7 @@ from pyrite.devices.legacy.serial import Serial
 from pyrite.memory import GuestMemory, GuestMemoryError
 from .bus import Bus
 from .console import FdSink, SerialConsole
-from .devices import attach_devices, create_devices, kernel_cmdline, plan_slots
+from .devices import attach_devices, create_devices, kernel_cmdline, plan_slots, vmgenid_gsi
 from .errors import (BootSetupError, BuildError, DeviceSetupError, InitrdLoadError, KernelLoadError,
                      KvmSetupError, MemorySetupError, VcpuSetupError)
 from .event_loop import EventLoop
@@ -111,9 +112,9 @@ def build_for_boot(resources, *, console_out=None, console_in: int | None = None
             from pyrite.arch.x86_64.loader.symbols import elf_symbolizer
             return register_dump(vcpu, memory, symbolize or elf_symbolizer(kernel_path))
 
-        def write_boot_params(cmdline: str) -> None:
+        def write_boot_params(cmdline: str, vmgenid: VmGenId) -> None:
             nonlocal params
-            params = _write_boot_params(memory, kernel, initrd, mem_size, vcpu_count, cmdline)
+            params = _write_boot_params(memory, kernel, initrd, mem_size, vcpu_count, cmdline, vmgenid)
 
         vmm = _assemble(resources, system, vm, memory, event_loop, closers, console_out, console_in,
                         start_ns, on_boot_timer, write_boot_params, configure, describe)
@@ -167,14 +168,15 @@ def _assemble(resources, system, vm, memory, event_loop, closers, console_out, c
     legacy = _attach_legacy_devices(vm, pio, mmio, closers, finish, console_out, start_ns, on_boot_timer)
     slots = _plan_slots(resources)
     virtio = _attach_virtio_devices(vm, mmio, memory, event_loop, slots, closers)
+    vmgenid = _attach_vmgenid(vm, vmgenid_gsi(slots), closers)
     if console_in is not None:
         _attach_console_input(event_loop, legacy.console, console_in)
     if write_boot_params is not None:
-        write_boot_params(kernel_cmdline(resources.kernel_cmdline, slots))
+        write_boot_params(kernel_cmdline(resources.kernel_cmdline, slots), vmgenid)
     threads = _create_vcpus(system, vm, resources.machine_config.vcpu_count, closers, configure_vcpu,
                             lambda index, vcpu: VcpuThread(index, vcpu, pio, mmio, control, finish, describe))
     vmm = Vmm(system=system, vm=vm, memory=memory, vcpus=threads, control=control,
-              event_loop=event_loop, legacy=legacy, closers=closers, virtio=virtio)
+              event_loop=event_loop, legacy=legacy, closers=closers, virtio=virtio, vmgenid=vmgenid)
     vmm_box.append(vmm)
     return vmm
 
@@ -217,13 +219,14 @@ def _register_memory(vm, memory: GuestMemory, track_dirty_pages: bool = False) -
         raise KvmSetupError(f"interrupt controllers: {e}") from e
 
 
-def _write_boot_params(memory, kernel, initrd, mem_size: int, vcpu_count: int, cmdline: str):
+def _write_boot_params(memory, kernel, initrd, mem_size: int, vcpu_count: int, cmdline: str, vmgenid: VmGenId):
     try:
         # ACPI tables for kernels without MP-table support; the MP table stays for those with.
-        rsdp_addr = write_acpi_tables(memory, vcpu_count)
+        rsdp_addr = write_acpi_tables(memory, vcpu_count, vmgenid=(vmgenid.addr, vmgenid.gsi))
         params = configure_boot(memory, kernel, cmdline.encode(), initrd, mem_size, rsdp_addr=rsdp_addr)
         write_mptable(memory, vcpu_count)
-    except (AcpiError, BootConfigError, MptableError) as e:
+        vmgenid.generate(memory)
+    except (AcpiError, BootConfigError, MptableError, GuestMemoryError) as e:
         raise BootSetupError(str(e)) from e
     return params
 
@@ -273,6 +276,15 @@ def _irq_line(vm, gsi: int, closers: list) -> Callable[[], None]:
     closers.append(lambda: os.close(fd))
     vm.register_irqfd(fd, gsi)
     return lambda: os.eventfd_write(fd, 1)
+
+
+def _attach_vmgenid(vm, gsi: int, closers: list) -> VmGenId:
+    """The VM generation ID at Firecracker's address, announcing new IDs on `gsi`; a boot writes
+    its first ID with the ACPI tables, a restore its next one (pyrite.snapshot)."""
+    try:
+        return VmGenId(VMGENID_ADDR, gsi, _irq_line(vm, gsi, closers))
+    except (kvm.KvmError, OSError) as e:     # the irqfd
+        raise DeviceSetupError(f"vmgenid: {e}") from e
 
 
 def _attach_legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out, start_ns,

@@ -4,8 +4,10 @@ window, irqfd, queue ioeventfds and the device event loop.
 
 Slots: device i sits at layout.VIRTIO_MMIO_START + i * VIRTIO_MMIO_SIZE with GSI 5 + i (edge,
 through an irqfd), in Firecracker's order (builder.rs): drives (the root drive first), network
-interfaces, the vsock device, the entropy device. GSIs stop at 23, the last IOAPIC pin, so
-there are at most 19 devices. For each device the kernel command line gets Firecracker's
+interfaces, the vsock device, the entropy device. The VM generation ID takes the next GSI
+after the last device (Firecracker 1.12.1 allocates it from the same pool, after the virtio
+devices: GSI 5 with none, 6 with one). GSIs stop at 23, the last IOAPIC pin, so there are at
+most 18 devices: one pin of 5..23 is always left for the VM generation ID. For each device the kernel command line gets Firecracker's
 ``virtio_mmio.device=4K@0x<addr>:<irq>``, preceded by what the device adds itself (a root
 drive's ``root=/dev/vda`` and ``ro``/``rw``).
 """
@@ -23,7 +25,7 @@ from pyrite.devices.virtio.vsock.handler import VsockHandler
 
 IRQ_BASE = 5                     # Firecracker's first GSI for MMIO devices (x86_64)
 IRQ_MAX = 23                     # the IOAPIC's last pin
-MAX_VIRTIO_DEVICES = IRQ_MAX - IRQ_BASE + 1
+MAX_VIRTIO_DEVICES = IRQ_MAX - IRQ_BASE  # 5..22 at most: the VM generation ID's pin follows
 QUEUE_NOTIFY = 0x50              # virtio-mmio QueueNotify register offset
 
 # The device kinds, in Firecracker's slot order: adding a device is a folder and a line here.
@@ -52,6 +54,11 @@ def plan_slots(resources) -> list[Slot]:
                           f"in the IRQs {IRQ_BASE}-{IRQ_MAX}")
     return [Slot(kind, config, layout.VIRTIO_MMIO_START + i * layout.VIRTIO_MMIO_SIZE, IRQ_BASE + i)
             for i, (kind, config) in enumerate(configs)]
+
+
+def vmgenid_gsi(slots: list[Slot]) -> int:
+    """The VM generation ID's GSI: the first after the virtio devices', as Firecracker's."""
+    return IRQ_BASE + len(slots)
 
 
 def kernel_cmdline(base: str, slots: list[Slot]) -> str:

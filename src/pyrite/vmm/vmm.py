@@ -31,7 +31,8 @@ class LegacyDevices:
 
 class Vmm:
     def __init__(self, *, system, vm, memory, vcpus: list[VcpuThread], control: RunControl,
-                 event_loop, legacy: LegacyDevices, closers: list, virtio: list | None = None):
+                 event_loop, legacy: LegacyDevices, closers: list, virtio: list | None = None,
+                 vmgenid=None):
         self.system = system
         self.vm = vm
         self.memory = memory
@@ -40,6 +41,7 @@ class Vmm:
         self.event_loop = event_loop
         self.legacy = legacy
         self.virtio = virtio or []   # pyrite.devices.virtio handlers (VirtioHandler), in MMIO slot order
+        self.vmgenid = vmgenid       # pyrite.devices.acpi.vmgenid.VmGenId
         self._closers = closers
         self._exit: VmExit | None = None
         self._done = threading.Event()

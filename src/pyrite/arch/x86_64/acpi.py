@@ -5,7 +5,8 @@ table and find their CPUs in the MADT only. Like Firecracker (src/vmm/src/acpi/,
 src/acpi-tables/), pyrite writes, one after the other from ACPI_MEM_START (0xA0000, just
 past the EBDA that holds the MP table, in the legacy hole the e820 map leaves out of RAM):
 
-    DSDT (rev 2)  AML: COM1 (PNP0501, 0x3f8, GSI 4) and the i8042 (PNP0303, 0x60/0x64, GSI 1)
+    DSDT (rev 2)  AML: COM1 (PNP0501, 0x3f8, GSI 4) and the i8042 (PNP0303, 0x60/0x64, GSI 1);
+                  with a VM generation ID, its device and the GED that notifies it (below)
     FADT (rev 6)  hardware-reduced ACPI, no power/sleep button, IA-PC boot flags "no VGA",
                   "no MSI", "no ASPM control"; X_DSDT -> the DSDT; hypervisor vendor id
     MADT (rev 6)  local APIC at 0xFEE00000, one I/O APIC (id 0, 0xFEC00000, GSI base 0),
@@ -16,6 +17,13 @@ past the EBDA that holds the MP table, in the legacy hole the e820 map leaves ou
 and the RSDP (revision 2, XSDT only) at RSDP_ADDR (0xE0000), where a guest that is not told
 its address scans for it. The boot protocols pass that address too (hvm_start_info.rsdp_paddr,
 boot_params.acpi_rsdp_addr): see bootparams.py. Specification: ACPI 6.5, chapters 5 and 20.
+
+The VM generation ID (pyrite.devices.acpi.vmgenid) is described as Firecracker 1.12.1 does
+(its DSDT, read back from a guest): ``\\_SB_.VGEN`` with _HID "FCVMGID", _CID and _DDN
+"VM_Gen_Counter" and ``Name(ADDR, Package() {low, high})``, two DWords giving the 16 bytes'
+guest-physical address (what Linux's drivers/virt/vmgenid.c evaluates); and a Generic Event
+Device ``\\_SB_.GED_`` (ACPI0013) whose _CRS holds the notification GSI and whose _EVT
+method does ``Notify(\\_SB_.VGEN, 0x80)`` when called for that GSI.
 """
 from __future__ import annotations
 
@@ -28,6 +36,10 @@ from pyrite.memory import GuestMemory, GuestMemoryError
 ACPI_MEM_START = EBDA_START + 0x400    # 0xA0000: right after the EBDA's KiB (Firecracker)
 ACPI_MEM_SIZE = 0x2000                 # [0xA0000, 0xA2000), as Firecracker reserves
 RSDP_ADDR = 0xE0000                    # in the BIOS area a guest scans for "RSD PTR "
+VMGENID_SIZE = 16
+# Firecracker 1.12.1 takes the generation ID's 16 bytes (8-aligned) from the top of its
+# system-memory area [0x9FC00, 0xE0000): 0xDFFF0, in the hole the e820 map leaves out of RAM.
+VMGENID_ADDR = RSDP_ADDR - VMGENID_SIZE
 MAX_VCPUS = 254                        # xAPIC ids 0..254; 0xFF is the broadcast id
 
 APIC_ADDR = 0xFEE0_0000
@@ -145,9 +157,35 @@ def _device(path: str, *terms: bytes) -> bytes:
     return b"\x5B\x82" + _pkg_length(len(body)) + body          # DeviceOp
 
 
-def _method(path: str, arg_count: int, *terms: bytes) -> bytes:
-    body = _name_string(path) + bytes((arg_count & 7,)) + b"".join(terms)   # not Serialized
+def _method(path: str, arg_count: int, *terms: bytes, serialized: bool = False) -> bytes:
+    flags = arg_count & 7 | (1 << 3 if serialized else 0)      # MethodFlags: SerializeFlag bit 3
+    body = _name_string(path) + bytes((flags,)) + b"".join(terms)
     return b"\x14" + _pkg_length(len(body)) + body              # MethodOp
+
+
+def _dword(value: int) -> bytes:
+    return b"\x0C" + value.to_bytes(4, "little")                # DWordPrefix
+
+
+def _package(*elements: bytes) -> bytes:
+    body = bytes((len(elements),)) + b"".join(elements)         # NumElements, then the elements
+    return b"\x12" + _pkg_length(len(body)) + body              # PackageOp
+
+
+def _if(predicate: bytes, *terms: bytes) -> bytes:
+    body = predicate + b"".join(terms)
+    return b"\xA0" + _pkg_length(len(body)) + body              # IfOp
+
+
+def _lequal(left: bytes, right: bytes) -> bytes:
+    return b"\x93" + left + right                               # LEqualOp
+
+
+ARG0 = b"\x68"                                                 # Arg0Op
+
+
+def _notify(path: str, value: int) -> bytes:
+    return b"\x86\x5C" + _name_string(path) + _byte(value)      # NotifyOp \path value
 
 
 def _return(value: bytes) -> bytes:
@@ -173,6 +211,24 @@ def _interrupt(gsi: int) -> bytes:
     return struct.pack("<BHBBI", 0x89, 6, flags, 1, gsi)
 
 
+def vmgenid_aml(addr: int, gsi: int) -> bytes:
+    """The VM generation ID device and the GED that notifies it on `gsi`, byte for byte as
+    Firecracker 1.12.1 writes them (GED_ first)."""
+    if not 0 <= addr < 1 << 64 or not 0 <= gsi <= 0xFF:
+        raise AcpiError(f"acpi: VMGenID address {addr:#x} or GSI {gsi} out of range")
+    ged = _device("_SB_.GED_",
+                  _name("_HID", _string("ACPI0013")),
+                  _name("_CRS", _resource_template(_interrupt(gsi))),
+                  _method("_EVT", 1, _if(_lequal(ARG0, _byte(gsi)), _notify("_SB_.VGEN", 0x80)),
+                          serialized=True))
+    vgen = _device("_SB_.VGEN",
+                   _name("_HID", _string("FCVMGID")),
+                   _name("_CID", _string("VM_Gen_Counter")),
+                   _name("_DDN", _string("VM_Gen_Counter")),
+                   _name("ADDR", _package(_dword(addr & 0xFFFF_FFFF), _dword(addr >> 32))))
+    return ged + vgen
+
+
 def dsdt_aml() -> bytes:
     """The DSDT's definition block: the legacy devices, as Firecracker describes them."""
     com1 = _device("_SB_.COM1",
@@ -192,8 +248,10 @@ def dsdt_aml() -> bytes:
 
 # --- the tables ------------------------------------------------------------------------------
 
-def build_dsdt() -> bytes:
-    return _sdt(b"DSDT", DSDT_REVISION, b"PYVMDSDT", dsdt_aml())
+def build_dsdt(vmgenid: tuple[int, int] | None = None) -> bytes:
+    """`vmgenid`: (address, GSI) of a VM generation ID to describe, or None."""
+    aml = (vmgenid_aml(*vmgenid) if vmgenid is not None else b"") + dsdt_aml()
+    return _sdt(b"DSDT", DSDT_REVISION, b"PYVMDSDT", aml)
 
 
 def build_fadt(dsdt_addr: int) -> bytes:
@@ -230,13 +288,14 @@ def build_rsdp(xsdt_addr: int) -> bytes:
     return bytes(rsdp)
 
 
-def write_acpi_tables(mem: GuestMemory, vcpu_count: int) -> int:
+def write_acpi_tables(mem: GuestMemory, vcpu_count: int, vmgenid: tuple[int, int] | None = None) -> int:
     """Write DSDT, FADT, MADT, XSDT from ACPI_MEM_START and the RSDP at RSDP_ADDR, in
-    Firecracker's order and places; returns the RSDP's address."""
+    Firecracker's order and places; returns the RSDP's address. `vmgenid` is the (address,
+    GSI) of a VM generation ID for the DSDT to describe (the device writes the ID itself)."""
     if not isinstance(vcpu_count, int) or not 1 <= vcpu_count <= MAX_VCPUS:
         raise AcpiError(f"acpi: vcpu_count {vcpu_count!r} is outside 1..{MAX_VCPUS}")
     dsdt_addr = ACPI_MEM_START
-    dsdt = build_dsdt()
+    dsdt = build_dsdt(vmgenid)
     fadt_addr = dsdt_addr + len(dsdt)
     fadt = build_fadt(dsdt_addr)
     madt_addr = fadt_addr + len(fadt)
@@ -375,3 +434,19 @@ def parse_acpi(mem: GuestMemory, rsdp: int = RSDP_ADDR) -> AcpiTables:
                       iapc_boot_arch=iapc, hypervisor_vendor_id=vendor, lapic_address=lapic_addr,
                       madt_flags=madt_flags, local_apics=local_apics, io_apics=io_apics,
                       overrides=overrides)
+
+
+def vmgenid_address(tables: AcpiTables) -> int | None:
+    """The guest-physical address in the DSDT's ``Name(ADDR, Package(2) {DWord, DWord})``, found
+    as the library OS finds it (a byte scan, no AML interpreter); None when the DSDT names no
+    VM_Gen_Counter or holds no such package."""
+    aml = tables.tables[b"DSDT"].data[SDT_HEADER.size:]
+    if _string("VM_Gen_Counter") not in aml:
+        return None
+    at = aml.find(b"\x08ADDR\x12")
+    package = aml[at + 6:at + 6 + 12] if at >= 0 else b""
+    # PkgLength (one byte: 12), NumElements 2, DWordPrefix low, DWordPrefix high
+    if len(package) < 12 or package[1] != 2 or package[2] != 0x0C or package[7] != 0x0C:
+        return None
+    low, high = struct.unpack_from("<I", package, 3)[0], struct.unpack_from("<I", package, 8)[0]
+    return high << 32 | low

@@ -14,5 +14,7 @@ void pyrite_clock_init(void);
 void pyrite_stdio_flush(void);
 void pyrite_irq_dispatch(struct pyrite_trap_frame *frame);
 __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame);
+/* The ACPI table with signature `sig` (4 characters; "DSDT" through the FADT), or NULL. */
+const uint8_t *pyrite_acpi_table(const char *sig);
 
 #endif

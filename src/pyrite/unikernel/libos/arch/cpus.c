@@ -3,6 +3,7 @@
 #include <string.h>
 #include <pyrite/arch.h>
 #include <pyrite/boot.h>
+#include "../libos_internal.h"
 
 static uint8_t checksum(const uint8_t *p, size_t n)
 {
@@ -23,7 +24,6 @@ static const uint8_t *scan(uintptr_t start, uintptr_t end, const char *sig, size
 
 static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 
 static uintptr_t ebda_base(void)
 {
@@ -60,51 +60,21 @@ static int mptable_cpus(void)
     return (int)cpus;
 }
 
-static const uint8_t *find_rsdp(void)
-{
-    uint64_t given = pyrite_bootinfo()->rsdp;
-    if (given && memcmp((const void *)(uintptr_t)given, "RSD PTR ", 8) == 0)
-        return (const uint8_t *)(uintptr_t)given;
-    uintptr_t ebda = ebda_base();
-    const uint8_t *r = NULL;
-    if (ebda >= 0x80000 && ebda < 0xA0000)
-        r = scan(ebda, ebda + 1024, "RSD PTR ", 8, 20);
-    return r ? r : scan(0xE0000, 0x100000, "RSD PTR ", 8, 20);
-}
-
-/* ACPI: RSDP -> XSDT (or RSDT) -> "APIC" (MADT); count enabled local APIC (type 0)
- * and x2APIC (type 9) entries. */
+/* ACPI MADT ("APIC"): count enabled local APIC (type 0) and x2APIC (type 9) entries. */
 static int madt_cpus(void)
 {
-    const uint8_t *rsdp = find_rsdp();
-    if (!rsdp)
+    const uint8_t *t = pyrite_acpi_table("APIC");
+    if (!t)
         return -1;
-    const uint8_t *sdt;
-    unsigned entry_size;
-    if (rsdp[15] >= 2 && rd64(rsdp + 24)) {
-        sdt = (const uint8_t *)(uintptr_t)rd64(rsdp + 24);
-        entry_size = 8;
-    } else {
-        sdt = (const uint8_t *)(uintptr_t)rd32(rsdp + 16);
-        entry_size = 4;
+    uint32_t tlen = rd32(t + 4);
+    int cpus = 0;
+    for (uint32_t p = 44; p + 2 <= tlen && t[p + 1] >= 2; p += t[p + 1]) {
+        if (t[p] == 0)
+            cpus += rd32(t + p + 4) & 1;
+        else if (t[p] == 9)
+            cpus += rd32(t + p + 8) & 1;
     }
-    uint32_t len = rd32(sdt + 4);
-    for (uint32_t off = 36; off + entry_size <= len; off += entry_size) {
-        uint64_t addr = entry_size == 8 ? rd64(sdt + off) : rd32(sdt + off);
-        const uint8_t *t = (const uint8_t *)(uintptr_t)addr;
-        if (memcmp(t, "APIC", 4) != 0)
-            continue;
-        uint32_t tlen = rd32(t + 4);
-        int cpus = 0;
-        for (uint32_t p = 44; p + 2 <= tlen && t[p + 1] >= 2; p += t[p + 1]) {
-            if (t[p] == 0)
-                cpus += rd32(t + p + 4) & 1;
-            else if (t[p] == 9)
-                cpus += rd32(t + p + 8) & 1;
-        }
-        return cpus;
-    }
-    return -1;
+    return cpus;
 }
 
 int pyrite_cpu_count(const char **source)
