@@ -193,11 +193,10 @@ class WarmChild:
     def wait(self, timeout: float | None = None) -> int | None:
         """The child's status once it has ended (None if still running after `timeout`)."""
         if self.status is None:
-            self._connection.settimeout(timeout)
-            try:
-                line = self._reader.readline()
-            except TimeoutError:
+            ready, _, _ = select.select([self._connection], [], [], timeout)
+            if not ready:
                 return None
+            line = self._reader.readline()
             message = json.loads(line) if line else {"status": 1}
             self.status = message.get("status", 1)
             self._connection.close()

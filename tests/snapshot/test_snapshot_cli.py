@@ -42,7 +42,10 @@ def signalled(counter, tmp_path_factory):
     first = run.stdout.readline()          # the guest runs: the handler is installed
     assert first.startswith(b"count=")
     run.send_signal(signal.SIGUSR1)
-    out, err = run.communicate(timeout=60)
+    # Read on through the same buffered reader: communicate() would read the raw fd and miss
+    # what readline() already buffered.
+    out, err = run.stdout.read(), run.stderr.read()
+    run.wait(60)
     assert run.returncode == 0, err.decode()
     assert f"snapshot written to {state} and {mem}".encode() in err
     assert counts((first + out).decode()) == list(range(1, LIMIT + 1))   # the run went on to its end

@@ -281,6 +281,8 @@ def _run(args: dict, payload_limit: int, metrics) -> int:
         # After the socket is up: the KVM VM and the builder's imports cost tens of ms.
         controller.machine = prepare_main_thread()
         controller.boot_ready.set()
+        if "config-file" not in args:
+            import pyrite.snapshot.microvm  # noqa: F401  (ready before a PUT /snapshot/load comes)
         if "config-file" in args:
             try:
                 controller.start_microvm()

@@ -206,8 +206,7 @@ def cmd_clone(argv: list[str]) -> int:
             resources = _restored_resources(state, snapshot_path, [], None if uds is None else f"{uds}.{i}")
             vmms.append(load_snapshot(state, resources, mem_path, snapshot_path=snapshot_path,
                                       console_out=LinePrefixSink(1, f"[{i}] ".encode(), out_lock)))
-        for vmm in vmms:
-            vmm.start()
+            vmms[-1].start()          # each runs as soon as it is built
         statuses = [vmm.wait(timeout) for vmm in vmms]
     finally:
         for vmm in vmms:

@@ -150,6 +150,7 @@ def _write(which: str, path: str, fill) -> None:
         raise SnapshotFileError(which, path, "open", e) from None
     try:
         fill(fd)
+        os.fsync(fd)              # on disk before the answer, as Firecracker's create is
         os.close(fd)
         fd = -1
         os.rename(tmp, path)
