@@ -14,6 +14,7 @@ serial port and i8042, each virtio device and its transport.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pyrite
@@ -89,18 +90,28 @@ def create_snapshot(vmm, resources, snapshot_path: str, mem_file_path: str, snap
     if snapshot_type == "Diff" and not memory.tracks_dirty_pages:
         raise SnapshotError("Diff snapshots need dirty page tracking (machine-config track_dirty_pages, "
                             "or track_dirty_pages / enable_diff_snapshots on load)")
-    state = capture(vmm, resources)
-    state["memory_file"] = os.path.abspath(mem_file_path)   # where `pyrite snapshot load` looks by default
-    state = format.encode(state)
-    # Harvested before the memory is written, so that a page a device dirties meanwhile (the
-    # event loop runs on while the vCPUs are paused) through a view taken after this is in the
-    # next harvest too.
-    pages = _take_dirty_pages(vmm) if memory.tracks_dirty_pages else None
+    pages = None
+    # Every virtio device's lock is held from its record to the end of the memory file: the
+    # event loop runs on while the vCPUs are paused, and a device must not write guest memory
+    # (a used ring, a received frame) between the two.
+    with contextlib.ExitStack() as held:
+        for handler in vmm.virtio:
+            held.enter_context(handler.lock)
+        state = capture(vmm, resources)
+        state["memory_file"] = os.path.abspath(mem_file_path)   # where `pyrite snapshot load` looks by default
+        state = format.encode(state)
+        pages = _take_dirty_pages(vmm) if memory.tracks_dirty_pages else None
+        try:
+            if snapshot_type == "Diff":
+                _write("memory", mem_file_path, lambda fd: dirty.write_diff(fd, memory, pages))
+            else:
+                _write("memory", mem_file_path,
+                       lambda fd: _write_chunks(fd, [memoryview(r.mem) for r in memory.regions]))
+        except BaseException:
+            if pages is not None:
+                dirty.give_back(memory, pages)
+            raise
     try:
-        if snapshot_type == "Diff":
-            _write("memory", mem_file_path, lambda fd: dirty.write_diff(fd, memory, pages))
-        else:
-            _write("memory", mem_file_path, lambda fd: _write_chunks(fd, [memoryview(r.mem) for r in memory.regions]))
         _write("snapshot", snapshot_path, lambda fd: _write_chunks(fd, [memoryview(state)]))
     except BaseException:
         if pages is not None:

@@ -121,9 +121,8 @@ class VirtioHandler:
         raise NotImplementedError
 
     def state(self) -> tuple:
-        """(device record, transport record); taken while the vCPUs are paused."""
-        with self.lock:
-            return self.device.state(), self.transport.state()
+        """(device record, transport record); the caller holds `lock`, with the vCPUs paused."""
+        return self.device.state(), self.transport.state()
 
     def restore(self, device_state, transport_state, memory) -> None:
         """After attach(): the device and its transport rebuilt from saved records, keeping this
