@@ -257,12 +257,9 @@ def load_snapshot(state: dict, resources, mem_file_path: str, *, snapshot_path: 
         if machine is not None:
             release_machine(machine)
         raise
-    try:
-        vmm = build_for_restore(resources, memory, console_out=console_out, console_in=console_in,
-                                machine=machine, track_dirty_pages=track_dirty_pages)
-    except BaseException:
-        memory.close()
-        raise
+    # The build owns `memory` and `machine` from here: it closes them if it fails.
+    vmm = build_for_restore(resources, memory, console_out=console_out, console_in=console_in,
+                            machine=machine, track_dirty_pages=track_dirty_pages)
     try:
         _restore_pieces(vmm, state, where, clock_realtime)
     except BaseException:
