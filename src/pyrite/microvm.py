@@ -83,8 +83,7 @@ class MicroVM:
         vm.resources = resources
         vm._build(console, lambda out, in_fd: load_snapshot(state, resources, mem_file_path, snapshot_path=snapshot_path,
                                                             clock_realtime=clock_realtime, console_out=out,
-                                                            console_in=in_fd, track_dirty_pages=track_dirty_pages,
-                                                            mem_backend=mem_backend))
+                                                            console_in=in_fd, mem_backend=mem_backend))
         vm._vmm.start(paused=not resume)
         return vm
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 
+from pyrite.snapshot import errors as snap
 from pyrite.vmm import errors as build
 
 # Firecracker's StartMicrovmError text for each build step's failure (src/vmm/src/builder.rs).
@@ -146,7 +147,7 @@ def load_microvm(params, *, serial_out=None, metrics=None, machine=None):
     resources.machine_config.track_dirty_pages = params.track_dirty_pages or params.enable_diff_snapshots
     vmm = load_snapshot(state, resources, mem_path, snapshot_path=params.snapshot_path,
                         clock_realtime=params.clock_realtime, console_out=serial_out, machine=machine,
-                        track_dirty_pages=resources.machine_config.track_dirty_pages, mem_backend=mem_backend)
+                        mem_backend=mem_backend)
     handle = _handle(vmm, metrics)
     vmm.start(paused=not params.resume_vm)
     return handle, resources
@@ -175,41 +176,43 @@ def _handle(vmm, metrics) -> MicroVmHandle:
     return handle
 
 
-# Firecracker's texts for a failed PUT /snapshot/load and /snapshot/create, by error type
-# (pyrite.snapshot.microvm), after "Load snapshot error: " / "Create snapshot error: ".
+# Firecracker's texts for a failed PUT /snapshot/load, by error type (pyrite.snapshot.errors;
+# BuildError: a step of the restore build), after "Load snapshot error: ".
 _RESTORE = "Failed to restore from snapshot: "
-LOAD_ERRORS: dict[str, str] = {
-    "StateFileError": _RESTORE + "Failed to get snapshot state from file: Failed to load snapshot state from file: {}",
-    "OverrideError": _RESTORE + "Failed to get snapshot state from file: {}",
-    "MemoryFileError": _RESTORE + "Failed to load guest memory: Error creating guest memory from file: {}",
-    "UffdMemoryError": _RESTORE + "Failed to load guest memory: Error creating guest memory from uffd: {}",
-    "RestoreError": _RESTORE + "Failed to build microVM from snapshot: {}",
-    "BuildError": _RESTORE + "Failed to build microVM from snapshot: {}",
+_STATE_FILE = _RESTORE + "Failed to get snapshot state from file: "
+LOAD_ERRORS: dict[type, str] = {
+    snap.StateFileError: _STATE_FILE + "Failed to load snapshot state from file: {}",
+    snap.OverrideError: _STATE_FILE + "{}",
+    snap.MemoryFileError: _RESTORE + "Failed to load guest memory: Error creating guest memory from file: {}",
+    snap.UffdMemoryError: _RESTORE + "Failed to load guest memory: Error creating guest memory from uffd: {}",
+    snap.RestoreError: _RESTORE + "Failed to build microVM from snapshot: {}",
+    build.BuildError: _RESTORE + "Failed to build microVM from snapshot: {}",
 }
 
 
 def load_error_message(error: Exception) -> str:
     """What follows "Load snapshot error: " for a failed load."""
     from pyrite.config.errors import io_error_text
-    name = type(error).__name__
-    if name == "SnapshotFileError":
+    if isinstance(error, snap.SnapshotFileError):
         if error.which == "snapshot":
-            return _RESTORE + f"Failed to get snapshot state from file: Failed to open snapshot file: " \
-                              f"{io_error_text(error.error)}"
-        return LOAD_ERRORS["MemoryFileError"].format(f"{error.path}: {io_error_text(error.error)}")
+            return _STATE_FILE + f"Failed to open snapshot file: {io_error_text(error.error)}"
+        detail = f"{error.path}: {io_error_text(error.error)}"
+        return LOAD_ERRORS[snap.MemoryFileError].format(detail)
     if isinstance(error, build.BuildError):
-        return LOAD_ERRORS["BuildError"].format(start_error_message(error))
-    if name == "UffdMemoryError":     # Firecracker's words only: its text does not name the socket
-        return LOAD_ERRORS[name].format(error.detail)
-    return LOAD_ERRORS.get(name, "{}").format(error)
+        detail = start_error_message(error)
+    elif isinstance(error, snap.UffdMemoryError):
+        detail = error.detail            # Firecracker's words only: its text does not name the socket
+    else:
+        detail = str(error)
+    text = next((LOAD_ERRORS[kind] for kind in type(error).__mro__ if kind in LOAD_ERRORS), "{}")
+    return text.format(detail)
 
 
 def create_error_message(error: Exception) -> str:
     """What follows "Create snapshot error: " for a failed create."""
     from pyrite.config.errors import io_error_text
-    name = type(error).__name__
-    if name == "NotPausedError":
+    if isinstance(error, snap.NotPausedError):
         return "Cannot save the microVM state: Operation not allowed: save/restore unavailable while running"
-    if name == "SnapshotFileError":
+    if isinstance(error, snap.SnapshotFileError):
         return f"Cannot perform {error.operation} on the {error.which} backing file: {io_error_text(error.error)}"
     return str(error)

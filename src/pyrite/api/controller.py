@@ -379,7 +379,7 @@ class ApiController:
         if params.snapshot_type == "Diff" and not self.resources.machine_config.track_dirty_pages:
             raise Fault("The requested operation is not supported: Diff snapshots are not allowed on uVMs "
                         "with dirty page tracking disabled.")
-        from pyrite.snapshot.microvm import SnapshotError
+        from pyrite.snapshot.errors import SnapshotError
         from .boot import create_error_message, create_snapshot
         started = time.monotonic_ns()
         try:
@@ -397,7 +397,7 @@ class ApiController:
         if self.boot_path:
             raise Fault("Load snapshot error: Loading a microVM snapshot not allowed after configuring "
                         "boot-specific resources.")
-        from pyrite.snapshot.microvm import SnapshotError
+        from pyrite.snapshot.errors import SnapshotError
         from pyrite.vmm.errors import BuildError
         from .boot import load_error_message, load_microvm
         started = time.monotonic_ns()

@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     if command not in commands:
         print(f"pyrite snapshot: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
-    from .microvm import SnapshotError
+    from .errors import SnapshotError
     try:
         return commands[command](rest)
     except (UsageError, SnapshotError) as e:

@@ -2,16 +2,14 @@
 and clock, to and from the plain values of a state file.
 
 What is saved per vCPU is Firecracker's VcpuState (vstate/vcpu.rs): CPUID (as pyrite set it),
-MSRs (those of
-KVM_GET_MSR_INDEX_LIST that this vCPU can read), regs, sregs, xsave, XCRs, debug registers,
+MSRs (those of KVM_GET_MSR_INDEX_LIST that this vCPU can read), regs, sregs, xsave, XCRs, debug registers,
 LAPIC, MP state and vCPU events. It is restored in Firecracker's order, CPUID first and
 vCPU events last (they may inject a pending exception into the state set before them).
 """
 from __future__ import annotations
 
-import time
-
 import struct
+import time
 
 from pyrite import kvm
 from pyrite.arch.x86_64 import cpuid as arch_cpuid
@@ -40,10 +38,6 @@ _FEATURE_WORDS = ((1, 0, "ecx", 1 << 27), (1, 0, "edx", 0), (7, 0, "ebx", 0), (7
 
 class StateMismatchError(Exception):
     """A saved state this host or this VM cannot take (CPU features, MSRs, vCPU count, layout)."""
-
-
-def _raw(value) -> bytes:
-    return bytes(value)
 
 
 def _struct(struct_type, data, where: str):
@@ -84,7 +78,7 @@ def save_vcpu(vcpu, msr_indices: list[int]) -> dict:
     state = {"cpuid": b"".join(_CPUID_ENTRY.pack(e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx)
                                for e in vcpu.cpuid)}
     for name, _, get, _ in (*_VCPU_RECORDS, _EVENTS):
-        state[name] = _raw(getattr(vcpu, get)())
+        state[name] = bytes(getattr(vcpu, get)())
     state["msrs"] = b"".join(_MSR_ENTRY.pack(index, value) for index, value in vcpu.get_msrs(msr_indices).items())
     return state
 
@@ -135,8 +129,8 @@ def check_cpu_features(saved_cpuid: list, supported, vcpu_count: int) -> None:
 
 def save_vm(vm) -> dict:
     """The in-kernel PIC pair, IOAPIC, PIT and kvmclock."""
-    state = {name: _raw(vm.get_irqchip(chip_id)) for name, chip_id in _CHIPS}
-    state["pit"] = _raw(vm.get_pit2())
+    state = {name: bytes(vm.get_irqchip(chip_id)) for name, chip_id in _CHIPS}
+    state["pit"] = bytes(vm.get_pit2())
     state["clock"] = vm.get_clock().clock
     state["realtime_ns"] = time.time_ns()
     return state

@@ -30,43 +30,12 @@ from pyrite.vmm.builder import build_for_restore
 from pyrite.vmm.machine import release_machine
 from pyrite.vmm.vmm import PAUSED
 from . import dirty, format, kvm_state, records
+from .errors import (MemoryFileError, NotPausedError, OverrideError, RestoreError, SnapshotError,  # noqa: F401
+                     SnapshotFileError, StateFileError)
 from .format import SnapshotFormatError
 from .kvm_state import StateMismatchError
 
 KIND = "pyrite microVM"
-
-
-class SnapshotError(Exception):
-    """A snapshot that cannot be created or loaded; the text says which file and why."""
-
-
-class NotPausedError(SnapshotError):
-    """create_snapshot on a microVM that is running."""
-
-
-class SnapshotFileError(SnapshotError):
-    """A snapshot or memory file that cannot be opened, written or read (`which`: "snapshot" or
-    "memory"; `operation`: "open", "write", "read"; `error`: the OSError)."""
-
-    def __init__(self, which: str, path: str, operation: str, error: OSError):
-        super().__init__(f"{which} file {path}: cannot {operation}: {error.strerror}")
-        self.which, self.path, self.operation, self.error = which, path, operation, error
-
-
-class StateFileError(SnapshotError):
-    """A state file that is not a valid pyrite snapshot (truncated, corrupted, wrong version)."""
-
-
-class MemoryFileError(SnapshotError):
-    """A memory file that does not hold the snapshot's guest memory."""
-
-
-class OverrideError(SnapshotError):
-    """A load-time override naming a device the snapshot does not have."""
-
-
-class RestoreError(SnapshotError):
-    """Saved state that this host or this build cannot take (CPU features, vCPUs, layout, records)."""
 
 
 # -- create --------------------------------------------------------------------------------
@@ -90,7 +59,6 @@ def create_snapshot(vmm, resources, snapshot_path: str, mem_file_path: str, snap
     if snapshot_type == "Diff" and not memory.tracks_dirty_pages:
         raise SnapshotError("Diff snapshots need dirty page tracking (machine-config track_dirty_pages, "
                             "or track_dirty_pages / enable_diff_snapshots on load)")
-    pages = None
     # Every virtio device's lock is held from its record to the end of the memory file: the
     # event loop runs on while the vCPUs are paused, and a device must not write guest memory
     # (a used ring, a received frame) between the two.
@@ -107,16 +75,12 @@ def create_snapshot(vmm, resources, snapshot_path: str, mem_file_path: str, snap
             else:
                 _write("memory", mem_file_path,
                        lambda fd: _write_chunks(fd, [memoryview(r.mem) for r in memory.regions]))
+            held.close()                    # the devices may go on; the state is in hand
+            _write("snapshot", snapshot_path, lambda fd: _write_chunks(fd, [memoryview(state)]))
         except BaseException:
             if pages is not None:
                 dirty.give_back(memory, pages)
             raise
-    try:
-        _write("snapshot", snapshot_path, lambda fd: _write_chunks(fd, [memoryview(state)]))
-    except BaseException:
-        if pages is not None:
-            dirty.give_back(memory, pages)
-        raise
 
 
 def _take_dirty_pages(vmm) -> list[bytes]:
@@ -165,15 +129,12 @@ def _write(which: str, path: str, fill) -> None:
         os.close(fd)
         fd = -1
         os.rename(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         if fd >= 0:
             os.close(fd)
         _unlink(tmp)
-        raise SnapshotFileError(which, path, "write", e) from None
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        _unlink(tmp)
+        if isinstance(e, OSError):
+            raise SnapshotFileError(which, path, "write", e) from None
         raise
 
 
@@ -206,15 +167,18 @@ def read_snapshot(snapshot_path: str) -> dict:
 
 
 def saved_resources(state: dict, snapshot_path: str):
-    """The VmResources the snapshot was taken with (its kernel need not exist any more)."""
+    """The VmResources the snapshot was taken with (its kernel need not exist any more). Dirty
+    page tracking is off: as in Firecracker, the load asks for it (track_dirty_pages)."""
     from pyrite.config import ConfigError, VmResources
     config = state.get("config")
     if not isinstance(config, str):
         raise StateFileError(f"snapshot {snapshot_path}: it holds no configuration")
     try:
-        return VmResources.from_json_bytes(config.encode(), kernel_needed=False)
+        resources = VmResources.from_json_bytes(config.encode(), kernel_needed=False)
     except ConfigError as e:
         raise RestoreError(f"snapshot {snapshot_path}: its configuration cannot be rebuilt here: {e}") from None
+    resources.machine_config.track_dirty_pages = False
+    return resources
 
 
 def apply_overrides(resources, network_overrides=(), vsock_override=None) -> None:
@@ -236,12 +200,13 @@ def apply_overrides(resources, network_overrides=(), vsock_override=None) -> Non
 
 
 def load_snapshot(state: dict, resources, mem_file_path: str, *, snapshot_path: str = "snapshot",
-                  clock_realtime: bool = False, track_dirty_pages: bool = False,
+                  clock_realtime: bool = False,
                   console_out=None, console_in: int | None = None, machine=None, mem_backend: str = "File"):
     """A stopped Vmm rebuilt from `state` (read_snapshot) and `resources` (saved_resources,
     overrides applied) with guest RAM mapped from `mem_file_path`; or, with `mem_backend`
     "Uffd", filled page by page by the page-fault handler listening at the Unix socket
-    `mem_file_path` (uffd_backend, as Firecracker's backend_path). SnapshotError says which
+    `mem_file_path` (uffd_backend, as Firecracker's backend_path); dirty pages tracked when
+    resources.machine_config.track_dirty_pages says so. SnapshotError says which
     check failed (file, layout, vCPUs, CPU features, device records); BuildError a build step.
     `machine` (machine.create_machine's pair) is owned by the load from here, failed or not."""
     where = f"snapshot {snapshot_path}"
@@ -259,7 +224,7 @@ def load_snapshot(state: dict, resources, mem_file_path: str, *, snapshot_path: 
         raise
     # The build owns `memory` and `machine` from here: it closes them if it fails.
     vmm = build_for_restore(resources, memory, console_out=console_out, console_in=console_in,
-                            machine=machine, track_dirty_pages=track_dirty_pages)
+                            machine=machine, track_dirty_pages=resources.machine_config.track_dirty_pages)
     try:
         _restore_pieces(vmm, state, where, clock_realtime)
     except BaseException:

@@ -15,18 +15,9 @@ import _socket   # not `socket`: see uffd_protocol
 
 from pyrite.config.errors import io_error_text
 from pyrite.memory import GuestMemory, GuestMemoryError
-from .microvm import SnapshotError
+from .errors import UffdMemoryError
 from .uffd import Userfaultfd, UffdError
 from .uffd_protocol import GuestRegionUffdMapping, send_handshake
-
-
-class UffdMemoryError(SnapshotError):
-    """Guest memory that cannot be set up for the Uffd backend. `detail` is Firecracker's text
-    for the failed step (GuestMemoryFromUffdError); the message also names the socket."""
-
-    def __init__(self, path: str, detail: str):
-        super().__init__(f"memory backend socket {path}: {detail}")
-        self.path, self.detail = path, detail
 
 
 class UffdGuestMemory(GuestMemory):
