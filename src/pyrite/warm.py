@@ -57,7 +57,7 @@ def serve(path: str) -> int:
     finally:
         os.umask(old_umask)
     listener.listen(64)
-    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)     # SIGTERM ends it as Ctrl-C does
     print(f"pyrite warm-parent: ready on {path} (pid {os.getpid()})", file=sys.stderr, flush=True)
     poller = select.poll()
     poller.register(listener, select.POLLIN)
