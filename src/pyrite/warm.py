@@ -211,7 +211,8 @@ def spawn(path: str, argv: list[str], *, stdin: int = 0, stdout: int = 1, stderr
         connection.connect(path)
     except OSError as e:
         connection.close()
-        raise WarmError(f"no warm parent at {path}: {e.strerror}") from None
+        raise WarmError(f"no warm parent at {path}: {e.strerror} (start one with "
+                        f"`pyrite warm-parent {path}`)") from None
     request = {"argv": argv, "cwd": cwd or os.getcwd(), "env": dict(os.environ) if env is None else env}
     _send(connection, request, [stdin, stdout, stderr])
     line = connection.makefile("rb").readline()

@@ -44,7 +44,10 @@ def main(argv: list[str]) -> int:
     from .errors import SnapshotError
     try:
         return commands[command](rest)
-    except (UsageError, SnapshotError) as e:
+    except UsageError as e:
+        print(f"pyrite snapshot {command}: {e} (see `pyrite snapshot --help`)", file=sys.stderr)
+        return 2
+    except SnapshotError as e:
         print(f"pyrite snapshot {command}: {e}", file=sys.stderr)
         return 2
 
