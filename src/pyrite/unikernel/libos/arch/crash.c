@@ -37,7 +37,7 @@ __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame)
     unsigned vector = (unsigned)f.vector;
     int status = PYRITE_CRASH_STATUS_BASE + (int)(vector & 0x7F);
     if (crashing++)
-        pyrite_poweroff(status);             /* crashed while reporting a crash */
+        pyrite_poweroff_now(status);             /* crashed while reporting a crash */
     pyrite_stdio_flush();
 
     const char *name = vector < 32 && exception_names[vector] ? exception_names[vector] : "unexpected interrupt";
@@ -60,5 +60,5 @@ __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame)
         printf("    %016lx: %016lx\n", addr, *(const uint64_t *)(uintptr_t)addr);
     }
     printf("pyrite: exit status %d\n", status);
-    pyrite_poweroff(status);
+    pyrite_poweroff_now(status);
 }
