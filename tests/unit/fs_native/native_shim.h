@@ -7,7 +7,8 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
-#include "fs.h"
+#include <sys/stat.h>
+#include "vfs.h"
 
 static long shim_result(long r)
 {
@@ -33,8 +34,8 @@ static long shim_write(int fd, const void *b, size_t n) { return shim_result(fs_
 static long shim_pread(int fd, void *b, size_t n, long o) { return shim_result(fs_pread64(fd, b, n, o)); }
 static long shim_pwrite(int fd, const void *b, size_t n, long o) { return shim_result(fs_pwrite64(fd, b, n, o)); }
 static long shim_lseek(int fd, long o, int w) { return shim_result(fs_lseek(fd, o, w)); }
-static int shim_stat(const char *p, struct stat *s) { return (int)shim_result(fs_stat(p, (struct fs_stat *)s)); }
-static int shim_lstat(const char *p, struct stat *s) { return (int)shim_result(fs_lstat(p, (struct fs_stat *)s)); }
+static int shim_stat(const char *p, struct stat *s) { return (int)shim_result(fs_stat(p, s)); }
+static int shim_lstat(const char *p, struct stat *s) { return (int)shim_result(fs_lstat(p, s)); }
 static int shim_mkdir(const char *p, unsigned m) { return (int)shim_result(fs_mkdir(p, m)); }
 static int shim_rmdir(const char *p) { return (int)shim_result(fs_rmdir(p)); }
 static int shim_unlink(const char *p) { return (int)shim_result(fs_unlink(p)); }

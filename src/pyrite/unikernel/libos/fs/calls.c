@@ -1,6 +1,7 @@
 /* The calls that take a path: open, stat, mkdir, unlink, rename, link, symlink, ... */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statfs.h>
 #include "vfs.h"
 
 #define UTIME_NOW_  ((1l << 30) - 1l)
@@ -9,10 +10,10 @@
 
 static unsigned umask_bits = 022;
 
-long fs_umask(unsigned mask)
+long fs_umask(int mask)
 {
     unsigned old = umask_bits;
-    umask_bits = mask & 0777;
+    umask_bits = (unsigned)mask & 0777;
     return old;
 }
 
@@ -23,7 +24,7 @@ static int no_entry(const struct nameidata *nd) { return nd->len == 0 || is_dot(
 /* A file system's root (mounted somewhere), which cannot be removed or renamed. */
 static int is_mount_root(struct vnode *node) { return node->mnt->root == node; }
 
-long fs_openat(int dirfd, const char *path, int flags, unsigned mode)
+long fs_openat(int dirfd, const char *path, int flags, int mode)
 {
     int access = flags & LX_O_ACCMODE;
     if (access == 3 || (flags & LX_O_TMPFILE) == LX_O_TMPFILE)
@@ -46,7 +47,7 @@ long fs_openat(int dirfd, const char *path, int flags, unsigned mode)
         } else if (nd.len == 0 || nd.trailing_slash)
             err = -EISDIR;
         else if (!(err = vfs_check_writable(nd.dir->mnt))) {
-            err = nd.dir->ops->create(nd.dir, nd.name, nd.len, S_IFREG_ | (mode & 07777 & ~umask_bits),
+            err = nd.dir->ops->create(nd.dir, nd.name, nd.len, S_IFREG_ | ((unsigned)mode & 07777 & ~umask_bits),
                                       NULL, &node);
             created = !err;
         }
@@ -82,9 +83,14 @@ long fs_openat(int dirfd, const char *path, int flags, unsigned mode)
     return fd_install(node, flags);
 }
 
-long fs_open(const char *path, int flags, unsigned mode) { return fs_openat(LX_AT_FDCWD, path, flags, mode); }
+long fs_open(const char *path, int flags, int mode) { return fs_openat(LX_AT_FDCWD, path, flags, mode); }
 
-long fs_newfstatat(int dirfd, const char *path, struct fs_stat *st, int flags)
+long fs_creat(const char *path, int mode)
+{
+    return fs_openat(LX_AT_FDCWD, path, LX_O_CREAT | LX_O_WRONLY | LX_O_TRUNC, mode);
+}
+
+long fs_newfstatat(int dirfd, const char *path, struct stat *st, int flags)
 {
     if (flags & ~(LX_AT_SYMLINK_NOFOLLOW | LX_AT_EMPTY_PATH | 0x800 /* AT_NO_AUTOMOUNT */))
         return -EINVAL;
@@ -98,12 +104,13 @@ long fs_newfstatat(int dirfd, const char *path, struct fs_stat *st, int flags)
     return 0;
 }
 
-long fs_stat(const char *path, struct fs_stat *st) { return fs_newfstatat(LX_AT_FDCWD, path, st, 0); }
-long fs_lstat(const char *path, struct fs_stat *st) { return fs_newfstatat(LX_AT_FDCWD, path, st, LX_AT_SYMLINK_NOFOLLOW); }
+long fs_stat(const char *path, struct stat *st) { return fs_newfstatat(LX_AT_FDCWD, path, st, 0); }
+long fs_lstat(const char *path, struct stat *st) { return fs_newfstatat(LX_AT_FDCWD, path, st, LX_AT_SYMLINK_NOFOLLOW); }
 
-long fs_statx(int dirfd, const char *path, int flags, unsigned mask, struct fs_statx *stx)
+long fs_statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *out)
 {
-    struct fs_stat st;
+    struct fs_statx *stx = (struct fs_statx *)out;
+    struct stat st;
     long err = fs_newfstatat(dirfd, path, &st, flags & (LX_AT_SYMLINK_NOFOLLOW | LX_AT_EMPTY_PATH));
     if (err)
         return err;
@@ -148,12 +155,12 @@ static int make_entry(int dirfd, const char *path, uint32_t mode, const char *ta
     return err;
 }
 
-long fs_mkdirat(int dirfd, const char *path, unsigned mode)
+long fs_mkdirat(int dirfd, const char *path, int mode)
 {
-    return make_entry(dirfd, path, S_IFDIR_ | (mode & 07777 & ~umask_bits), NULL);
+    return make_entry(dirfd, path, S_IFDIR_ | ((unsigned)mode & 07777 & ~umask_bits), NULL);
 }
 
-long fs_mkdir(const char *path, unsigned mode) { return fs_mkdirat(LX_AT_FDCWD, path, mode); }
+long fs_mkdir(const char *path, int mode) { return fs_mkdirat(LX_AT_FDCWD, path, mode); }
 
 long fs_symlinkat(const char *target, int dirfd, const char *path)
 {
@@ -321,7 +328,7 @@ long fs_readlinkat(int dirfd, const char *path, char *buf, size_t size)
 
 long fs_readlink(const char *path, char *buf, size_t size) { return fs_readlinkat(LX_AT_FDCWD, path, buf, size); }
 
-long fs_truncate(const char *path, long length)
+long fs_truncate(const char *path, off_t length)
 {
     if (length < 0)
         return -EINVAL;
@@ -363,6 +370,34 @@ long fs_faccessat(int dirfd, const char *path, int mode)
 
 long fs_access(const char *path, int mode) { return fs_faccessat(LX_AT_FDCWD, path, mode); }
 
+long fs_faccessat2(int dirfd, const char *path, int mode, int flags)
+{
+    if (flags & ~(0x200 /* AT_EACCESS */ | LX_AT_SYMLINK_NOFOLLOW | LX_AT_EMPTY_PATH))
+        return -EINVAL;
+    return fs_faccessat(dirfd, path, mode);  /* one user, root: real and effective ids agree */
+}
+
+void vfs_fill_statfs(struct vnode *node, struct statfs *buf)
+{
+    memset(buf, 0, sizeof *buf);
+    buf->f_bsize = buf->f_frsize = node->mnt->block_size ? node->mnt->block_size : 4096;
+    buf->f_namelen = FS_NAME_MAX;
+    if (node->mnt->statfs)
+        node->mnt->statfs(node->mnt, buf);
+    buf->f_flags = node->mnt->read_only ? 1 /* ST_RDONLY */ : 0;
+}
+
+long fs_statfs(const char *path, struct statfs *buf)
+{
+    struct vnode *node;
+    int err = vfs_resolve(LX_AT_FDCWD, path, LOOKUP_FOLLOW, &node);
+    if (err)
+        return err;
+    vfs_fill_statfs(node, buf);
+    vnode_put(node);
+    return 0;
+}
+
 long fs_chdir(const char *path)
 {
     struct vnode *node;
@@ -390,7 +425,7 @@ static int set_time(struct fs_timespec *field, const struct fs_timespec *given, 
     return 1;
 }
 
-long fs_utimensat(int dirfd, const char *path, const struct fs_timespec times[2], int flags)
+long fs_utimensat(int dirfd, const char *path, const struct timespec ts[2], int flags)
 {
     if (flags & ~(LX_AT_SYMLINK_NOFOLLOW | LX_AT_EMPTY_PATH))
         return -EINVAL;
@@ -405,8 +440,11 @@ long fs_utimensat(int dirfd, const char *path, const struct fs_timespec times[2]
                                                (flags & LX_AT_EMPTY_PATH), &node))) {
         return err;
     }
+    struct fs_timespec given[2], now = vfs_now();
+    const struct fs_timespec *times = ts ? given : NULL;
+    for (int i = 0; ts && i < 2; i++)
+        given[i] = (struct fs_timespec){ts[i].tv_sec, ts[i].tv_nsec};
     struct vnode saved = *node;
-    struct fs_timespec now = vfs_now();
     int a = set_time(&node->atime, times ? &times[0] : NULL, now);
     int m = a < 0 ? a : set_time(&node->mtime, times ? &times[1] : NULL, now);
     err = a < 0 ? a : m < 0 ? m : 0;
@@ -424,14 +462,14 @@ long fs_utimensat(int dirfd, const char *path, const struct fs_timespec times[2]
     return err;
 }
 
-long fs_fchmodat(int dirfd, const char *path, unsigned mode)
+long fs_fchmodat(int dirfd, const char *path, int mode)
 {
     struct vnode *node;
     int err = vfs_resolve(dirfd, path, LOOKUP_FOLLOW, &node);
     if (err)
         return err;
     if (!(err = vfs_check_writable(node->mnt))) {
-        node->mode = (node->mode & S_IFMT_) | (mode & 07777);
+        node->mode = (node->mode & S_IFMT_) | ((unsigned)mode & 07777);
         vfs_touch(node, FS_TOUCH_C);
         err = node->ops->update(node);
     }
@@ -439,9 +477,9 @@ long fs_fchmodat(int dirfd, const char *path, unsigned mode)
     return err;
 }
 
-long fs_chmod(const char *path, unsigned mode) { return fs_fchmodat(LX_AT_FDCWD, path, mode); }
+long fs_chmod(const char *path, int mode) { return fs_fchmodat(LX_AT_FDCWD, path, mode); }
 
-void vfs_fill_stat(struct vnode *node, struct fs_stat *st)
+void vfs_fill_stat(struct vnode *node, struct stat *st)
 {
     memset(st, 0, sizeof *st);
     st->st_dev = node->mnt ? node->mnt->dev : 0;
@@ -454,7 +492,10 @@ void vfs_fill_stat(struct vnode *node, struct fs_stat *st)
     st->st_size = (int64_t)node->size;
     st->st_blksize = node->mnt && node->mnt->block_size ? node->mnt->block_size : 4096;
     st->st_blocks = (int64_t)node->blocks;
-    st->st_atim = node->atime;
-    st->st_mtim = node->mtime;
-    st->st_ctim = node->ctime;
+    st->st_atim.tv_sec = node->atime.tv_sec;
+    st->st_atim.tv_nsec = node->atime.tv_nsec;
+    st->st_mtim.tv_sec = node->mtime.tv_sec;
+    st->st_mtim.tv_nsec = node->mtime.tv_nsec;
+    st->st_ctim.tv_sec = node->ctime.tv_sec;
+    st->st_ctim.tv_nsec = node->ctime.tv_nsec;
 }

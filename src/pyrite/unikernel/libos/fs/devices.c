@@ -1,4 +1,5 @@
 /* Character devices: the console (fds 0, 1, 2, /dev/console, /dev/tty), /dev/null, /dev/zero. */
+#include <stdio.h>
 #include <string.h>
 #include <pyrite/serial.h>
 #include "vfs.h"
@@ -20,9 +21,18 @@
 struct kernel_termios { uint32_t iflag, oflag, cflag, lflag; uint8_t line, cc[19]; };
 struct kernel_winsize { uint16_t rows, cols, xpixel, ypixel; };
 
+/* Flush stdout before waiting for input (prompts without "\n"), if the program has stdio. */
+extern int fflush(FILE *) __attribute__((weak));
+
 static long console_read(struct vnode *node, void *buf, size_t n, uint64_t offset)
 {
-    return n ? (long)serial_read(buf, n) : 0;
+    if (!n)
+        return 0;
+    if (fflush)
+        fflush(stdout);
+    if (!serial_rx_irq_enabled())
+        serial_rx_irq_enable();
+    return (long)serial_read(buf, n);
 }
 
 static long console_write(struct vnode *node, const void *buf, size_t n, uint64_t offset)

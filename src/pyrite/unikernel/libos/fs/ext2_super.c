@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statfs.h>
 #include <pyrite/serial.h>
 #include "ext2.h"
 
@@ -253,6 +254,18 @@ static int read_groups(struct ext2_fs *fs)
     return 0;
 }
 
+static void ext2_statfs(struct mount *mnt, struct statfs *buf)
+{
+    struct ext2_fs *fs = (struct ext2_fs *)mnt;
+    buf->f_type = EXT2_MAGIC;
+    buf->f_blocks = fs->sb.blocks_count;
+    buf->f_bfree = fs->sb.free_blocks_count;
+    buf->f_bavail = fs->sb.free_blocks_count > fs->sb.r_blocks_count ?
+                    fs->sb.free_blocks_count - fs->sb.r_blocks_count : 0;
+    buf->f_files = fs->sb.inodes_count;
+    buf->f_ffree = fs->sb.free_inodes_count;
+}
+
 static int sync_hook(struct mount *mnt) { return ext2_sync(mnt, 0); }
 static int final_hook(struct mount *mnt) { return ext2_sync(mnt, 1); }
 
@@ -281,6 +294,7 @@ struct mount *ext2_mount(struct blockdev *dev)
         fs->mnt.block_size = fs->block_size;
         fs->mnt.sync = sync_hook;
         fs->mnt.final_sync = final_hook;
+        fs->mnt.statfs = ext2_statfs;
         err = ext2_iget(fs, EXT2_ROOT_INO, &fs->mnt.root);
         if (!err && !IS_DIR(fs->mnt.root->mode))
             err = ext2_corrupt(fs, "the root inode is not a directory");

@@ -1,4 +1,5 @@
 /* Descriptors: the fd table (0, 1, 2 are the console) and the calls that take an fd. */
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include "vfs.h"
@@ -24,6 +25,7 @@
 #define SEEK_DATA_ 3
 #define SEEK_HOLE_ 4
 #define ENXIO_ 6
+#define EOPNOTSUPP_ 95
 
 /* An open file description: what open() made, shared by dup()'s copies. */
 struct file {
@@ -164,28 +166,50 @@ long fs_write(int fd, const void *buf, size_t n)
     return r;
 }
 
-static long vectored(int fd, const struct fs_iovec *iov, int count, int write)
+static long vectored(int fd, const struct iovec *iov, int count, int write)
 {
     if (count < 0 || count > 1024)
         return -EINVAL;
     long total = 0;
     for (int i = 0; i < count; i++) {
-        if (!iov[i].len)
+        if (!iov[i].iov_len)
             continue;
-        long r = write ? fs_write(fd, iov[i].base, iov[i].len) : fs_read(fd, iov[i].base, iov[i].len);
+        long r = write ? fs_write(fd, iov[i].iov_base, iov[i].iov_len) : fs_read(fd, iov[i].iov_base, iov[i].iov_len);
         if (r < 0)
             return total ? total : r;
         total += r;
-        if ((size_t)r < iov[i].len)
+        if ((size_t)r < iov[i].iov_len)
             break;
     }
     return total;
 }
 
-long fs_readv(int fd, const struct fs_iovec *iov, int count) { return vectored(fd, iov, count, 0); }
-long fs_writev(int fd, const struct fs_iovec *iov, int count) { return vectored(fd, iov, count, 1); }
+long fs_readv(int fd, const struct iovec *iov, int count) { return vectored(fd, iov, count, 0); }
+long fs_writev(int fd, const struct iovec *iov, int count) { return vectored(fd, iov, count, 1); }
 
-long fs_pread64(int fd, void *buf, size_t n, long offset)
+static long vectored_at(int fd, const struct iovec *iov, int count, off_t offset, int write)
+{
+    if (count < 0 || count > 1024)
+        return -EINVAL;
+    long total = 0;
+    for (int i = 0; i < count; i++) {
+        if (!iov[i].iov_len)
+            continue;
+        long r = write ? fs_pwrite64(fd, iov[i].iov_base, iov[i].iov_len, offset + total)
+                       : fs_pread64(fd, iov[i].iov_base, iov[i].iov_len, offset + total);
+        if (r < 0)
+            return total ? total : r;
+        total += r;
+        if ((size_t)r < iov[i].iov_len)
+            break;
+    }
+    return total;
+}
+
+long fs_preadv(int fd, const struct iovec *iov, int count, off_t offset) { return vectored_at(fd, iov, count, offset, 0); }
+long fs_pwritev(int fd, const struct iovec *iov, int count, off_t offset) { return vectored_at(fd, iov, count, offset, 1); }
+
+long fs_pread64(int fd, void *buf, size_t n, off_t offset)
 {
     struct file *f = fd_file(fd);
     if (!f)
@@ -197,7 +221,7 @@ long fs_pread64(int fd, void *buf, size_t n, long offset)
     return do_read(f, buf, n, (uint64_t)offset);
 }
 
-long fs_pwrite64(int fd, const void *buf, size_t n, long offset)
+long fs_pwrite64(int fd, const void *buf, size_t n, off_t offset)
 {
     struct file *f = fd_file(fd);
     if (!f)
@@ -231,7 +255,7 @@ long fs_close(int fd)
     return 0;
 }
 
-long fs_lseek(int fd, long offset, int whence)
+long fs_lseek(int fd, off_t offset, int whence)
 {
     struct file *f = fd_file(fd);
     if (!f)
@@ -265,7 +289,7 @@ long fs_lseek(int fd, long offset, int whence)
     return (long)f->pos;
 }
 
-long fs_fstat(int fd, struct fs_stat *st)
+long fs_fstat(int fd, struct stat *st)
 {
     struct file *f = fd_file(fd);
     if (!f)
@@ -313,7 +337,7 @@ long fs_getdents64(int fd, void *buf, size_t n)
     return used ? (long)used : err;
 }
 
-long fs_ftruncate(int fd, long length)
+long fs_ftruncate(int fd, off_t length)
 {
     struct file *f = fd_file(fd);
     if (!f)
@@ -398,6 +422,8 @@ long fs_ioctl(int fd, unsigned long request, unsigned long arg)
         fds[fd].cloexec = request == FIOCLEX_;
         return 0;
     }
+    if (f == &console_files[0])
+        return -ENOTTY;                 /* stdin is usually a file or pipe on the host: not a tty */
     return f->io->ioctl ? f->io->ioctl(f->node, request, arg) : -ENOTTY;
 }
 
@@ -438,7 +464,7 @@ long fs_fchdir(int fd)
     return 0;
 }
 
-long fs_fchmod(int fd, unsigned mode)
+long fs_fchmod(int fd, int mode)
 {
     struct file *f = fd_file(fd);
     if (!f)
@@ -446,7 +472,7 @@ long fs_fchmod(int fd, unsigned mode)
     int err = vfs_check_writable(f->node->mnt);
     if (err)
         return err;
-    f->node->mode = (f->node->mode & S_IFMT_) | (mode & 07777);
+    f->node->mode = (f->node->mode & S_IFMT_) | ((unsigned)mode & 07777);
     vfs_touch(f->node, FS_TOUCH_C);
     return f->node->ops->update(f->node);
 }
@@ -458,4 +484,59 @@ long fs_flock(int fd, int operation)
         return -EBADF;
     int op = operation & ~4;            /* LOCK_NB */
     return (op == 1 || op == 2 || op == 8) ? 0 : -EINVAL;
+}
+
+long fs_syncfs(int fd)
+{
+    struct file *f = fd_file(fd);
+    if (!f)
+        return -EBADF;
+    return f->node->mnt->sync ? f->node->mnt->sync(f->node->mnt) : 0;
+}
+
+long fs_fstatfs(int fd, struct statfs *buf)
+{
+    struct file *f = fd_file(fd);
+    if (!f)
+        return -EBADF;
+    vfs_fill_statfs(f->node, buf);
+    return 0;
+}
+
+long fs_fallocate(int fd, int mode, off_t offset, off_t len)
+{
+    struct file *f = fd_file(fd);
+    if (!f)
+        return -EBADF;
+    if (offset < 0 || len <= 0)
+        return -EINVAL;
+    if (!writable(f))
+        return -EBADF;
+    return IS_REG(f->node->mode) ? -EOPNOTSUPP_ : -ENODEV;   /* as ext2 on Linux answers */
+}
+
+/* Files and directories are always ready; console input cannot be waited for this way. */
+long fs_poll(struct pollfd *fds, unsigned long nfds, int timeout_ms)
+{
+    long ready = 0;
+    for (unsigned long i = 0; i < nfds; i++) {
+        struct file *f = fds[i].fd < 0 ? NULL : fd_file(fds[i].fd);
+        fds[i].revents = 0;
+        if (fds[i].fd < 0)
+            continue;
+        if (!f)
+            fds[i].revents = POLLNVAL;
+        else if (f->node == &fs_console && (fds[i].events & POLLIN))
+            return -ENOSYS;
+        else
+            fds[i].revents = (short)(fds[i].events & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM));
+        ready += fds[i].revents != 0;
+    }
+    return ready;
+}
+
+long fs_ppoll(struct pollfd *fds, unsigned long nfds, const struct timespec *timeout, const void *sigmask,
+              size_t sigsetsize)
+{
+    return fs_poll(fds, nfds, 0);
 }

@@ -1,6 +1,7 @@
 /* ramfs: files and directories in memory (the root file system). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statfs.h>
 #include "vfs.h"
 
 struct ram_entry {
@@ -338,6 +339,8 @@ static const struct vnode_ops ramfs_ops = {
     .release = ramfs_release,
 };
 
+static void ramfs_statfs(struct mount *mnt, struct statfs *buf) { buf->f_type = 0x858458f6; /* RAMFS_MAGIC */ }
+
 struct vnode *ramfs_new(const char *source)
 {
     static uint32_t next_dev = 0x10;
@@ -352,6 +355,7 @@ struct vnode *ramfs_new(const char *source)
     mnt->source = source;
     mnt->dev = next_dev++;
     mnt->block_size = 4096;
+    mnt->statfs = ramfs_statfs;
     return root;
 }
 

@@ -11,6 +11,28 @@
 #include <errno.h>
 #include "fs.h"
 
+struct fs_timespec { int64_t tv_sec; long tv_nsec; };
+
+struct fs_dirent64 {                    /* struct linux_dirent64 */
+    uint64_t d_ino;
+    int64_t d_off;
+    uint16_t d_reclen;
+    uint8_t d_type;
+    char d_name[];
+};
+
+struct fs_statx_timestamp { int64_t tv_sec; uint32_t tv_nsec; int32_t reserved; };
+struct fs_statx {                       /* the kernel's struct statx, 256 bytes */
+    uint32_t stx_mask, stx_blksize;
+    uint64_t stx_attributes;
+    uint32_t stx_nlink, stx_uid, stx_gid;
+    uint16_t stx_mode, spare0;
+    uint64_t stx_ino, stx_size, stx_blocks, stx_attributes_mask;
+    struct fs_statx_timestamp stx_atime, stx_btime, stx_ctime, stx_mtime;
+    uint32_t stx_rdev_major, stx_rdev_minor, stx_dev_major, stx_dev_minor;
+    uint64_t spare2[14];
+};
+
 /* Linux errno values (the C library's errno.h may lack some). */
 #ifndef ENOENT
 #define ENOENT 2
@@ -208,6 +230,7 @@ struct mount {
     uint32_t block_size;                /* st_blksize */
     int (*sync)(struct mount *);        /* write everything back; NULL if nothing to write */
     int (*final_sync)(struct mount *);  /* the same at exit, leaving it marked clean */
+    void (*statfs)(struct mount *, struct statfs *);   /* sizes and free counts (f_type set) */
     void *priv;
     struct mount *next;
 };
@@ -252,7 +275,8 @@ void fs_set_cwd(struct vnode *node);
 long fd_install(struct vnode *node, int flags);
 
 /* calls.c */
-void vfs_fill_stat(struct vnode *node, struct fs_stat *st);
+void vfs_fill_stat(struct vnode *node, struct stat *st);
+void vfs_fill_statfs(struct vnode *node, struct statfs *buf);
 
 /* ramfs.c */
 struct vnode *ramfs_new(const char *source);
