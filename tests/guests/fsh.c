@@ -145,8 +145,10 @@ static int cmd_stat(const char *path, int follow)
     struct stat st;
     if ((follow ? stat(path, &st) : lstat(path, &st)) != 0)
         return fail(follow ? "stat" : "lstat");
+    /* Directories: no size or link count (they differ between file systems, e.g. btrfs). */
     printf("%s %s type=%s size=%ld nlink=%ld mode=%04o blocks_ok=%d\n", follow ? "stat" : "lstat", path,
-           type_name(st.st_mode), S_ISDIR(st.st_mode) ? 0L : (long)st.st_size, (long)st.st_nlink,
+           type_name(st.st_mode), S_ISDIR(st.st_mode) ? 0L : (long)st.st_size,
+           S_ISDIR(st.st_mode) ? 0L : (long)st.st_nlink,
            (unsigned)(st.st_mode & 07777), (long)st.st_blocks * 512 >= (S_ISREG(st.st_mode) ? (long)st.st_size : 0));
     return 0;
 }
@@ -398,6 +400,9 @@ int main(int argc, char **argv)
             char buf[4096];
             long want = atol(d) < 4096 ? atol(d) : 4096;
             ssize_t n = fd < 0 ? -1 : pread(fd, buf, (size_t)want, atol(b));
+            for (ssize_t k = 0; k < n; k++)     /* zeros and other bytes that do not print: '.' */
+                if (buf[k] < 32 || buf[k] > 126)
+                    buf[k] = '.';
             if (n < 0)
                 r = fail("readat");
             else

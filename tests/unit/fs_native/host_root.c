@@ -79,10 +79,11 @@ struct vnode *fs_setup_root(void)
                                 (void *)(intptr_t)fd, "vda"};
         struct mount *mnt = ext2_mount(bd);
         struct vnode *mnt_dir = subdir(root, "mnt");
-        struct vnode *dir = subdir(mnt_dir, "vda");
-        if (mnt)
+        if (mnt) {
+            struct vnode *dir = subdir(mnt_dir, "vda");
             vfs_mount(mnt, dir);
-        vnode_put(dir);
+            vnode_put(dir);
+        }
         vnode_put(mnt_dir);
     }
     atexit(at_exit);
