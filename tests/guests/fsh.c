@@ -272,6 +272,9 @@ static int stdio_check(const char *path)
     size_t got = fread(word, 1, 3, f);
     fseek(f, 0, SEEK_END);
     size_t past = fread(word, 1, 3, f);
+    for (int k = 0; k < 3; k++)
+        if (word[k] == '\n')
+            word[k] = '.';
     fclose(f);
     f = fopen(path, "a");
     fputs("tail\n", f);
