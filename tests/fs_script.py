@@ -22,3 +22,13 @@ SCRIPT = (
     "mkfiles b 60 700 checkfiles b 60 700 rmrf b "
     "write a/sub2 0 1 ls a rmrf a unlink big ls ."
 ).split()
+
+
+def pattern(size: int, seed: int) -> bytes:
+    """The bytes `fsh write PATH SIZE SEED` writes: byte i is byte i % 8 of the 64-bit LCG
+    step of seed + i // 8."""
+    out = bytearray()
+    for word in range((size + 7) // 8):
+        x = ((seed + word) * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
+        out += x.to_bytes(8, "little")
+    return bytes(out[:size])

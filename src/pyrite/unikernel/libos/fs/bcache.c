@@ -132,7 +132,7 @@ static int by_block(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int bcache_sync(struct bcache *c)
+int bcache_sync(struct bcache *c, int flush)
 {
     struct buf **dirty = malloc(c->nr_bufs * sizeof *dirty);
     if (!dirty)
@@ -146,7 +146,7 @@ int bcache_sync(struct bcache *c)
     for (unsigned i = 0; i < n && !err; i++)
         err = write_buf(c, dirty[i]);
     free(dirty);
-    if (!err && n && c->dev->flush)
+    if (!err && flush && c->dev->flush)
         err = c->dev->flush(c->dev);
     return err;
 }

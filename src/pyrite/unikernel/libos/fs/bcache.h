@@ -40,8 +40,8 @@ void bdirty(struct buf *b);
 void brelse(struct buf *b);
 /* Forget a block (freed): its buffer is dropped without being written. */
 void bforget(struct bcache *c, uint64_t block);
-/* Write every dirty buffer, then flush the device's cache. */
-int bcache_sync(struct bcache *c);
+/* Write every dirty buffer to the device, then (if `flush`) flush the device's cache. */
+int bcache_sync(struct bcache *c, int flush);
 /* Read or write whole blocks straight between the device and `buf`, keeping the cache
  * coherent (cached copies are used or updated). */
 int bcache_read_direct(struct bcache *c, uint64_t block, uint32_t count, void *buf);

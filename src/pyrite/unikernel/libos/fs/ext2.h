@@ -45,8 +45,8 @@ struct ext2_super {
 struct ext2_group {
     uint32_t block_bitmap, inode_bitmap, inode_table;
     uint16_t free_blocks_count, free_inodes_count, used_dirs_count, flags;
-    uint32_t reserved[3];
-    uint16_t itable_unused, checksum;
+    uint32_t exclude_bitmap;
+    uint16_t block_bitmap_csum, inode_bitmap_csum, itable_unused, checksum;
 };
 
 struct ext2_inode {
@@ -87,6 +87,11 @@ struct ext2_node {
 
 #define EXT2_FS(node) ((struct ext2_fs *)(node)->mnt)
 #define EXT2_NODE(node) ((struct ext2_node *)(node))
+
+_Static_assert(sizeof(struct ext2_super) == 1024, "superblock layout");
+_Static_assert(sizeof(struct ext2_group) == 32, "group descriptor layout");
+_Static_assert(sizeof(struct ext2_inode) == 128, "inode layout");
+_Static_assert(__builtin_offsetof(struct ext2_super, feature_compat) == 92, "superblock layout");
 
 /* ext2_super.c */
 int ext2_alloc_block(struct ext2_fs *fs, uint32_t goal, uint32_t *out);

@@ -188,7 +188,8 @@ static int write_super(struct ext2_fs *fs)
     return 0;
 }
 
-static int ext2_sync(struct mount *mnt, int final)
+/* Dirty blocks to the drive; `flush`: and the drive's cache to its medium; `final`: marked clean. */
+static int ext2_sync(struct mount *mnt, int final, int flush)
 {
     struct ext2_fs *fs = (struct ext2_fs *)mnt;
     if (mnt->read_only)
@@ -199,7 +200,7 @@ static int ext2_sync(struct mount *mnt, int final)
         fs->marked_unclean = 0;
     }
     int err = fs->super_dirty ? write_super(fs) : 0;
-    return err ? err : bcache_sync(fs->cache);
+    return err ? err : bcache_sync(fs->cache, flush);
 }
 
 static int refuse(struct ext2_fs *fs, const char *why)
@@ -266,8 +267,9 @@ static void ext2_statfs(struct mount *mnt, struct statfs *buf)
     buf->f_ffree = fs->sb.free_inodes_count;
 }
 
-static int sync_hook(struct mount *mnt) { return ext2_sync(mnt, 0); }
-static int final_hook(struct mount *mnt) { return ext2_sync(mnt, 1); }
+static int sync_hook(struct mount *mnt) { return ext2_sync(mnt, 0, 1); }
+static int writeback_hook(struct mount *mnt) { return ext2_sync(mnt, 0, 0); }
+static int final_hook(struct mount *mnt) { return ext2_sync(mnt, 1, 1); }
 
 struct mount *ext2_mount(struct blockdev *dev)
 {
@@ -294,6 +296,7 @@ struct mount *ext2_mount(struct blockdev *dev)
         fs->mnt.block_size = fs->block_size;
         fs->mnt.sync = sync_hook;
         fs->mnt.final_sync = final_hook;
+        fs->mnt.writeback = writeback_hook;
         fs->mnt.statfs = ext2_statfs;
         err = ext2_iget(fs, EXT2_ROOT_INO, &fs->mnt.root);
         if (!err && !IS_DIR(fs->mnt.root->mode))

@@ -230,6 +230,7 @@ struct mount {
     uint32_t block_size;                /* st_blksize */
     int (*sync)(struct mount *);        /* write everything back; NULL if nothing to write */
     int (*final_sync)(struct mount *);  /* the same at exit, leaving it marked clean */
+    int (*writeback)(struct mount *);   /* dirty data to the drive, without flushing the drive */
     void (*statfs)(struct mount *, struct statfs *);   /* sizes and free counts (f_type set) */
     void *priv;
     struct mount *next;
