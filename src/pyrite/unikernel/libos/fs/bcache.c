@@ -15,16 +15,25 @@ struct bcache *bcache_new(struct blockdev *dev, uint32_t block_size, unsigned nr
     c->nr_hash = nr_bufs;
     c->bufs = calloc(nr_bufs, sizeof *c->bufs);
     c->hash = calloc(c->nr_hash, sizeof *c->hash);
+    c->dirty = calloc(nr_bufs, sizeof *c->dirty);
     uint8_t *data = aligned_alloc(4096, (size_t)nr_bufs * block_size);
-    if (!c->bufs || !c->hash || !data) {
+    if (!c->bufs || !c->hash || !c->dirty || !data) {
+        free(c->dirty);
         free(c->bufs);
         free(c->hash);
         free(data);
         free(c);
         return NULL;
     }
-    for (unsigned i = 0; i < nr_bufs; i++)
-        c->bufs[i].data = data + (size_t)i * block_size;
+    c->lru.next = c->lru.prev = &c->lru;
+    for (unsigned i = 0; i < nr_bufs; i++) {
+        struct buf *b = &c->bufs[i];
+        b->data = data + (size_t)i * block_size;
+        b->next = &c->lru;
+        b->prev = c->lru.prev;
+        c->lru.prev->next = b;
+        c->lru.prev = b;
+    }
     return c;
 }
 
@@ -58,18 +67,24 @@ static int write_buf(struct bcache *c, struct buf *b)
     return err;
 }
 
+/* b becomes the most recently used. */
+static void touch(struct bcache *c, struct buf *b)
+{
+    b->prev->next = b->next;
+    b->next->prev = b->prev;
+    b->next = c->lru.next;
+    b->prev = &c->lru;
+    c->lru.next->prev = b;
+    c->lru.next = b;
+}
+
 /* A free buffer for `block`: the least recently used one without pins (written if dirty). */
 static struct buf *take(struct bcache *c, uint64_t block, int *err)
 {
-    struct buf *victim = NULL;
-    for (unsigned i = 0; i < c->nr_bufs; i++) {
-        struct buf *b = &c->bufs[i];
-        if (!b->pins && (!victim || !b->valid || (victim->valid && b->last_use < victim->last_use)))
-            victim = b;
-        if (victim && !victim->valid)
-            break;
-    }
-    if (!victim) {
+    struct buf *victim = c->lru.prev;
+    while (victim != &c->lru && victim->pins)
+        victim = victim->prev;
+    if (victim == &c->lru) {
         *err = -ENOMEM;
         return NULL;
     }
@@ -108,7 +123,7 @@ static struct buf *get(struct bcache *c, uint64_t block, int read, int *err)
     if (!read)
         memset(b->data, 0, c->block_size);
     b->pins++;
-    b->last_use = ++c->clock;
+    touch(c, b);
     return b;
 }
 
@@ -134,9 +149,7 @@ static int by_block(const void *a, const void *b)
 
 int bcache_sync(struct bcache *c, int flush)
 {
-    struct buf **dirty = malloc(c->nr_bufs * sizeof *dirty);
-    if (!dirty)
-        return -ENOMEM;
+    struct buf **dirty = c->dirty;
     unsigned n = 0;
     for (unsigned i = 0; i < c->nr_bufs; i++)
         if (c->bufs[i].valid && c->bufs[i].dirty)
@@ -145,7 +158,6 @@ int bcache_sync(struct bcache *c, int flush)
     int err = 0;
     for (unsigned i = 0; i < n && !err; i++)
         err = write_buf(c, dirty[i]);
-    free(dirty);
     if (!err && flush && c->dev->flush)
         err = c->dev->flush(c->dev);
     return err;

@@ -6,7 +6,7 @@
 #include <pyrite/serial.h>
 #include "ext2.h"
 
-#define CACHE_BUFFERS 512
+#define CACHE_BYTES (8u << 20)          /* block cache per file system */
 
 static void say(struct ext2_fs *fs, const char *what)
 {
@@ -282,7 +282,7 @@ struct mount *ext2_mount(struct blockdev *dev)
     int err = read_super(fs, dev);
     if (!err) {
         fs->block_size = 1024u << fs->sb.log_block_size;
-        fs->cache = bcache_new(dev, fs->block_size, CACHE_BUFFERS);
+        fs->cache = bcache_new(dev, fs->block_size, CACHE_BYTES / fs->block_size);
         err = fs->cache ? read_groups(fs) : -ENOMEM;
     }
     if (!err) {
