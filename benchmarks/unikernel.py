@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Unikernel benchmark: image size, time to first output and to exit, and CPL-3 speed.
 
-1. Size of hello world (tests/guests/hello.c) built by `pyrite unikernel build`
-   (target: 32 KiB or less).
+1. Size of hello world (tests/guests/hello.c) built by `pyrite unikernel build`:
+   the bytes loaded into the guest (target: 32 KiB or less) and the file, which adds
+   the symbol table kept for crash reports.
 2. The same hello image booted by `pyrite run`, by QEMU (-M microvm -kernel,
    isa-debug-exit) and, when it can be fetched, by the real Firecracker: time from
    spawning the VMM to the first byte of the guest's output on the VMM's stdout, and to
@@ -31,6 +32,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import refs, tools  # noqa: E402
+from pyrite.unikernel.image_info import read_image_info  # noqa: E402
 
 REPO = tools.REPO_ROOT
 GUESTS = REPO / "tests" / "guests"
@@ -166,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"unikernel.py: {e}", file=sys.stderr)
             return 1
         hello_size = images["hello"].stat().st_size
+        hello_loaded = read_image_info(images["hello"]).loaded_size
 
         names = [n for n in args.vmms.split(",") if n]
         series, unavailable = boot_series(names, images["hello"], workdir)
@@ -192,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\rspin round {round_index + 1}/{1 + args.spin_runs}", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
 
-    lines = [f"hello world image: {hello_size} bytes ({hello_size / 1024:.1f} KiB); target <= 32 KiB: "
-             f"{'met' if hello_size <= SIZE_TARGET else 'MISSED'}",
+    lines = [f"hello world image: {hello_loaded} bytes loaded ({hello_loaded / 1024:.1f} KiB), target <= 32 KiB: "
+             f"{'met' if hello_loaded <= SIZE_TARGET else 'MISSED'}; file {hello_size} bytes with the symbol table",
              "",
              f"hello world, spawn to first output byte and to exit, median of {args.runs} interleaved runs:",
              f"{'VMM':<26} {'first byte ms':>14} {'exit ms':>9} {'runs ok':>8}"]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from guests import needs_native_cpl0
+
 GUESTS = Path(__file__).resolve().parents[1] / "guests"
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed (apt-get install gcc)")
@@ -27,7 +29,7 @@ def build(tmp_path: Path, source: str, *options) -> Path:
     return image
 
 
-@pytest.mark.parametrize("ring0", [False, True], ids=["cpl3", "ring0"])
+@pytest.mark.parametrize("ring0", [False, pytest.param(True, marks=needs_native_cpl0)], ids=["cpl3", "ring0"])
 def test_build_then_run_with_arguments(kvm, tmp_path, ring0):
     image = build(tmp_path, "args", *(["--ring0"] if ring0 else []))
     r = pyrite("run", image, "a", "b", "c", "GREETING=hello")
