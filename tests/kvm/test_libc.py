@@ -118,3 +118,16 @@ def test_an_unknown_system_call_is_named_once_and_fails_with_enosys(libc_check):
     assert r.stdout.count(b"pyrite: unsupported system call 206 (io_setup)\n") == 1
     facts = parse_facts(r.stdout)
     assert facts["unknown"] == "-1 errno=38" and facts["unknown_again"] == "-1 errno=38"
+
+
+def test_avx_runs_at_cpl3_when_the_cpu_has_it(kvm):
+    """XCR0 has SSE and AVX enabled by the boot entry (CR4.OSXSAVE, xsetbv) whenever CPUID
+    offers AVX; without AVX the guest only reports that."""
+    r = run(guest_image("avx"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    facts = parse_facts(r.stdout)
+    if facts["osxsave"].startswith("1 avx=1"):
+        assert facts["osxsave"] == "1 avx=1 xcr0_sse_avx=6"
+        assert facts["avx_sum"] == "9 7 5 3"
+    else:
+        assert "avx_sum" not in facts
