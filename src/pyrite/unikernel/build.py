@@ -95,6 +95,12 @@ def include_flags(musl: Path | None = None) -> list[str]:
     return ["-isystem", str(LIBOS_DIR / "include"), "-isystem", str(musl / "include"), "-isystem", _gcc()[2]]
 
 
+def compile_flags(*, protocol: str = "default", ring0: bool = False, pvh_note: bool = True) -> list[str]:
+    """gcc flags that compile application code for a pyrite image (as build_image does):
+    APP_CFLAGS, the image's defines and the include directories (musl built if needed)."""
+    return [*APP_CFLAGS, *_defines(protocol, ring0, pvh_note), *include_flags()]
+
+
 def _syscall_names_source(musl: Path) -> str:
     """C source of the table of names that libos/sys/syscall.c prints for an unsupported
     system call: musl's names, except those the dispatcher handles (`case SYS_name:`, and
