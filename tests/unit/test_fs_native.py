@@ -106,11 +106,13 @@ def test_files_from_mke2fs_read_back_and_ours_read_by_debugfs(native, tmp_path):
     for i in range(100):                # more than one directory block
         (source / "d1" / "d2" / f"entry-with-a-long-name-{i:03}").write_text(str(i))
     image = mkfs(tmp_path / "disk.img", "16M", source=source)
-    out = run(native, "cd", "/mnt/vda", "show", "hello.txt", "readlink", "link", "show", "d1/d2/entry-with-a-long-name-077",
+    out = run(native, "cd", "/mnt/vda", "chown", "hello.txt", "1234:567", "show", "hello.txt", "readlink", "link", "show", "d1/d2/entry-with-a-long-name-077",
               "cat", "d1/blob.bin", "write", "made.bin", "3000000", "9", "put", "d1/note", "guest words",
               "rename", "d1/d2/entry-with-a-long-name-050", "moved", "unlink", "d1/d2/entry-with-a-long-name-051",
               ext2=str(image))
     assert "show hello.txt: [hello\n]" in out
+    assert "chown hello.txt -> 1234:567" in out
+    assert "User:  1234   Group:   567" in debugfs(image, "stat /hello.txt").decode()
     assert "readlink link -> hello.txt" in out
     assert "show d1/d2/entry-with-a-long-name-077: [77]" in out
     assert re.search(r"cat d1/blob.bin size=1234567 fnv=", out)

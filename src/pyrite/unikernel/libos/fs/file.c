@@ -479,6 +479,22 @@ long fs_fchmod(int fd, int mode)
     return f->node->ops->update(f->node);
 }
 
+long fs_fchown(int fd, unsigned uid, unsigned gid)
+{
+    struct file *f = fd_file(fd);
+    return f ? vfs_chown(f->node, uid, gid) : -EBADF;
+}
+
+long fs_fadvise64(int fd, off_t offset, off_t len, int advice)
+{
+    struct file *f = fd_file(fd);
+    if (!f)
+        return -EBADF;
+    if (!seekable(f->node))
+        return -ESPIPE;
+    return (advice < 0 || advice > 5 || len < 0) ? -EINVAL : 0;     /* advice only: nothing to do */
+}
+
 long fs_flock(int fd, int operation)
 {
     /* One process: flock() locks never conflict, so every valid request is granted. */

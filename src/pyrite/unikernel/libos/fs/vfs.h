@@ -277,6 +277,7 @@ long fd_install(struct vnode *node, int flags);
 
 /* calls.c */
 void vfs_fill_stat(struct vnode *node, struct stat *st);
+int vfs_chown(struct vnode *node, unsigned uid, unsigned gid);
 void vfs_fill_statfs(struct vnode *node, struct statfs *buf);
 
 /* ramfs.c */
