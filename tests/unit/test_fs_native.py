@@ -171,6 +171,25 @@ def test_many_block_groups_and_a_directory_with_indirect_blocks(native, tmp_path
 
 
 @needs_e2fsprogs
+def test_hashed_directory_changed_linearly_stays_valid(native, tmp_path):
+    """`e2fsck -D` gives a large directory a hash index (dir_index); we search it linearly and
+    a change drops the index flag, which leaves a valid directory."""
+    source = tmp_path / "src"
+    (source / "d").mkdir(parents=True)
+    for i in range(2000):
+        (source / "d" / f"entry-{i:04}").write_text(str(i))
+    image = mkfs(tmp_path / "disk.img", "32M", source=source)
+    subprocess.run([E2FSCK, "-fyD", str(image)], capture_output=True)
+    assert "Flags: 0x1000" in debugfs(image, "stat /d").decode()
+    out = run(native, "cd", "/mnt/vda/d", "show", "entry-1999", "unlink", "entry-0005", "put", "new", "x",
+              "rename", "entry-0007", "renamed", ext2=str(image))
+    assert "show entry-1999: [1999]" in out
+    fsck(image)
+    assert "Flags: 0x0" in debugfs(image, "stat /d").decode()
+    assert debugfs(image, "cat /d/renamed") == b"7" and debugfs(image, "cat /d/new") == b"x"
+
+
+@needs_e2fsprogs
 def test_full_disk_gives_enospc_and_deleting_gives_the_space_back(native, tmp_path):
     image = mkfs(tmp_path / "disk.img", "4M")
     free_before = free_blocks(image)
