@@ -8,7 +8,7 @@
  *   cd P | pwd | mkdir P | rmdir P | unlink P | rename A B | link A B | symlink T P |
  *   readlink P | truncate P N | write P SIZE SEED | append P TEXT | put P TEXT | show P |
  *   cat P | readat P OFF N | pwrite P OFF TEXT | stat P | lstat P | ls P | open P FLAGS |
- *   rmrf P | mkfiles DIR N SIZE | checkfiles DIR N SIZE | stdio P | fsync P | sync |
+ *   rmrf P | mkfiles DIR N SIZE | checkfiles DIR N SIZE | stdio P | hold P | fsync P | sync |
  *   bench DIR N SIZE | chmod P MODE | chown P UID:GID | access P MODE | dupcheck P | seekcheck P
  * Errors print "ERR <name>" with the errno's name.
  */
@@ -454,6 +454,9 @@ int main(int argc, char **argv)
 #ifndef FSH_NATIVE
             r = stdio_check(a);
 #endif
+            i += 1;
+        } else if (!strcmp(c, "hold")) {        /* open P and keep it open until the end */
+            r = open(a, O_RDWR) < 0 ? fail("hold") : (printf("hold %s\n", a), 0);
             i += 1;
         } else if (!strcmp(c, "fsync")) {
             int fd = open(a, O_RDONLY);

@@ -190,6 +190,17 @@ def test_hashed_directory_changed_linearly_stays_valid(native, tmp_path):
 
 
 @needs_e2fsprogs
+def test_file_removed_while_open_is_freed_at_its_close_or_the_end(native, tmp_path):
+    image = mkfs(tmp_path / "disk.img", "8M")
+    free_before = free_blocks(image)
+    out = run(native, "cd", "/mnt/vda", "write", "held", "500000", "1", "hold", "held", "unlink", "held",
+              "ls", ".", "write", "other", "1000", "2", ext2=str(image))
+    assert "hold held" in out and "ls .: lost+found/\n" in out
+    fsck(image)                         # no orphan inode: the end closed it and freed it
+    assert free_blocks(image) == free_before - 1    # only "other"'s block remains
+
+
+@needs_e2fsprogs
 def test_full_disk_gives_enospc_and_deleting_gives_the_space_back(native, tmp_path):
     image = mkfs(tmp_path / "disk.img", "4M")
     free_before = free_blocks(image)

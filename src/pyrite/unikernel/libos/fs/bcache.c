@@ -4,6 +4,8 @@
 #include "bcache.h"
 #include "vfs.h"
 
+#define RUN_BYTES (64u << 10)           /* adjacent dirty blocks go to the drive as one request */
+
 struct bcache *bcache_new(struct blockdev *dev, uint32_t block_size, unsigned nr_bufs)
 {
     struct bcache *c = calloc(1, sizeof *c);
@@ -16,8 +18,10 @@ struct bcache *bcache_new(struct blockdev *dev, uint32_t block_size, unsigned nr
     c->bufs = calloc(nr_bufs, sizeof *c->bufs);
     c->hash = calloc(c->nr_hash, sizeof *c->hash);
     c->dirty = calloc(nr_bufs, sizeof *c->dirty);
+    c->run = aligned_alloc(4096, RUN_BYTES);
     uint8_t *data = aligned_alloc(4096, (size_t)nr_bufs * block_size);
-    if (!c->bufs || !c->hash || !c->dirty || !data) {
+    if (!c->bufs || !c->hash || !c->dirty || !c->run || !data) {
+        free(c->run);
         free(c->dirty);
         free(c->bufs);
         free(c->hash);
@@ -156,8 +160,20 @@ int bcache_sync(struct bcache *c, int flush)
             dirty[n++] = &c->bufs[i];
     qsort(dirty, n, sizeof *dirty, by_block);
     int err = 0;
-    for (unsigned i = 0; i < n && !err; i++)
-        err = write_buf(c, dirty[i]);
+    for (unsigned i = 0, count; i < n && !err; i += count) {
+        for (count = 1; i + count < n && dirty[i + count]->block == dirty[i]->block + count &&
+                        (count + 1) * c->block_size <= RUN_BYTES; count++)
+            ;
+        if (count == 1) {
+            err = write_buf(c, dirty[i]);
+            continue;
+        }
+        for (unsigned k = 0; k < count; k++)
+            memcpy(c->run + k * c->block_size, dirty[i + k]->data, c->block_size);
+        err = c->dev->write(c->dev, dirty[i]->block * sectors_per_block(c), c->run, count * sectors_per_block(c));
+        for (unsigned k = 0; !err && k < count; k++)
+            dirty[i + k]->dirty = 0;
+    }
     if (!err && flush && c->dev->flush)
         err = c->dev->flush(c->dev);
     return err;

@@ -29,6 +29,7 @@ struct bcache {
     struct buf *bufs;
     struct buf **hash;
     struct buf **dirty;                 /* bcache_sync's list (nr_bufs entries) */
+    uint8_t *run;                       /* bcache_sync gathers adjacent dirty blocks here */
     struct buf lru;                     /* ring head: lru.next newest, lru.prev least recently used */
 };
 

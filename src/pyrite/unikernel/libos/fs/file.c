@@ -247,6 +247,13 @@ static void file_put(struct file *f)
     free(f);
 }
 
+void fd_close_all(void)
+{
+    for (int fd = 3; fd < FS_MAX_FDS; fd++)
+        if (fds[fd].file)
+            fs_close(fd);
+}
+
 long fs_close(int fd)
 {
     struct file *f = fd_file(fd);

@@ -272,6 +272,9 @@ int vfs_resolve(int dirfd, const char *path, int flags, struct vnode **out);
 struct vnode *fd_vnode(int fd);
 struct vnode *fs_cwd(void);
 void fs_set_cwd(struct vnode *node);
+/* Close every descriptor but the console's, as a process's end does (files removed while
+ * open are freed then). */
+void fd_close_all(void);
 /* Open `node` (a reference, consumed) as a new descriptor. */
 long fd_install(struct vnode *node, int flags);
 
