@@ -285,6 +285,22 @@ def test_initrd_archive_becomes_the_root(native, tmp_path):
     assert "show /etc/conf: [a=1\nb=2\n]" in out
 
 
+def test_initrd_names_with_empty_and_dot_components(native, tmp_path):
+    """Archives from other writers: "./" prefixes, doubled slashes, "a/." and parents
+    that come after their files; a duplicate file is reported and skipped."""
+    from pyrite.unikernel.files import TRAILER, _entry
+    archive = tmp_path / "odd.cpio"
+    archive.write_bytes(b"".join([
+        _entry(".", 1, 0o40755, 0, b""), _entry("./x//y/./z", 2, 0o100644, 0, b"deep"),
+        _entry("x/.", 3, 0o40700, 0, b""), _entry("/abs", 4, 0o100600, 0, b"slash"),
+        _entry("abs", 5, 0o100600, 0, b"again"), _entry(TRAILER, 0, 0, 0, b"")]))
+    out = run(native, "ls", "/", "ls", "/x", "show", "/x/y/z", "show", "/abs", "stat", "/x", cpio=archive)
+    assert "ls /: abs  dev/ tmp/ x/" in out
+    assert "ls /x: y/" in out and "show /x/y/z: [deep]" in out and "show /abs: [slash]" in out
+    assert "stat /x type=dir size=0 nlink=0 mode=0700" in out
+    assert "pyrite: initrd: could not unpack abs" in out
+
+
 def test_damaged_initrd_is_reported(native, tmp_path):
     archive = tmp_path / "bad.cpio"
     archive.write_bytes(b"\x1f\x8b" + os.urandom(100))
