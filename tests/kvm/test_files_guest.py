@@ -195,7 +195,10 @@ def check_vmm_run(out: str, disk: Path, blob_hash: str) -> None:
 
 
 @pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 not installed")
-def test_qemu_initrd_and_virtio_blk(fsh, vmm_inputs):
+@pytest.mark.parametrize("protocol", ["default", "multiboot"])
+def test_qemu_initrd_and_virtio_blk(vmm_inputs, protocol):
+    """PVH (the initrd as module 0) and Multiboot (the first module)."""
+    fsh = guest_image("fsh", protocol=protocol)
     disk, archive, blob_hash = vmm_inputs
     cmd = [QEMU, "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=off", "-global", "virtio-mmio.force-legacy=false",
            "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", "256M", "-nodefaults", "-no-user-config",
