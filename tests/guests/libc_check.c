@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -77,6 +78,9 @@ static void identity_and_time(void)
     clock_gettime(CLOCK_MONOTONIC, &b);
     printf("monotonic_ok=%d\n", b.tv_sec > a.tv_sec || (b.tv_sec == a.tv_sec && b.tv_nsec >= a.tv_nsec));
     CALL("clock_bad", clock_gettime(12345, &a));
+    struct rusage usage;
+    CALL("getrusage", getrusage(RUSAGE_SELF, &usage));
+    printf("user_time_ok=%d\n", usage.ru_utime.tv_sec > 0 || usage.ru_utime.tv_usec > 0);
     unsigned char r1[32], r2[32];
     ssize_t n1 = getrandom(r1, sizeof r1, 0), n2 = getrandom(r2, sizeof r2, 0);
     printf("getrandom=%zd %zd differ=%d\n", n1, n2, memcmp(r1, r2, sizeof r1) != 0);

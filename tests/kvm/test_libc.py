@@ -81,6 +81,7 @@ def test_system_calls_of_the_library_os(libc_check):
     # identity, clocks, entropy
     assert facts["uname"] == "pyrite x86_64" and facts["pid"] == "1 ppid=0 uid=0"
     assert facts["monotonic_ok"] == "1" and facts["clock_bad"] == "-1 errno=22"
+    assert facts["getrusage"] == "0 errno=0" and facts["user_time_ok"] == "1"
     assert facts["getrandom"] == "32 32 differ=1"
     # what a unikernel refuses: Linux's errno values, never a silent success
     assert facts["fork"] == "-1 errno=38" and facts["socket"] == "-1 errno=38"

@@ -85,6 +85,20 @@ long sys_prlimit64(pid_t pid, int resource, const struct rlimit *new_limit, stru
 
 long sys_getrlimit(int resource, struct rlimit *limit) { return sys_prlimit64(0, resource, NULL, limit); }
 
+/* The one process has run since boot: its user time is the monotonic time. */
+long sys_getrusage(int who, struct rusage *usage)
+{
+    if (who != RUSAGE_SELF && who != RUSAGE_CHILDREN && who != RUSAGE_THREAD)
+        return -EINVAL;
+    memset(usage, 0, sizeof *usage);
+    if (who != RUSAGE_CHILDREN) {
+        uint64_t us = pyrite_monotonic_ns() / 1000;
+        usage->ru_utime.tv_sec = (time_t)(us / 1000000);
+        usage->ru_utime.tv_usec = (suseconds_t)(us % 1000000);
+    }
+    return 0;
+}
+
 long sys_sysinfo(struct sysinfo *info)
 {
     memset(info, 0, sizeof *info);

@@ -14,6 +14,7 @@ struct timeval;
 struct utsname;
 struct rlimit;
 struct sysinfo;
+struct rusage;
 
 /* memory.c */
 long sys_brk(uintptr_t addr);
@@ -42,6 +43,7 @@ long sys_set_tid_address(int *tidptr);
 long sys_prlimit64(pid_t pid, int resource, const struct rlimit *new_limit, struct rlimit *old);
 long sys_getrlimit(int resource, struct rlimit *limit);
 long sys_sysinfo(struct sysinfo *info);
+long sys_getrusage(int who, struct rusage *usage);
 long sys_sched_getaffinity(pid_t pid, size_t size, void *mask);
 
 /* signal.c */

@@ -177,6 +177,7 @@ long __pyrite_syscall(long n, long a, long b, long c, long d, long e, long f)
     case SYS_prlimit64: return sys_prlimit64((pid_t)a, (int)b, P(c), P(d));
     case SYS_getrlimit: return sys_getrlimit((int)a, P(b));
     case SYS_sysinfo: return sys_sysinfo(P(a));
+    case SYS_getrusage: return sys_getrusage((int)a, P(b));
     case SYS_sched_getaffinity: return sys_sched_getaffinity((pid_t)a, (size_t)b, P(c));
     case SYS_getpid:
     case SYS_gettid:
