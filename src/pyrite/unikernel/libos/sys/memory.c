@@ -194,8 +194,6 @@ long sys_mmap(uintptr_t addr, size_t len, int prot, int flags, int fd, off_t off
         return -EINVAL;
     if (!(flags & MAP_ANONYMOUS))
         return -ENODEV;                       /* no file mappings: read the file instead */
-    if ((flags & MAP_TYPE) == MAP_SHARED && !(flags & MAP_ANONYMOUS))
-        return -ENODEV;
     uint64_t size = page_up(len);
     if (size < len)
         return -ENOMEM;
