@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <sys/resource.h>
 #include <sys/sysinfo.h>
+#include <sys/times.h>
 #include <sys/utsname.h>
 #include <pyrite/arch.h>
 #include <pyrite/boot.h>
@@ -97,6 +98,15 @@ long sys_getrusage(int who, struct rusage *usage)
         usage->ru_utime.tv_usec = (suseconds_t)(us % 1000000);
     }
     return 0;
+}
+
+/* times(): clock ticks (AT_CLKTCK, 100 Hz) since boot, all of them the process's user time. */
+long sys_times(struct tms *buf)
+{
+    long ticks = (long)(pyrite_monotonic_ns() / 10000000ull);
+    if (buf)
+        *buf = (struct tms){.tms_utime = ticks};
+    return ticks;
 }
 
 long sys_sysinfo(struct sysinfo *info)
