@@ -253,7 +253,7 @@ def build_image(
             raise BuildError(f"{src}: no such source file")
         if src.suffix not in {".c", ".S", ".s"}:
             raise BuildError(f"{src}: not a C or assembly source (.c, .S, .s)")
-    gcc, version, _ = _gcc()
+    gcc, version, include = _gcc()
     musl = _musl()
     name = name or (Path(output).stem if output else srcs[0].stem)
     cmdline = cmdline or ""
