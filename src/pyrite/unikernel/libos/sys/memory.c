@@ -285,3 +285,12 @@ long sys_madvise(uintptr_t addr, size_t len, int advice)
     }
     return 0;                                 /* other advice (MADV_FREE included) is only advice */
 }
+
+/* Nothing to write back: there are no file mappings. */
+long sys_msync(uintptr_t addr, size_t len, int flags)
+{
+    if ((addr & (PAGE - 1)) || (flags & ~(MS_ASYNC | MS_SYNC | MS_INVALIDATE)) ||
+        ((flags & MS_ASYNC) && (flags & MS_SYNC)))
+        return -EINVAL;
+    return range_managed(addr, page_up(addr + len)) ? 0 : -ENOMEM;
+}
