@@ -411,22 +411,25 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _partial_name(target: Path) -> Path:
+    """A name beside `target` no other process uses (created with the umask's mode, as gcc's files)."""
+    return target.parent / f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}"
+
+
 def _write_atomically(target: Path, data: bytes) -> None:
-    fd, partial = tempfile.mkstemp(prefix=target.name, dir=target.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    partial = _partial_name(target)
+    partial.write_bytes(data)
     os.replace(partial, target)
 
 
 def _install(source: Path, target: Path) -> None:
     """Copy `source` to `target` whole or not at all (concurrent builds, make -j)."""
-    fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
+    partial = _partial_name(target)
     try:
         shutil.copyfile(source, partial)
         os.replace(partial, target)
     except BaseException:
-        Path(partial).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
 
 
