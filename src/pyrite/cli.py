@@ -21,7 +21,9 @@ USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem
 
 Boots IMAGE (ELF vmlinux, PVH, bzImage or Multiboot) in a microVM with the serial console on
 the terminal. Without IMAGE it boots pyrite's built-in demo guest. ARGs are appended to the
-kernel command line (a unikernel's main() receives them as argv). Each --drive adds a
+kernel command line: a pyrite unikernel's main() receives each exactly as given (quotes,
+blanks, backslashes included), except that an ARG NAME=VALUE before a `--` ARG sets its
+environment; after `--` every ARG is an argument. Each --drive adds a
 virtio-blk disk over a raw image file (drive0, drive1, ... ; ",ro" read-only, ",root" the
 root device: root=/dev/vda on the command line); --entropy adds a virtio-rng device; each
 --net adds a virtio-net interface (eth0, eth1, ...) over an existing TAP device; --vsock adds
@@ -50,7 +52,12 @@ def _parse_run(argv: list[str]) -> dict:
         if opts["image"] is not None and not arg.startswith("--"):
             opts["args"].append(arg)
         elif arg == "--":
-            opts["args"].extend(argv[i + 1:])
+            rest = argv[i + 1:]
+            if opts["image"] is None and rest:
+                opts["image"], rest = rest[0], rest[1:]
+            else:
+                rest = ["--", *rest]        # the command line's own `--`: no environment words after it
+            opts["args"].extend(rest)
             break
         elif name in valued:
             if eq:

@@ -55,10 +55,15 @@ class App:
 
 
 ARGS = ("a", "two words", "GREETING=hi there", "--", "X=1", "")
+# Every argument reaches main exactly as given: quotes, backslashes, blanks, `=`, `--`, empty.
+QUOTED = ('GREETING=say "hi" \\o/', "-e", 'print("x")', "\\", '"', '\\"', " two  spaces ", "", "--", "a=b",
+          "--", "tab\tnew\nline", "\xe9", "virtio_mmio.device=4K@0xd0000000:5")
 APPS = [
     App("hello", "hello", expected="hello from pyrite\n"),
     App("args-env", "args", ARGS, status=4, host_args=("a", "two words", "X=1", ""),
         host_env={"GREETING": "hi there"}),
+    App("args-quoted", "args", QUOTED, status=12, host_args=tuple(a for i, a in enumerate(QUOTED) if i not in (0, 8)),
+        host_env={"GREETING": 'say "hi" \\o/'}),
     App("malloc-stress", "malloc_stress", ("20000", "12345"), host_args=("20000", "12345")),
     App("div0", "crash", ("div0",), status=128, crash=("#DE divide error", 0)),
     App("null-write", "crash", ("null",), status=142, crash=("#PF page fault", 14)),

@@ -77,3 +77,12 @@ def test_triple_fault_report_names_the_function(kvm, tmp_path):
     r = pyrite("run", build(tmp_path, "triple_fault"))
     assert "triple fault" in r.stderr.decode()
     assert "RIP=0x" in r.stderr.decode() and " <main+0x" in r.stderr.decode()
+
+
+def test_arguments_reach_main_exactly_as_typed(kvm, tmp_path):
+    """`lua -e 'print("x")'` as a user types it: quotes, backslashes, `=` after `--`, empty."""
+    r = pyrite("run", build(tmp_path, "args"), "--quiet", "GREETING=a \"b\"", "-e", 'print("x")', "--",
+               "x=1", "\\", "", "--")
+    assert r.returncode == 6, r.stderr
+    assert r.stdout.decode() == ('argc=7\nargv[1]=-e\nargv[2]=print("x")\nargv[3]=x=1\nargv[4]=\\\nargv[5]=\n'
+                                 'argv[6]=--\nGREETING=a "b"\nNOT_SET=(unset)\nenv GREETING=a "b"\n')
