@@ -58,11 +58,9 @@ def guest_parser(tmp_path_factory):
     work = tmp_path_factory.mktemp("args")
     (work / "driver.c").write_text(DRIVER)
     gcc = shutil.which("gcc")
-    # args.c with the library OS's headers, the driver with the host's; glibc's strncmp serves both.
-    subprocess.run([gcc, "-O2", "-ffreestanding", "-nostdinc", "-isystem", str(LIBOS_DIR / "include"),
-                    "-isystem", subprocess.run([gcc, "-print-file-name=include"], capture_output=True,
-                                               text=True).stdout.strip(),
-                    "-c", str(LIBOS_DIR / "boot" / "args.c"), "-o", str(work / "args.o")], check=True)
+    # args.c with the host's C headers; <pyrite/*.h> from the library OS.
+    subprocess.run([gcc, "-O2", "-idirafter", str(LIBOS_DIR / "include"), "-c", str(LIBOS_DIR / "boot" / "args.c"),
+                    "-o", str(work / "args.o")], check=True)
     subprocess.run([gcc, "-O2", str(work / "driver.c"), str(work / "args.o"), "-o", str(work / "split")], check=True)
 
     def split(lines: list[str], with_has_words: bool = False) -> list[tuple]:
