@@ -69,6 +69,19 @@ LINK_INPUT_SUFFIXES = {".o", ".a"}
 # Libraries whose contents the library OS's C library has itself (as musl's libc.a, whose
 # libm.a, libpthread.a, ... are empty): -lm and friends need no file.
 LIBC_LIBRARIES = frozenset({"c", "m", "pthread", "dl", "rt", "util", "xnet", "resolv", "crypt"})
+# The file systems (libos/fs) go into an image only when the program calls a C library
+# function that reaches files by name or descriptor: else the console-only calls of
+# libos/sys/files.c serve stdin/stdout/stderr and hello world stays small.
+FS_OBJECT_PREFIX = "fs_"
+FILE_FUNCTIONS = frozenset("""
+    open open64 openat openat64 creat creat64 fopen fopen64 freopen freopen64 opendir fdopendir
+    stat stat64 lstat lstat64 fstatat fstatat64 statx mkdir mkdirat rmdir unlink unlinkat remove
+    rename renameat renameat2 link linkat symlink symlinkat readlink readlinkat access faccessat
+    euidaccess eaccess chdir fchdir getcwd truncate truncate64 ftruncate ftruncate64 chmod fchmod
+    fchmodat utime utimes utimensat futimens futimesat statvfs statfs fstatvfs fstatfs realpath
+    mkstemp mkostemp mkstemps mkdtemp tmpfile tmpfile64 tmpnam tempnam dup dup2 dup3 nftw ftw glob
+    scandir fsync fdatasync sync syncfs flock lockf
+""".split())
 # Flags that only steer the preprocessor (their value may be the next word).
 PREPROCESSOR_VALUED = ("-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote", "-idirafter")
 
@@ -363,7 +376,7 @@ def link_image(
     defines = _defines(options.protocol, options.ring0, options.pvh_note)
     libos_key = _libos_key(version, defines, musl)
     key = _digest([libos_key.encode(), repr(options).encode(), _build_info_source(options).encode(),
-                   "\0".join([*LINK_FLAGS, *link_flags]).encode()]
+                   "\0".join([*LINK_FLAGS, *link_flags]).encode(), " ".join(sorted(FILE_FUNCTIONS)).encode()]
                   + [_file_digest(f).encode() for f in files])
     images = cache_dir()
     images.mkdir(parents=True, exist_ok=True)
@@ -474,6 +487,14 @@ def _install(source: Path, target: Path) -> None:
         raise
 
 
+def _uses_files(image: Path, tmp: Path) -> bool:
+    """Whether the linked image holds one of FILE_FUNCTIONS (from its symbol table)."""
+    proc = _run(["nm", "--defined-only", str(image)], "nm", tmp)
+    if proc.returncode != 0:
+        return True                     # cannot tell: keep the file systems
+    return any(line.rsplit(" ", 1)[-1] in FILE_FUNCTIONS for line in proc.stdout.splitlines())
+
+
 def _link(gcc: str, musl: Path, defines: list[str], files: list[Path], libos: list[Path], link_flags: list[str],
           options: ImageOptions, target: Path, names: Sequence[str]) -> str:
     """Link the image into `target`; returns gcc's warnings (empty if none)."""
@@ -488,11 +509,16 @@ def _link(gcc: str, musl: Path, defines: list[str], files: list[Path], libos: li
         if proc.returncode != 0:
             raise BuildError(f"linker script {LIBOS_DIR / 'libos.lds.in'} does not preprocess:\n{proc.stderr}")
         out = tmp / "image.elf"
-        cmd = [gcc, *APP_CFLAGS, *defines, *include_flags(musl), "-x", "none", *[str(f) for f in files],
-               str(info), *[str(o) for o in libos], *LINK_FLAGS, *link_flags, f"-Wl,-e,{entry}",
-               "-T", str(script), "-Wl,--start-group", str(musl / "lib" / "libc.a"), "-lgcc",
-               "-Wl,--end-group", "-o", str(out)]
-        proc = _run(cmd, "link", tmp)
+
+        def link(objects: list[Path]) -> subprocess.CompletedProcess:
+            return _run([gcc, *APP_CFLAGS, *defines, *include_flags(musl), "-x", "none", *[str(f) for f in files],
+                         str(info), *[str(o) for o in objects], *LINK_FLAGS, *link_flags, f"-Wl,-e,{entry}",
+                         "-T", str(script), "-Wl,--start-group", str(musl / "lib" / "libc.a"), "-lgcc",
+                         "-Wl,--end-group", "-o", str(out)], "link", tmp)
+        core = [o for o in libos if not o.name.startswith(FS_OBJECT_PREFIX)]
+        proc = link(core)
+        if proc.returncode == 0 and len(core) < len(libos) and _uses_files(out, tmp):
+            proc = link(libos)
         if proc.returncode != 0:
             if "undefined reference to `main'" in proc.stderr:
                 raise BuildError(

@@ -6,6 +6,7 @@ import sys
 USAGE = """usage: pyrite unikernel build INPUT [INPUT ...] -o IMAGE [--cmdline S] [--ring0]
                               [--name NAME] [--multiboot] [--no-pvh-note]
                               [-DNAME[=VALUE]] [-UNAME] [-I DIR] [-L DIR] [-lNAME] [--cflags "FLAGS"]
+                              [--files DIR]
        pyrite unikernel cc GCC-ARGS...        (also installed as pyrite-cc)
        pyrite unikernel inspect IMAGE
 
@@ -21,6 +22,10 @@ build    compiles C (and assembly) sources with pyrite's library OS into IMAGE, 
            --name NAME    argv[0] (default: IMAGE's name without its suffix)
            --multiboot    build a Multiboot 1 image instead (GRUB, QEMU -kernel)
            --no-pvh-note  leave out the PVH note: boots by the Linux 64-bit protocol only
+           --files DIR    pack DIR's files into IMAGE's initrd, IMAGE with the suffix .cpio
+                          (newc cpio, as Linux's initramfs): the application finds them in its
+                          root file system. Boot with `pyrite run IMAGE --initrd IMAGE.cpio`,
+                          QEMU -initrd, or Firecracker's boot-source initrd_path.
 cc       a C compiler driver with gcc's command line whose executables are images:
          `make CC=pyrite-cc`, `./configure CC=pyrite-cc --host=x86_64-linux-musl`
 inspect  prints an image's entry points, sections, library OS version and default
@@ -49,10 +54,10 @@ def main(argv: list[str]) -> int:
 
 def parse_build(argv: list[str]) -> dict:
     opts: dict = {"sources": [], "output": None, "cmdline": None, "ring0": False, "name": None,
-                  "protocol": "default", "pvh_note": True, "cflags": [], "library_dirs": []}
+                  "protocol": "default", "pvh_note": True, "cflags": [], "library_dirs": [], "files": None}
     valued = {"-o": "output", "--output": "output", "--cmdline": "cmdline", "--name": "name",
-              "--cflags": "cflags", "-I": "include", "-D": "define", "-U": "undefine", "-L": "library_dir",
-              "-l": "library"}
+              "--cflags": "cflags", "--files": "files", "-I": "include", "-D": "define", "-U": "undefine",
+              "-L": "library_dir", "-l": "library"}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -99,6 +104,10 @@ def parse_build(argv: list[str]) -> dict:
         i += 1
     if not opts["sources"]:
         raise UsageError("no source files given (e.g. `pyrite unikernel build app.c -o app.img`)")
+    if opts["files"] is not None:
+        from pathlib import Path
+        if not Path(opts["files"]).is_dir():
+            raise UsageError(f"--files {opts['files']}: not a directory")
     if opts["output"] is None:
         from pathlib import Path
         first = next((s for s in opts["sources"] if not s.startswith("-l")), None)
@@ -111,6 +120,7 @@ def parse_build(argv: list[str]) -> dict:
 def cmd_build(argv: list[str]) -> int:
     opts = parse_build(argv)
     from pyrite.unikernel.build import BuildError, build_image
+    from pyrite.unikernel.files import FilesError, initrd_path, write_archive
 
     def show_warnings(text: str) -> None:
         sys.stderr.write(text if text.endswith("\n") else text + "\n")
@@ -131,6 +141,17 @@ def cmd_build(argv: list[str]) -> int:
         "PVH and Linux 64-bit" if opts["pvh_note"] else "Linux 64-bit")
     privilege = "ring 0" if opts["ring0"] else "CPL 3"
     print(f"{image}: {size} bytes ({size / 1024:.1f} KiB), boots by {boots}, application at {privilege}")
+    if opts["files"] is not None:
+        try:
+            archive, entries = write_archive(opts["files"], initrd_path(image))
+        except FilesError as e:
+            print(f"pyrite unikernel build: {e}", file=sys.stderr)
+            return 1
+        except OSError as e:
+            print(f"pyrite unikernel build: {initrd_path(image)}: {e.strerror}", file=sys.stderr)
+            return 1
+        print(f"{archive}: {entries} files from {opts['files']} ({archive.stat().st_size} bytes, newc cpio): "
+              f"run with `pyrite run {image} --initrd {archive}`")
     return 0
 
 
