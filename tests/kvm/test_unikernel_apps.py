@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import pyrite
-from guests import GUESTS, guest_image
+from guests import GUESTS, guest_image, needs_native_cpl0
 from pyrite.arch.x86_64.loader.symbols import elf_symbolizer
 from pyrite.unikernel.cmdline import quote_args
 
@@ -172,7 +172,8 @@ def expected_output(app: App, host_outputs) -> str | None:
 
 
 @pytest.mark.parametrize("vmm", VMMS)
-@pytest.mark.parametrize("app", APPS, ids=[a.id for a in APPS])
+@pytest.mark.parametrize("app", [pytest.param(a, marks=needs_native_cpl0) if a.ring0 else a for a in APPS],
+                         ids=[a.id for a in APPS])
 def test_app_runs_the_same_on_every_vmm(kvm, app, vmm, tmp_path, host_outputs, request):
     image = guest_image(app.source, ring0=app.ring0)
     if vmm == "pyrite":

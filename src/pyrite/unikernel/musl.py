@@ -164,16 +164,27 @@ def _locked(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _roots() -> list[Path]:
+    """Where built musls are: under the cache in use, then (read only: a build is named by
+    its key, so any copy is as good) under the default cache, so that a private
+    $PYRITE_CACHE (tests use one per test) does not build musl again."""
+    default = Path(os.path.expanduser("~")) / ".cache" / "pyrite" / "musl"
+    roots = [Path(cache_root()) / "musl"]
+    return roots if roots[0] == default else roots + [default]
+
+
 def musl_build(gcc: str | None = None, gcc_version: str | None = None) -> Path:
     """Directory holding musl's include/ and lib/libc.a, built on first use (a minute or two)."""
     gcc = gcc or _gcc()
     if gcc_version is None:
         gcc_version = subprocess.run([gcc, "-dumpfullversion", "-dumpversion"], capture_output=True,
                                      text=True).stdout.strip()
-    root = Path(cache_root()) / "musl"
-    out = root / f"musl-{MUSL_VERSION}-{build_key(gcc, gcc_version)}"
-    if (out / "lib" / "libc.a").exists():
-        return out
+    name = f"musl-{MUSL_VERSION}-{build_key(gcc, gcc_version)}"
+    for root in _roots():
+        if (root / name / "lib" / "libc.a").exists():
+            return root / name
+    root = _roots()[0]
+    out = root / name
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root / ".lock"):
         if not (out / "lib" / "libc.a").exists():        # another process may have built it meanwhile
