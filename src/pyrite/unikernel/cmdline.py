@@ -5,8 +5,8 @@ ARGS travel as one kernel command line, the one QEMU's `-append` or Firecracker'
 `boot_args` would carry just the same, which the library OS splits back (libos/boot/args.c):
 words at blanks outside double quotes; inside quotes `\"` is `"`, `\\` is `\` and `\xHH`
 the byte HH; an unquoted NAME=VALUE word before `--` is an environment variable.
-quote_args() writes any argument so that it comes back exactly, in printable ASCII
-(Firecracker accepts nothing else).
+quote_args() writes any argument so that it comes back exactly, and environment variables,
+in printable ASCII (Firecracker accepts nothing else).
 """
 from __future__ import annotations
 
@@ -48,21 +48,15 @@ def quote_word(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def quote_args(args: list[str]) -> str:
-    """One command line for `pyrite run IMAGE ARGS`: before a `--` ARG, an ARG NAME=VALUE
-    sets the environment variable NAME; every other ARG (and every ARG after `--`) reaches
-    `main` exactly as given: blanks, quotes, backslashes, `=`, `--`, empty strings, any byte."""
-    words, env_allowed = [], True
-    for arg in args:
-        if env_allowed and arg == "--":
-            env_allowed = False
-            words.append("--")
-        elif env_allowed and _is_env_word(arg):
-            name, _, value = arg.partition("=")
-            words.append(f"{name}={quote_word(value) if value else ''}")
-        else:
-            words.append(quote_word(arg))
-    return " ".join(words)
+def quote_args(args: list[str], env: dict[str, str] | None = None) -> str:
+    """One command line giving `main` exactly `args` as argv[1:] (blanks, quotes,
+    backslashes, `=`, `--`, empty strings, any byte) and `env` as its environment."""
+    words = []
+    for name, value in (env or {}).items():
+        if not _is_env_word(f"{name}="):
+            raise ArgumentError(f"environment variable {name!r}: the name must be a C identifier")
+        words.append(f"{name}={quote_word(value) if value else ''}")
+    return " ".join(words + [quote_word(arg) for arg in args])
 
 
 def is_pyrite_image(path: str | os.PathLike) -> bool:
