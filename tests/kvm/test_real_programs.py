@@ -8,6 +8,7 @@ Slow the first time (downloads and builds, about 10 minutes); later runs relink 
 """
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shutil
@@ -60,6 +61,14 @@ def vmm_run(request, tmp_path):
     return run
 
 
+def assert_same_output(guest: bytes, host: bytes) -> None:
+    """Equal bytes; else the first differing lines, for the report."""
+    if guest != host:
+        diff = difflib.unified_diff(host.decode(errors="replace").splitlines(),
+                                    guest.decode(errors="replace").splitlines(), "host", "guest", lineterm="", n=2)
+        pytest.fail("the guest's output differs from the host build's:\n" + "\n".join(list(diff)[:40]))
+
+
 def same_status(run: programs.Run, expected: int) -> bool:
     """The exit status as far as the VMM reports it (Firecracker reports none)."""
     return run.status in (None, expected)
@@ -93,8 +102,7 @@ def test_lua_test_suite_file_as_on_the_host(built, vmm_run, lua_suite, test):
     args, env = ["-e", "_port=true _soft=true", f"{test}.lua"], {"PATH": "/bin"}
     host = programs.run_host(host_tree / "src/lua", args, env=env, cwd=programs.lua_tests())
     guest = vmm_run("pyrite", guest_tree / "src/lua", args, env=env, initrd=lua_suite)
-    assert LUA_NOISE.sub(b"", guest.output).decode(errors="replace") == \
-        LUA_NOISE.sub(b"", host.output).decode(errors="replace")
+    assert_same_output(LUA_NOISE.sub(b"", guest.output), LUA_NOISE.sub(b"", host.output))
     assert (guest.status, host.status) == (0, 0)
 
 
@@ -125,7 +133,8 @@ def test_lua_script_prints_what_the_host_prints(built, vmm_run, vmm):
     host = programs.run_host(host_tree / "src/lua", ["-e", LUA_SCRIPT], env={"TZ": "UTC"})
     guest = vmm_run(vmm, guest_tree / "src/lua", ["-e", LUA_SCRIPT], env={"TZ": "UTC"})
     assert host.status == 0 and b"0x" in host.output
-    assert guest.output == host.output and same_status(guest, 0)
+    assert_same_output(guest.output, host.output)
+    assert same_status(guest, 0)
 
 
 @pytest.mark.parametrize("vmm", ["qemu", "firecracker"])
@@ -134,7 +143,9 @@ def test_lua_test_suite_on_other_vmms(built, vmm_run, lua_suite, vmm):
     args, env = ["-e", "_port=true _soft=true", "files.lua"], {"PATH": "/bin"}
     host = programs.run_host(host_tree / "src/lua", args, env=env, cwd=programs.lua_tests())
     guest = vmm_run(vmm, guest_tree / "src/lua", args, env=env, initrd=lua_suite)
-    assert guest.output == host.output and b"testing i/o" in guest.output and same_status(guest, 0)
+    assert b"testing i/o" in host.output
+    assert_same_output(guest.output, host.output)
+    assert same_status(guest, 0)
 
 
 # ------------------------------------------------------------------ SQLite on a database file
@@ -183,7 +194,8 @@ def test_sqlite_database_file_as_on_the_host(built, vmm_run, sqlite_files, vmm):
     guest = vmm_run(vmm, guest_tree / "sqlite3", ["-batch", "-init", "/script.sql", ":memory:", ".quit"],
                     initrd=initrd)
     assert host.status == 0 and b"ok\n" in host.output, host.output
-    assert guest.output == host.output and same_status(guest, 0)
+    assert_same_output(guest.output, host.output)
+    assert same_status(guest, 0)
 
 
 # ------------------------------------------------------------------ zlib
@@ -194,7 +206,8 @@ def test_zlib_example_as_on_the_host(built, vmm_run, tmp_path, vmm):
     host = programs.run_host(host_tree / "example", [], cwd=tmp_path)       # writes foo.gz in its directory
     guest = vmm_run(vmm, guest_tree / "example", [])
     assert host.status == 0 and b"gzread(): hello, hello!" in host.output
-    assert guest.output == host.output and same_status(guest, 0)
+    assert_same_output(guest.output, host.output)
+    assert same_status(guest, 0)
 
 
 def test_minigzip_compresses_and_decompresses_files_as_on_the_host(built, vmm_run, tmp_path):
@@ -235,7 +248,8 @@ def test_cjson_test_suite_as_on_the_host(built, vmm_run, cjson_inputs, test):
     host = programs.run_host(host_tree / "build" / "tests" / test, [], cwd=host_tree / "tests")
     guest = vmm_run("pyrite", guest_tree / "build" / "tests" / test, [], initrd=cjson_inputs)
     assert host.status == 0 and b"0 Failures" in host.output
-    assert _unity_paths(guest.output, guest_tree) == _unity_paths(host.output, host_tree) and guest.status == 0
+    assert_same_output(_unity_paths(guest.output, guest_tree), _unity_paths(host.output, host_tree))
+    assert guest.status == 0
 
 
 @pytest.mark.parametrize("vmm", ["qemu", "firecracker"])
@@ -243,4 +257,5 @@ def test_cjson_on_other_vmms(built, vmm_run, cjson_inputs, vmm):
     guest_tree, host_tree = built("cjson")
     host = programs.run_host(host_tree / "build" / "tests" / "parse_examples", [], cwd=host_tree / "tests")
     guest = vmm_run(vmm, guest_tree / "build" / "tests" / "parse_examples", [], initrd=cjson_inputs)
-    assert _unity_paths(guest.output, guest_tree) == _unity_paths(host.output, host_tree) and same_status(guest, 0)
+    assert_same_output(_unity_paths(guest.output, guest_tree), _unity_paths(host.output, host_tree))
+    assert same_status(guest, 0)
