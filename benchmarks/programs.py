@@ -83,10 +83,15 @@ class Program:
     configure: tuple[str, ...]
     link: str
     outputs: tuple[str, ...]
+    # The link step for the "host-musl" flavour: a host program with pyrite's musl (its
+    # system calls made by tests/guests/host/musl_start.c), to tell the library OS's cost
+    # from the C library's. $CC compiles with musl's headers; $MUSL_LIBS links musl.
+    musl_link: str | None = None
 
 
 PROGRAMS = {
-    "lua": Program("lua", "lua", (), "make CC=\"$CC\" posix", ("src/lua",)),
+    "lua": Program("lua", "lua", (), "make CC=\"$CC\" posix", ("src/lua",),
+                   "make CC=\"$CC\" LIBS=\"$MUSL_LIBS\" MYLDFLAGS=\"-static -nostdlib -no-pie\" posix"),
     "zlib": Program("zlib", "zlib", ("./configure --static",), "make example minigzip", ("example", "minigzip")),
     "cjson": Program("cjson", "cjson", (
         "mkdir -p build && cd build && cmake .. -DCMAKE_C_COMPILER=\"$CC\" -DBUILD_SHARED_LIBS=Off "
@@ -99,7 +104,8 @@ PROGRAMS = {
         "./configure $HOST --disable-shared --disable-tcl --disable-readline --disable-threadsafe "
         "--disable-load-extension > configure.log",), "make sqlite3", ("sqlite3",)),
 }
-FLAVOURS = ("pyrite", "host")
+FLAVOURS = ("pyrite", "host")                # and "host-musl" where a program has musl_link
+MUSL_START = Path(__file__).resolve().parent.parent / "tests" / "guests" / "host" / "musl_start.c"
 
 
 def _digest(*parts: str) -> str:
@@ -142,13 +148,18 @@ def _toolchain_key(flavour: str) -> str:
     if flavour == "host":
         return gcc
     from pyrite.unikernel import build
-    return _digest(gcc, build._musl().name, *build.APP_CFLAGS)
+    return _digest(gcc, build._musl().name, *build.APP_CFLAGS, flavour, MUSL_START.read_text())
 
 
 def _environment(flavour: str) -> dict[str, str]:
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     if flavour == "pyrite":
         env.update(CC=str(VENV_BIN / "pyrite-cc"), HOST="--host=x86_64-linux-musl")
+    elif flavour == "host-musl":
+        from pyrite.unikernel import build
+        musl = build._musl()
+        env.update(CC=" ".join(["gcc", *build.APP_CFLAGS, *build.include_flags(musl)]), HOST="",
+                   MUSL_LIBS=f"{MUSL_START} {musl / 'lib' / 'libc.a'} -lgcc")
     else:
         env.update(CC="gcc", HOST="")
     return env
@@ -169,6 +180,9 @@ def build(name: str, flavour: str) -> Path:
     tree_root = Path(cache_root()) / "programs" / f"{name}-{flavour}-{key}"
     tree = tree_root / source.top
     env = _environment(flavour)
+    link = program.musl_link if flavour == "host-musl" else program.link
+    if link is None:
+        raise ProgramError(f"{name}: no host-musl build")
     if not (tree_root / "configured").exists():
         shutil.rmtree(tree_root, ignore_errors=True)
         tree_root.mkdir(parents=True)
@@ -180,7 +194,7 @@ def build(name: str, flavour: str) -> Path:
         for output in program.outputs:
             (tree / output).unlink(missing_ok=True)
     if flavour == "pyrite" or not all((tree / o).is_file() for o in program.outputs):
-        _sh(program.link, tree, env, f"{name} ({flavour})")
+        _sh(link, tree, env, f"{name} ({flavour})")
     missing = [o for o in program.outputs if not (tree / o).is_file()]
     if missing:
         raise ProgramError(f"{name} ({flavour}): the build made no {', '.join(missing)}")
