@@ -8,7 +8,8 @@ import time
 import _signal as signal   # `signal` without its IntEnum wrappers (importing enum costs ms)
 
 PROCESS_START_NS = time.monotonic_ns()
-USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem-mib N] [--vcpus N]
+USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--env NAME=VALUE ...] [--initrd F] [--cmdline S]
+                  [--mem-mib N] [--vcpus N]
                   [--serial-out F] [--drive PATH[,ro][,root] ...] [--entropy]
                   [--net TAP[,mac=XX:XX:XX:XX:XX:XX] ...] [--vsock CID,UDS_PATH]
                   [--config-file vm.json] [--snapshot-on-signal STATE,MEM] [--quiet]
@@ -21,7 +22,9 @@ USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem
 
 Boots IMAGE (ELF vmlinux, PVH, bzImage or Multiboot) in a microVM with the serial console on
 the terminal. Without IMAGE it boots pyrite's built-in demo guest. ARGs are appended to the
-kernel command line (a unikernel's main() receives them as argv). Each --drive adds a
+kernel command line: a pyrite unikernel's main() receives each exactly as given (quotes,
+blanks, backslashes, `=` included; `--` ends pyrite's own options); each --env NAME=VALUE
+sets one of its environment variables. Each --drive adds a
 virtio-blk disk over a raw image file (drive0, drive1, ... ; ",ro" read-only, ",root" the
 root device: root=/dev/vda on the command line); --entropy adds a virtio-rng device; each
 --net adds a virtio-net interface (eth0, eth1, ...) over an existing TAP device; --vsock adds
@@ -37,12 +40,12 @@ class UsageError(Exception):
 
 
 def _parse_run(argv: list[str]) -> dict:
-    opts = {"image": None, "args": [], "initrd": None, "cmdline": None, "mem_mib": 128, "vcpus": 1,
+    opts = {"image": None, "args": [], "env": {}, "initrd": None, "cmdline": None, "mem_mib": 128, "vcpus": 1,
             "serial_out": None, "config_file": None, "quiet": False, "drives": [], "entropy": False, "net": [],
             "vsock": None, "snapshot_on_signal": None}
     valued = {"--initrd": "initrd", "--cmdline": "cmdline", "--mem-mib": "mem_mib",
               "--vcpus": "vcpus", "--serial-out": "serial_out", "--config-file": "config_file",
-              "--drive": "drive", "--net": "net", "--vsock": "vsock", "--snapshot-on-signal": "snapshot_on_signal"}
+              "--drive": "drive", "--net": "net", "--env": "env", "--vsock": "vsock", "--snapshot-on-signal": "snapshot_on_signal"}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -50,7 +53,10 @@ def _parse_run(argv: list[str]) -> dict:
         if opts["image"] is not None and not arg.startswith("--"):
             opts["args"].append(arg)
         elif arg == "--":
-            opts["args"].extend(argv[i + 1:])
+            rest = argv[i + 1:]
+            if opts["image"] is None and rest:
+                opts["image"], rest = rest[0], rest[1:]
+            opts["args"].extend(rest)
             break
         elif name in valued:
             if eq:
@@ -61,7 +67,12 @@ def _parse_run(argv: list[str]) -> dict:
                     raise UsageError(f"{arg} needs a value")
                 value = argv[i]
             key = valued[name]
-            if key == "drive":
+            if key == "env":
+                env_name, eq, env_value = value.partition("=")
+                if not eq or not env_name:
+                    raise UsageError(f"--env {value!r}: expected NAME=VALUE")
+                opts["env"][env_name] = env_value
+            elif key == "drive":
                 opts["drives"].append(_parse_drive(value, len(opts["drives"])))
             elif key == "net":
                 opts["net"].append(_parse_net(value, len(opts["net"])))
@@ -170,10 +181,10 @@ def _resources_from(opts: dict):
         # A pyrite unikernel has its own default command line (used when it is given none).
         from pyrite.unikernel.cmdline import is_pyrite_image
         cmdline = "" if opts["image"] is None or is_pyrite_image(image) else CONSOLE_CMDLINE
-    if opts["args"]:
+    if opts["args"] or opts["env"]:
         from pyrite.unikernel.cmdline import ArgumentError, quote_args
         try:
-            cmdline = " ".join(filter(None, [cmdline, quote_args(opts["args"])]))
+            cmdline = " ".join(filter(None, [cmdline, quote_args(opts["args"], opts["env"])]))
         except ArgumentError as e:
             raise UsageError(str(e)) from None
     try:

@@ -43,6 +43,7 @@ class App:
     id: str
     source: str
     args: tuple[str, ...] = ()
+    env: dict = field(default_factory=dict)
     stdin: bytes | None = None
     ring0: bool = False
     status: int = 0
@@ -56,11 +57,16 @@ class App:
     crash: tuple[str, int] | None = None
 
 
-ARGS = ("a", "two words", "GREETING=hi there", "--", "X=1", "")
+ARGS = ("a", "two words", "X=1", "")
+# Every argument reaches main exactly as given: quotes, backslashes, blanks, `=`, `--`, empty.
+QUOTED = ("-e", 'print("x")', "\\", '"', '\\"', " two  spaces ", "", "--", "a=b", "--", "tab\tnew\nline", "\xe9",
+          "virtio_mmio.device=4K@0xd0000000:5")
 APPS = [
     App("hello", "hello", expected="hello from pyrite\n"),
-    App("args-env", "args", ARGS, status=4, host_args=("a", "two words", "X=1", ""),
+    App("args-env", "args", ARGS, {"GREETING": "hi there"}, status=4, host_args=ARGS,
         host_env={"GREETING": "hi there"}),
+    App("args-quoted", "args", QUOTED, {"GREETING": 'say "hi" \\o/'}, status=13, host_args=QUOTED,
+        host_env={"GREETING": 'say "hi" \\o/'}),
     App("malloc-stress", "malloc_stress", ("20000", "12345"), host_args=("20000", "12345")),
     App("fp-results", "fp_results", host_args=(), host_musl=True),
     App("div0", "crash", ("div0",), status=128, crash=("#DE divide error", 0)),
@@ -70,7 +76,7 @@ APPS = [
           expected=f"exiting with {n}\n") for n, how in [(0, "return"), (1, "exit"), (42, "return"),
                                                           (127, "exit"), (128, "return"), (255, "exit")]],
     App("ring0-hello", "hello", ring0=True, expected="hello from pyrite\n"),
-    App("ring0-args-env", "args", ARGS, ring0=True, status=4, host_args=("a", "two words", "X=1", ""),
+    App("ring0-args-env", "args", ARGS, {"GREETING": "hi there"}, ring0=True, status=4, host_args=ARGS,
         host_env={"GREETING": "hi there"}),
     App("ring0-div0", "crash", ("div0",), ring0=True, status=128, crash=("#DE divide error", 0)),
     App("ring0-null-write", "crash", ("null",), ring0=True, status=142, crash=("#PF page fault", 14)),
@@ -87,7 +93,7 @@ class Outcome:
 # ------------------------------------------------------------------ the three VMMs
 
 def run_pyrite(image: Path, app: App, tmp_path: Path) -> Outcome:
-    with pyrite.MicroVM(kernel=str(image), cmdline=quote_args(list(app.args)), mem_mib=128) as vm:
+    with pyrite.MicroVM(kernel=str(image), cmdline=quote_args(list(app.args), app.env), mem_mib=128) as vm:
         vm.start()
         if app.stdin is not None:
             vm.send_console_input(app.stdin)
@@ -100,7 +106,7 @@ def run_pyrite(image: Path, app: App, tmp_path: Path) -> Outcome:
 def run_qemu(image: Path, app: App, tmp_path: Path) -> Outcome:
     if QEMU is None:
         pytest.skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
-    proc = subprocess.run([QEMU, *QEMU_ARGS, "-kernel", str(image), "-append", quote_args(list(app.args))],
+    proc = subprocess.run([QEMU, *QEMU_ARGS, "-kernel", str(image), "-append", quote_args(list(app.args), app.env)],
                           input=app.stdin, stdin=None if app.stdin is not None else subprocess.DEVNULL,
                           capture_output=True, timeout=TIMEOUT)
     assert proc.returncode & 1, f"QEMU did not end by isa-debug-exit (status {proc.returncode}): {proc.stderr!r}"
@@ -110,7 +116,7 @@ def run_qemu(image: Path, app: App, tmp_path: Path) -> Outcome:
 def run_firecracker(image: Path, app: App, tmp_path: Path, binary: Path) -> Outcome:
     config = tmp_path / "vm.json"
     config.write_text(json.dumps({
-        "boot-source": {"kernel_image_path": str(image), "boot_args": quote_args(list(app.args))},
+        "boot-source": {"kernel_image_path": str(image), "boot_args": quote_args(list(app.args), app.env)},
         "machine-config": {"vcpu_count": 1, "mem_size_mib": 128}, "drives": []}))
     log = tmp_path / "firecracker.log"
     log.touch()

@@ -32,7 +32,7 @@ def build(tmp_path: Path, source: str, *options) -> Path:
 @pytest.mark.parametrize("ring0", [False, pytest.param(True, marks=needs_native_cpl0)], ids=["cpl3", "ring0"])
 def test_build_then_run_with_arguments(kvm, tmp_path, ring0):
     image = build(tmp_path, "args", *(["--ring0"] if ring0 else []))
-    r = pyrite("run", image, "a", "b", "c", "GREETING=hello")
+    r = pyrite("run", image, "a", "b", "c", "--env", "GREETING=hello")
     assert r.returncode == 3, r.stderr
     assert r.stdout.decode() == ("argc=4\nargv[1]=a\nargv[2]=b\nargv[3]=c\nGREETING=hello\n"
                                  "NOT_SET=(unset)\nenv GREETING=hello\n")
@@ -89,3 +89,14 @@ def test_triple_fault_report_names_the_function(kvm, tmp_path):
     r = pyrite("run", build(tmp_path, "triple_fault"))
     assert "triple fault" in r.stderr.decode()
     assert "RIP=0x" in r.stderr.decode() and " <main+0x" in r.stderr.decode()
+
+
+def test_arguments_reach_main_exactly_as_typed(kvm, tmp_path):
+    """`lua -e 'print("x")'` and `lua -e x=1` as a user types them: quotes, backslashes, `=`, empty."""
+    r = pyrite("run", build(tmp_path, "args"), "--quiet", "--env", "GREETING=a \"b\"", "-e", 'print("x")',
+               "x=1", "\\", "", "--", "--", "--quiet")
+    assert r.returncode == 7, r.stderr
+    assert r.stdout.decode() == ('argc=8\nargv[1]=-e\nargv[2]=print("x")\nargv[3]=x=1\nargv[4]=\\\nargv[5]=\n'
+                                 'argv[6]=--\nargv[7]=--quiet\nGREETING=a "b"\nNOT_SET=(unset)\nenv GREETING=a "b"\n')
+    r = pyrite("run", build(tmp_path, "args"), "--env", "=x")
+    assert r.returncode == 2 and "--env '=x': expected NAME=VALUE" in r.stderr.decode()

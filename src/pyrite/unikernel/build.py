@@ -1,5 +1,13 @@
 """Build bootable images: application C sources + pyrite's library OS, with the host's gcc.
 
+The two steps of any C build, shared by `pyrite unikernel build` and the compiler driver
+`pyrite-cc` (pyrite.unikernel.cc), with the flags in one place:
+
+- compile_object(): one source (C, .S, .s) -> one relocatable object. Objects are cached
+  by the content of the preprocessed source plus the code-generation flags, so an edit
+  recompiles one file and a header change recompiles the files that include it.
+- link_image(): objects, archives and `-l` libraries + the library OS -> one image.
+
 An image is one ELF64 file linked at 1 MiB and identity mapped. The default build boots
 by PVH (its XEN_ELFNOTE_PHYS32_ENTRY note) and by the Linux 64-bit boot protocol (its
 ELF e_entry); ``protocol="multiboot"`` builds a Multiboot 1 image instead (e_entry is
@@ -12,9 +20,9 @@ use). Applications and musl are compiled with SSE (APP_CFLAGS); the library OS k
 general registers (LIBOS_CFLAGS), because its CPL-0 parts (boot, exceptions, interrupts)
 must not touch floating-point state that belongs to the application.
 
-Images are cached by content (sources, library OS, musl, flags, gcc version) under
-``$PYRITE_CACHE`` or ``~/.cache/pyrite/images``; the library OS objects are cached
-there too, per set of build flags.
+gcc runs in the caller's working directory, so relative paths (-I include, sources,
+-L lib) mean what they mean to gcc. Objects, library OS objects and images are cached
+under ``$PYRITE_CACHE`` or ``~/.cache/pyrite`` (objects/, images/).
 """
 from __future__ import annotations
 
@@ -25,11 +33,12 @@ import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from pyrite import __version__
-from pyrite.unikernel.cache import images_dir
+from pyrite.unikernel.cache import cache_root, images_dir
 from pyrite.unikernel.musl import MuslError, musl_build, syscall_names
 
 LIBOS_DIR = Path(__file__).resolve().parent / "libos"
@@ -55,10 +64,42 @@ LINK_FLAGS = (
     "-Wl,--no-warn-rwx-segments", "-Wl,--build-id=none", "-Wl,-z,noexecstack",
 )
 ENTRY_SYMBOLS = {"default": "linux64_entry", "multiboot": "multiboot_entry32"}
+SOURCE_LANGUAGES = {".c": "c", ".S": "assembler-with-cpp", ".sx": "assembler-with-cpp", ".s": "assembler",
+                    ".i": "cpp-output"}
+LINK_INPUT_SUFFIXES = {".o", ".a"}
+# Libraries whose contents the library OS's C library has itself (as musl's libc.a, whose
+# libm.a, libpthread.a, ... are empty): -lm and friends need no file.
+LIBC_LIBRARIES = frozenset({"c", "m", "pthread", "dl", "rt", "util", "xnet", "resolv", "crypt"})
+# The file systems (libos/fs) go into an image only when the program calls a C library
+# function that reaches files by name or descriptor: else the console-only calls of
+# libos/sys/files.c serve stdin/stdout/stderr and hello world stays small.
+FS_OBJECT_PREFIX = "fs_"
+FILE_FUNCTIONS = frozenset("""
+    open open64 openat openat64 creat creat64 fopen fopen64 freopen freopen64 opendir fdopendir
+    stat stat64 lstat lstat64 fstatat fstatat64 statx mkdir mkdirat rmdir unlink unlinkat remove
+    rename renameat renameat2 link linkat symlink symlinkat readlink readlinkat access faccessat
+    euidaccess eaccess chdir fchdir getcwd truncate truncate64 ftruncate ftruncate64 chmod fchmod
+    fchmodat utime utimes utimensat futimens futimesat statvfs statfs fstatvfs fstatfs realpath
+    mkstemp mkostemp mkstemps mkdtemp tmpfile tmpfile64 tmpnam tempnam dup dup2 dup3 nftw ftw glob
+    scandir fsync fdatasync sync syncfs flock lockf
+""".split())
+# Flags that only steer the preprocessor (their value may be the next word).
+PREPROCESSOR_VALUED = ("-I", "-D", "-U", "-include", "-imacros", "-isystem", "-iquote", "-idirafter")
 
 
 class BuildError(Exception):
     """The image could not be built; the message says why (gcc's own output included)."""
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """What the link step bakes into an image besides the code: argv[0], the default
+    command line, the boot protocol and where the application runs."""
+    name: str
+    cmdline: str = ""
+    protocol: str = "default"
+    ring0: bool = False
+    pvh_note: bool = True
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,19 +130,6 @@ def _musl() -> Path:
         raise BuildError(str(e)) from e
 
 
-def include_flags(musl: Path | None = None) -> list[str]:
-    """-isystem flags of guest code: <pyrite/*.h>, musl's headers, then gcc's own
-    (intrinsics such as <immintrin.h>)."""
-    musl = musl or _musl()
-    return ["-isystem", str(LIBOS_DIR / "include"), "-isystem", str(musl / "include"), "-isystem", _gcc()[2]]
-
-
-def compile_flags(*, protocol: str = "default", ring0: bool = False, pvh_note: bool = True) -> list[str]:
-    """gcc flags that compile application code for a pyrite image (as build_image does):
-    APP_CFLAGS, the image's defines and the include directories (musl built if needed)."""
-    return [*APP_CFLAGS, *_defines(protocol, ring0, pvh_note), *include_flags()]
-
-
 def _syscall_names_source(musl: Path) -> str:
     """C source of the table of names that libos/sys/syscall.c prints for an unsupported
     system call: musl's names, except those the dispatcher handles (`case SYS_name:`, and
@@ -125,21 +153,6 @@ def _libos_objects_sources() -> list[Path]:
     return [p for p in _libos_files() if p.suffix in {".c", ".S"}]
 
 
-def _local_headers(srcs: list[Path], cflags: Sequence[str]) -> list[bytes]:
-    """The application's own headers (beside its sources or under -I directories), so that
-    editing one rebuilds the image even though the cache key is computed without gcc."""
-    dirs = {src.resolve().parent for src in srcs}
-    dirs |= {Path(flag[2:]).resolve() for flag in cflags if flag.startswith("-I") and len(flag) > 2}
-    found = []
-    for directory in sorted(dirs):
-        for header in sorted(directory.glob("*.h")):
-            try:
-                found.append(str(header).encode() + b"\0" + header.read_bytes())
-            except OSError:
-                continue
-    return found
-
-
 def _digest(parts: Iterable[bytes]) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -160,8 +173,9 @@ def _c_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _build_info_source(name: str, cmdline: str, ring0: bool = False) -> str:
-    privilege = "ring 0" if ring0 else "CPL 3 (exceptions and interrupts at CPL 0)"
+def _build_info_source(options: ImageOptions) -> str:
+    name, cmdline = options.name, options.cmdline
+    privilege = "ring 0" if options.ring0 else "CPL 3 (exceptions and interrupts at CPL 0)"
     return (
         "/* generated by pyrite.unikernel.build */\n"
         "static const char info[] __attribute__((section(\".pyrite.info\"), used)) =\n"
@@ -175,7 +189,7 @@ def _build_info_source(name: str, cmdline: str, ring0: bool = False) -> str:
     )
 
 
-def _run(cmd: Sequence[str], what: str, cwd: Path) -> subprocess.CompletedProcess:
+def _run(cmd: Sequence[str], what: str, cwd: Path | str | None) -> subprocess.CompletedProcess:
     try:
         proc = subprocess.run(list(cmd), capture_output=True, text=True, cwd=cwd)
     except OSError as e:
@@ -192,6 +206,13 @@ def _defines(protocol: str, ring0: bool, pvh_note: bool) -> list[str]:
     if ring0:
         defs.append("-DPYRITE_RING0")
     return defs
+
+
+def _libos_key(gcc_version: str, defines: list[str], musl: Path) -> str:
+    return _digest([LIBOS_VERSION.encode(), gcc_version.encode(), " ".join(defines).encode(), musl.name.encode(),
+                    " ".join(LIBOS_CFLAGS + APP_CFLAGS + LIBOS_WARNINGS).encode()]
+                   + [bytes(str(p.relative_to(LIBOS_DIR)), "utf-8") + b"\0" + p.read_bytes()
+                      for p in _libos_files()])
 
 
 def _libos_objects(gcc: str, musl: Path, defines: list[str], key: str) -> list[Path]:
@@ -223,6 +244,157 @@ def _libos_objects(gcc: str, musl: Path, defines: list[str], key: str) -> list[P
     return objects
 
 
+def include_flags(musl: Path | None = None) -> list[str]:
+    """-isystem flags of guest code: <pyrite/*.h>, musl's headers, then gcc's own
+    (intrinsics such as <immintrin.h>); never the host's."""
+    musl = musl or _musl()
+    return ["-isystem", str(LIBOS_DIR / "include"), "-isystem", str(musl / "include"), "-isystem", _gcc()[2]]
+
+
+def compile_flags(ring0: bool = False) -> list[str]:
+    """What every application source is compiled with; the user's flags come after these,
+    so theirs win (-O0, -std=c99, -fPIC, ...)."""
+    return [*APP_CFLAGS, *include_flags(), *(["-DPYRITE_RING0"] if ring0 else [])]
+
+
+def _key_flags(cflags: Sequence[str]) -> list[str]:
+    """`cflags` less those that only steer the preprocessor: their effect is in the
+    preprocessed text, which is part of an object's cache key already."""
+    kept, skip = [], False
+    for flag in cflags:
+        if skip:
+            skip = False
+        elif flag in PREPROCESSOR_VALUED:
+            skip = True
+        elif not flag.startswith(PREPROCESSOR_VALUED):
+            kept.append(flag)
+    return kept
+
+
+def source_language(path: Path | str) -> str | None:
+    """gcc's language for a source file name (None: not a source)."""
+    return SOURCE_LANGUAGES.get(Path(path).suffix)
+
+
+def compile_object(
+    source: Path | str,
+    cflags: Sequence[str] = (),
+    *,
+    output: Path | str | None = None,
+    ring0: bool = False,
+    language: str | None = None,
+    dep_flags: Sequence[str] = (),
+    cwd: Path | str | None = None,
+    on_warnings: Callable[[str], None] | None = None,
+) -> Path:
+    """Compile one source into a relocatable object through the object cache.
+
+    Returns `output` if given (the object is copied there), else the cached object.
+    `language` is gcc's -x (default: from the suffix); `dep_flags` (-MD -MF F -MT T ...)
+    are given to the preprocessing run, which writes the dependency file even when the
+    object comes from the cache. `on_warnings` gets gcc's messages, replayed on a hit.
+    """
+    src = Path(source)
+    where = Path(cwd) if cwd is not None else Path.cwd()
+    if not (where / src).is_file():
+        raise BuildError(f"{src}: no such source file")
+    language = language or source_language(src)
+    if language is None:
+        raise BuildError(f"{src}: not a C or assembly source (.c, .S, .s)")
+    gcc, version, _ = _gcc()
+    flags = [*compile_flags(ring0), *cflags, "-x", language]
+    with tempfile.TemporaryDirectory(prefix="pyrite-cc-") as tmpdir:
+        tmp = Path(tmpdir)
+        if language == "assembler":             # not preprocessed: the file is its own text
+            text = (where / src).read_bytes()
+        else:
+            proc = _run([gcc, *flags, "-E", str(src), "-o", str(tmp / "pre"), *dep_flags], f"preprocessing {src}", cwd)
+            if proc.returncode != 0:
+                raise BuildError(proc.stderr.rstrip() or f"gcc -E {src} failed with status {proc.returncode}")
+            text = (tmp / "pre").read_bytes()
+        # Debug information records the directory gcc ran in; other flags are in the key as given.
+        directory = str(where.resolve()).encode() if any(f.startswith("-g") and f != "-g0" for f in cflags) else b""
+        key = _digest([b"object", version.encode(), "\0".join(APP_CFLAGS).encode(), _musl().name.encode(),
+                       str(ring0).encode(),
+                       "\0".join(_key_flags(cflags)).encode(), language.encode(), directory, text])
+        objects = Path(cache_root()) / "objects"
+        cached, log = objects / f"{key}.o", objects / f"{key}.log"
+        if cached.exists():
+            warnings = log.read_text() if log.exists() else ""
+        else:
+            proc = _run([gcc, *flags, "-c", str(src), "-o", str(tmp / "obj.o")], f"compiling {src}", cwd)
+            if proc.returncode != 0:
+                raise BuildError(proc.stderr.rstrip() or f"gcc -c {src} failed with status {proc.returncode}")
+            warnings = proc.stderr
+            objects.mkdir(parents=True, exist_ok=True)
+            if warnings:
+                _write_atomically(log, warnings.encode())
+            _install(tmp / "obj.o", cached)
+    if warnings and on_warnings is not None:
+        on_warnings(warnings)
+    if output is None:
+        return cached
+    out = where / output
+    _install(cached, out)
+    return out
+
+
+def link_image(
+    inputs: Sequence[Path | str],
+    output: Path | str | None,
+    options: ImageOptions,
+    *,
+    library_dirs: Sequence[Path | str] = (),
+    link_flags: Sequence[str] = (),
+    cwd: Path | str | None = None,
+    names: Sequence[str] | None = None,
+    on_warnings: Callable[[str], None] | None = None,
+) -> Path:
+    """Link objects, archives and `-lNAME` libraries (in command-line order) with the
+    library OS into an image; returns `output` (copied there) or the cached image.
+
+    `-lNAME` is libNAME.a from `library_dirs` (static libraries only: an image has no
+    loader); the C library's own names (-lc, -lm, -lpthread, ...) are part of the library
+    OS and need no file. `link_flags` go to gcc as given (-Wl,..., -s). `names` are the
+    inputs as the user knows them (sources rather than their cached objects), for messages.
+    """
+    if options.protocol not in PROTOCOLS:
+        raise BuildError(f"unknown boot protocol {options.protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    where = Path(cwd) if cwd is not None else Path.cwd()
+    files = []
+    for item in inputs:
+        if str(item).startswith("-l"):
+            library = _find_library(str(item)[2:], [where / d for d in library_dirs])
+            if library is not None:
+                files.append(library)
+            continue
+        path = where / item
+        if not path.is_file():
+            raise BuildError(f"{item}: no such file")
+        files.append(path)
+    gcc, version, _ = _gcc()
+    musl = _musl()
+    defines = _defines(options.protocol, options.ring0, options.pvh_note)
+    libos_key = _libos_key(version, defines, musl)
+    key = _digest([libos_key.encode(), repr(options).encode(), _build_info_source(options).encode(),
+                   "\0".join([*LINK_FLAGS, *link_flags]).encode(), " ".join(sorted(FILE_FUNCTIONS)).encode()]
+                  + [_file_digest(f).encode() for f in files])
+    images = cache_dir()
+    images.mkdir(parents=True, exist_ok=True)
+    cached = images / f"{Path(options.name).name}-{key}.elf"
+    if not cached.exists():
+        libos = _libos_objects(gcc, musl, defines, libos_key)
+        warnings = _link(gcc, musl, defines, files, libos, list(link_flags), options, cached,
+                         names or [str(i) for i in inputs])
+        if warnings and on_warnings is not None:
+            on_warnings(warnings)
+    if output is None:
+        return cached
+    out = where / output
+    _install(cached, out)
+    return out
+
+
 def build_image(
     sources: Sequence[Path | str],
     output: Path | str | None = None,
@@ -231,71 +403,89 @@ def build_image(
     ring0: bool = False,
     pvh_note: bool = True,
     cflags: Sequence[str] = (),
+    library_dirs: Sequence[Path | str] = (),
+    link_flags: Sequence[str] = (),
     cmdline: str | None = None,
     name: str | None = None,
+    cwd: Path | str | None = None,
     on_warnings: Callable[[str], None] | None = None,
 ) -> Path:
     """Compile `sources` with the library OS into a bootable ELF64 image.
 
-    Returns the image path: `output` if given (the image is copied there), else the
-    cached file. `cmdline` is the default command line, used when the VMM gives none;
-    `name` is argv[0] (default: the output's or first source's stem). Raises
-    BuildError with gcc's own messages when the sources do not compile or link;
-    `on_warnings` receives gcc's messages when it built the image but had something to say.
+    `sources` are C or assembly files, objects (.o), archives (.a) and `-lNAME`
+    libraries, linked in that order. Returns the image path: `output` if given (the
+    image is copied there), else the cached file. `cmdline` is the default command line,
+    used when the VMM gives none; `name` is argv[0] (default: the output's or first
+    source's stem). Raises BuildError with gcc's own messages when the sources do not
+    compile or link; `on_warnings` receives gcc's messages when it built the image but
+    had something to say.
     """
     if protocol not in PROTOCOLS:
         raise BuildError(f"unknown boot protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     if not sources:
         raise BuildError("no source files given")
-    srcs = [Path(s) for s in sources]
-    for src in srcs:
-        if not src.is_file():
-            raise BuildError(f"{src}: no such source file")
-        if src.suffix not in {".c", ".S", ".s"}:
-            raise BuildError(f"{src}: not a C or assembly source (.c, .S, .s)")
-    gcc, version, include = _gcc()
-    musl = _musl()
-    name = name or (Path(output).stem if output else srcs[0].stem)
-    cmdline = cmdline or ""
-    defines = _defines(protocol, ring0, pvh_note)
-
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    libos_key = _digest([LIBOS_VERSION.encode(), version.encode(), " ".join(defines).encode(), musl.name.encode(),
-                         " ".join(LIBOS_CFLAGS + APP_CFLAGS + LIBOS_WARNINGS).encode()]
-                        + [bytes(str(p.relative_to(LIBOS_DIR)), "utf-8") + b"\0" + p.read_bytes()
-                           for p in _libos_files()] + [(LIBOS_DIR / "libos.lds.in").read_bytes()])
-    image_key = _digest([libos_key.encode(), _build_info_source(name, cmdline, ring0).encode(), protocol.encode(),
-                         "\0".join(cflags).encode(), " ".join(LINK_FLAGS).encode(),
-                         " ".join(sorted(FILE_FUNCTIONS)).encode()]
-                        + [src.name.encode() + b"\0" + src.read_bytes() for src in srcs]
-                        + _local_headers(srcs, cflags))
-    cached = cache_dir() / f"{name}-{image_key}.elf"
-    if not cached.exists():
-        objects = _libos_objects(gcc, musl, defines, libos_key)
-        warnings = _link(gcc, musl, defines, srcs, objects, list(cflags), name, cmdline, protocol, ring0,
-                         cached)
-        if warnings and on_warnings is not None:
-            on_warnings(warnings)
-    if output is None:
-        return cached
-    out = Path(output)
-    shutil.copyfile(cached, out)
-    return out
+    where = Path(cwd) if cwd is not None else Path.cwd()
+    inputs: list[Path | str] = []
+    for item in sources:
+        if str(item).startswith("-l"):
+            inputs.append(str(item))
+            continue
+        path = Path(item)
+        if not (where / path).is_file():
+            raise BuildError(f"{path}: no such source file")
+        if path.suffix in LINK_INPUT_SUFFIXES:
+            inputs.append(path)
+        elif source_language(path) is None:
+            raise BuildError(f"{path}: not a C or assembly source (.c, .S, .s), object (.o) or archive (.a)")
+        else:
+            inputs.append(compile_object(path, cflags, ring0=ring0, cwd=where, on_warnings=on_warnings))
+    first = next(Path(s) for s in sources if not str(s).startswith("-l"))
+    options = ImageOptions(name=name or (Path(output).stem if output else first.stem), cmdline=cmdline or "",
+                           protocol=protocol, ring0=ring0, pvh_note=pvh_note)
+    return link_image(inputs, output, options, library_dirs=library_dirs, link_flags=link_flags, cwd=where,
+                      names=[str(s) for s in sources], on_warnings=on_warnings)
 
 
-# The file systems (libos/fs) go into an image only when the program calls a C library
-# function that reaches files by name or descriptor: else the console-only calls of
-# libos/sys/files.c serve stdin/stdout/stderr and hello world stays small.
-FS_OBJECT_PREFIX = "fs_"
-FILE_FUNCTIONS = frozenset("""
-    open open64 openat openat64 creat creat64 fopen fopen64 freopen freopen64 opendir fdopendir
-    stat stat64 lstat lstat64 fstatat fstatat64 statx mkdir mkdirat rmdir unlink unlinkat remove
-    rename renameat renameat2 link linkat symlink symlinkat readlink readlinkat access faccessat
-    euidaccess eaccess chdir fchdir getcwd truncate truncate64 ftruncate ftruncate64 chmod fchmod
-    fchmodat utime utimes utimensat futimens futimesat statvfs statfs fstatvfs fstatfs realpath
-    mkstemp mkostemp mkstemps mkdtemp tmpfile tmpfile64 tmpnam tempnam dup dup2 dup3 nftw ftw glob
-    scandir fsync fdatasync sync syncfs flock lockf
-""".split())
+def _find_library(name: str, directories: Sequence[Path]) -> Path | None:
+    if name in LIBC_LIBRARIES:
+        return None
+    for directory in directories:
+        candidate = directory / f"lib{name}.a"
+        if candidate.is_file():
+            return candidate
+    searched = ", ".join(str(d) for d in directories) or "no -L directory given"
+    raise BuildError(f"cannot find -l{name}: no lib{name}.a in {searched} "
+                     "(pyrite images link static libraries only)")
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _partial_name(target: Path) -> Path:
+    """A name beside `target` no other process uses (created with the umask's mode, as gcc's files)."""
+    return target.parent / f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}"
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    partial = _partial_name(target)
+    partial.write_bytes(data)
+    os.replace(partial, target)
+
+
+def _install(source: Path, target: Path) -> None:
+    """Copy `source` to `target` whole or not at all (concurrent builds, make -j)."""
+    partial = _partial_name(target)
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _uses_files(image: Path, tmp: Path) -> bool:
@@ -306,40 +496,35 @@ def _uses_files(image: Path, tmp: Path) -> bool:
     return any(line.rsplit(" ", 1)[-1] in FILE_FUNCTIONS for line in proc.stdout.splitlines())
 
 
-def _link_once(gcc: str, musl: Path, defines: list[str], srcs: list[Path], info: Path, objects: list[Path],
-               cflags: list[str], protocol: str, script: Path, out: Path, tmp: Path) -> subprocess.CompletedProcess:
-    cmd = [gcc, *APP_CFLAGS, *defines, *include_flags(musl),
-           *cflags, *[str(s.resolve()) for s in srcs], str(info), *[str(o) for o in objects],
-           *LINK_FLAGS, f"-Wl,-e,{ENTRY_SYMBOLS[protocol]}", "-T", str(script),
-           "-Wl,--start-group", str(musl / "lib" / "libc.a"), "-lgcc", "-Wl,--end-group", "-o", str(out)]
-    return _run(cmd, "build", tmp)
-
-
-def _link(gcc: str, musl: Path, defines: list[str], srcs: list[Path], objects: list[Path],
-          cflags: list[str], name: str, cmdline: str, protocol: str, ring0: bool, target: Path) -> str:
-    """Compile and link the image into `target`; returns gcc's warnings (empty if none)."""
+def _link(gcc: str, musl: Path, defines: list[str], files: list[Path], libos: list[Path], link_flags: list[str],
+          options: ImageOptions, target: Path, names: Sequence[str]) -> str:
+    """Link the image into `target`; returns gcc's warnings (empty if none)."""
     with tempfile.TemporaryDirectory(prefix="pyrite-build-") as tmpdir:
         tmp = Path(tmpdir)
         info = tmp / "build_info.c"
-        info.write_text(_build_info_source(name, cmdline, ring0))
+        info.write_text(_build_info_source(options))
         script = tmp / "libos.ld"
-        proc = _run([gcc, "-E", "-P", "-x", "c", *defines, f"-DPYRITE_ENTRY={ENTRY_SYMBOLS[protocol]}",
+        entry = ENTRY_SYMBOLS[options.protocol]
+        proc = _run([gcc, "-E", "-P", "-x", "c", *defines, f"-DPYRITE_ENTRY={entry}",
                      str(LIBOS_DIR / "libos.lds.in"), "-o", str(script)], "linker script", tmp)
         if proc.returncode != 0:
             raise BuildError(f"linker script {LIBOS_DIR / 'libos.lds.in'} does not preprocess:\n{proc.stderr}")
         out = tmp / "image.elf"
-        core = [o for o in objects if not o.name.startswith(FS_OBJECT_PREFIX)]
-        proc = _link_once(gcc, musl, defines, srcs, info, core, cflags, protocol, script, out, tmp)
-        if proc.returncode == 0 and len(core) < len(objects) and _uses_files(out, tmp):
-            proc = _link_once(gcc, musl, defines, srcs, info, objects, cflags, protocol, script, out, tmp)
+
+        def link(objects: list[Path]) -> subprocess.CompletedProcess:
+            return _run([gcc, *APP_CFLAGS, *defines, *include_flags(musl), "-x", "none", *[str(f) for f in files],
+                         str(info), *[str(o) for o in objects], *LINK_FLAGS, *link_flags, f"-Wl,-e,{entry}",
+                         "-T", str(script), "-Wl,--start-group", str(musl / "lib" / "libc.a"), "-lgcc",
+                         "-Wl,--end-group", "-o", str(out)], "link", tmp)
+        core = [o for o in libos if not o.name.startswith(FS_OBJECT_PREFIX)]
+        proc = link(core)
+        if proc.returncode == 0 and len(core) < len(libos) and _uses_files(out, tmp):
+            proc = link(libos)
         if proc.returncode != 0:
             if "undefined reference to `main'" in proc.stderr:
                 raise BuildError(
-                    f"no main() in {', '.join(str(s) for s in srcs)}: a pyrite image needs "
+                    f"no main() in {', '.join(names)}: a pyrite image needs "
                     f"`int main(int argc, char **argv)`\n{proc.stderr}")
             raise BuildError(proc.stderr.rstrip() or f"gcc failed with status {proc.returncode}")
-        fd, partial = tempfile.mkstemp(prefix=target.name, dir=target.parent)
-        os.close(fd)
-        shutil.copyfile(out, partial)
-        os.replace(partial, target)
+        _install(out, target)
         return proc.stderr

@@ -1,16 +1,20 @@
-"""`pyrite unikernel build|inspect`: build C applications into images, and describe images."""
+"""`pyrite unikernel build|cc|inspect`: build C applications into images, and describe images."""
 from __future__ import annotations
 
 import sys
 
-USAGE = """usage: pyrite unikernel build SOURCE [SOURCE ...] -o IMAGE [--cmdline S] [--ring0]
+USAGE = """usage: pyrite unikernel build INPUT [INPUT ...] -o IMAGE [--cmdline S] [--ring0]
                               [--name NAME] [--multiboot] [--no-pvh-note]
-                              [-DNAME[=VALUE]] [-IDIR] [--cflags "FLAGS"] [--files DIR]
+                              [-DNAME[=VALUE]] [-UNAME] [-I DIR] [-L DIR] [-lNAME] [--cflags "FLAGS"]
+                              [--files DIR]
+       pyrite unikernel cc GCC-ARGS...        (also installed as pyrite-cc)
        pyrite unikernel inspect IMAGE
 
-build    compiles C (and assembly) SOURCEs with pyrite's library OS into IMAGE, one ELF64
+build    compiles C (and assembly) sources with pyrite's library OS into IMAGE, one ELF64
          file that boots by PVH and by the Linux 64-bit protocol (pyrite, QEMU -kernel,
-         Firecracker). Run it with `pyrite run IMAGE [ARG ...]`.
+         Firecracker). INPUTs are sources (.c, .S, .s), objects (.o), archives (.a) and
+         -lNAME (libNAME.a from the -L directories), linked in their order; paths are
+         relative to the current directory. Run it with `pyrite run IMAGE [ARG ...]`.
            -o IMAGE       output file (default: the first source's name with .img)
            --cmdline S    default command line, used when the VMM gives none
            --ring0        run the application at CPL 0 (default: CPL 3, privileged only
@@ -22,6 +26,8 @@ build    compiles C (and assembly) SOURCEs with pyrite's library OS into IMAGE, 
                           (newc cpio, as Linux's initramfs): the application finds them in its
                           root file system. Boot with `pyrite run IMAGE --initrd IMAGE.cpio`,
                           QEMU -initrd, or Firecracker's boot-source initrd_path.
+cc       a C compiler driver with gcc's command line whose executables are images:
+         `make CC=pyrite-cc`, `./configure CC=pyrite-cc --host=x86_64-linux-musl`
 inspect  prints an image's entry points, sections, library OS version and default
          command line."""
 
@@ -35,7 +41,7 @@ def main(argv: list[str]) -> int:
         print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    commands = {"build": cmd_build, "inspect": cmd_inspect}
+    commands = {"build": cmd_build, "cc": cmd_cc, "inspect": cmd_inspect}
     if command not in commands:
         print(f"pyrite unikernel: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
@@ -48,9 +54,10 @@ def main(argv: list[str]) -> int:
 
 def parse_build(argv: list[str]) -> dict:
     opts: dict = {"sources": [], "output": None, "cmdline": None, "ring0": False, "name": None,
-                  "protocol": "default", "pvh_note": True, "cflags": [], "files": None}
+                  "protocol": "default", "pvh_note": True, "cflags": [], "library_dirs": [], "files": None}
     valued = {"-o": "output", "--output": "output", "--cmdline": "cmdline", "--name": "name",
-              "--cflags": "cflags", "--files": "files"}
+              "--cflags": "cflags", "--files": "files", "-I": "include", "-D": "define", "-U": "undefine",
+              "-L": "library_dir", "-l": "library"}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -68,6 +75,12 @@ def parse_build(argv: list[str]) -> dict:
             if key == "cflags":
                 import shlex
                 opts["cflags"] += shlex.split(inline)
+            elif key in ("include", "define", "undefine"):
+                opts["cflags"].append(option + inline)
+            elif key == "library_dir":
+                opts["library_dirs"].append(inline)
+            elif key == "library":
+                opts["sources"].append("-l" + inline)
             else:
                 opts[key] = inline
         elif arg.startswith("-o") and len(arg) > 2:
@@ -80,6 +93,10 @@ def parse_build(argv: list[str]) -> dict:
             opts["pvh_note"] = False
         elif arg.startswith(("-D", "-U", "-I")) and len(arg) > 2:
             opts["cflags"].append(arg)
+        elif arg.startswith("-L") and len(arg) > 2:
+            opts["library_dirs"].append(arg[2:])
+        elif arg.startswith("-l") and len(arg) > 2:
+            opts["sources"].append(arg)
         elif arg.startswith("-"):
             raise UsageError(f"unknown option {arg}")
         else:
@@ -93,7 +110,10 @@ def parse_build(argv: list[str]) -> dict:
             raise UsageError(f"--files {opts['files']}: not a directory")
     if opts["output"] is None:
         from pathlib import Path
-        opts["output"] = Path(opts["sources"][0]).with_suffix(".img").name
+        first = next((s for s in opts["sources"] if not s.startswith("-l")), None)
+        if first is None:
+            raise UsageError("no source files given (e.g. `pyrite unikernel build app.c -o app.img`)")
+        opts["output"] = Path(first).with_suffix(".img").name
     return opts
 
 
@@ -108,6 +128,7 @@ def cmd_build(argv: list[str]) -> int:
     try:
         image = build_image(opts["sources"], opts["output"], protocol=opts["protocol"], ring0=opts["ring0"],
                             pvh_note=opts["pvh_note"], cflags=opts["cflags"], cmdline=opts["cmdline"],
+                            library_dirs=opts["library_dirs"],
                             name=opts["name"], on_warnings=show_warnings)
     except BuildError as e:
         print(e, file=sys.stderr)           # gcc's messages as gcc gave them
@@ -134,6 +155,11 @@ def cmd_build(argv: list[str]) -> int:
         print(f"{archive}: {entries} files from {opts['files']} ({archive.stat().st_size} bytes, newc cpio): "
               f"run with `pyrite run {image} --initrd {archive}`")
     return 0
+
+
+def cmd_cc(argv: list[str]) -> int:
+    from pyrite.unikernel.cc import main as cc_main
+    return cc_main(argv)
 
 
 def cmd_inspect(argv: list[str]) -> int:

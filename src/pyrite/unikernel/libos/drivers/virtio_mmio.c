@@ -151,10 +151,10 @@ static void scan_cmdline(const char *line)
     const size_t plen = strlen(PYRITE_VIRTIO_MMIO_PARAM);
     while (*line) {
         line += strspn(line, " \t\n");
-        size_t len = strcspn(line, " \t\n");
-        if (len > plen && strncmp(line, PYRITE_VIRTIO_MMIO_PARAM, plen) == 0)
+        const char *end = pyrite_cmdline_word_end(line);    /* a quoted argument is one word */
+        if ((size_t)(end - line) > plen && strncmp(line, PYRITE_VIRTIO_MMIO_PARAM, plen) == 0)
             parse_device_word(line + plen);
-        line += len;
+        line = end;
     }
 }
 

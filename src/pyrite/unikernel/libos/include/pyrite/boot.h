@@ -47,6 +47,8 @@ void pyrite_bootinfo_parse(struct pyrite_bootinfo *bi, int protocol, uint64_t in
 int pyrite_split_cmdline(char *line, char **argv, int max_argv, char **envp, int max_envp);
 /* Whether `line` has a word for the application (virtio_mmio.device= words do not count). */
 int pyrite_cmdline_has_words(const char *line);
+/* End of the command-line word starting at `p` (its first blank outside quotes, or its NUL). */
+const char *pyrite_cmdline_word_end(const char *p);
 
 /* End of the memory the image uses (code, data, bss and page tables it allocated):
  * RAM from here on, outside the boot modules, belongs to the heap. */
