@@ -42,6 +42,18 @@ class Toolchain:
     cflags: tuple[str, ...]
 
 
+def guest_toolchain() -> Toolchain:
+    """The library OS's: musl's headers, the application flags of every image (without their
+    -O2: MicroPython's own -Os and -O3 choices apply, as in the unix build it is compared with)."""
+    from pyrite.unikernel import build as libos_build
+    try:
+        gcc = libos_build._gcc()[0]
+        flags = [f for f in libos_build.APP_CFLAGS if not f.startswith("-O")] + libos_build.include_flags()
+    except libos_build.BuildError as e:
+        raise BuildError(str(e)) from e
+    return Toolchain("guest", gcc, (*flags, "-DPYRITE_UNIKERNEL"))
+
+
 def host_toolchain() -> Toolchain:
     """The port built as a host program: for developing the port and comparing with unix."""
     return Toolchain("host", shutil.which("gcc") or "gcc", ())
@@ -209,32 +221,28 @@ def _check_program(program: Program, cross: Path, core: Path) -> set[str]:
     return {name for path in files for name, _ in imported_names(path) if name in LIBRARY_PACKAGES}
 
 
-def frozen_object(program: Program, library: set[str], toolchain: Toolchain, core: Path, out_dir: Path,
-                  min_mem_mib: int = 0) -> Path:
-    """Freeze `program` into frozen_content.c and compile it; returns the object file."""
+def freeze(program: Program, library: set[str], core: Path, out_dir: Path, min_mem_mib: int = 0) -> Path:
+    """frozen_content.c of `program` (bytecode and qstrs, by makemanifest.py), plus what the
+    port's main.c asks of the image: the program's frozen name and the memory it needs."""
     tree = source.source_tree()
-    cross = mpy_cross()
     work = out_dir / "freeze"
-    (work / "genhdr").parent.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     if not (work / "genhdr").exists():
         (work / "genhdr").symlink_to(core / "genhdr")
     manifest = out_dir / "manifest.py"
     manifest.write_text(_manifest(program, library))
     frozen_c = out_dir / "frozen_content.c"
     env = _make_env()
-    env["MICROPY_MPYCROSS"] = str(cross)
+    env["MICROPY_MPYCROSS"] = str(mpy_cross())
     _run([sys.executable, tree / "tools" / "makemanifest.py", "-o", frozen_c, "-b", work,
-          "-v", f"MPY_DIR={tree}", "-v", f"PORT_DIR={PORT_DIR}", "-v", "MPY_LIB_DIR=", "--mpy-tool-flags=-mlongint-impl=mpz -mmpz-dig-size=32",
-          manifest], "freezing the program", env=env)
+          "-v", f"MPY_DIR={tree}", "-v", f"PORT_DIR={PORT_DIR}", "-v", "MPY_LIB_DIR=",
+          "--mpy-tool-flags=-mlongint-impl=mpz -mmpz-dig-size=32", manifest], "freezing the program", env=env)
     main = _frozen_name(program.main) if program.main is not None else ""
     with open(frozen_c, "a") as f:
         f.write(f"\n// pyrite: what the port's main.c runs\n"
                 f"const char pyrite_mp_main_module[] = {_c_string(main)};\n"
                 f"const unsigned pyrite_mp_min_mem_mib = {int(min_mem_mib)};\n")
-    obj = out_dir / "frozen_content.o"
-    cflags = (core / "cflags").read_text().split()
-    _run([toolchain.cc, *cflags, "-c", frozen_c, "-o", obj], "compiling the frozen program")
-    return obj
+    return frozen_c
 
 
 def _c_string(text: str) -> str:
@@ -248,7 +256,26 @@ def build_host_program(program: Program, output: Path, min_mem_mib: int = 0) -> 
     core = core_library(toolchain)
     library = _check_program(program, mpy_cross(), core)
     with tempfile.TemporaryDirectory(prefix="pyrite-mp-") as tmp:
-        obj = frozen_object(program, library, toolchain, core, Path(tmp), min_mem_mib)
-        _run([toolchain.cc, "-o", output, obj, core / "libmicropython.a", "-lm", "-Wl,--gc-sections"],
-             "linking the host program")
+        frozen_c = freeze(program, library, core, Path(tmp), min_mem_mib)
+        _run([toolchain.cc, *(core / "cflags").read_text().split(), "-o", output, frozen_c,
+              core / "libmicropython.a", "-lm", "-Wl,--gc-sections"], "linking the host program")
     return output
+
+
+def build_python_image(program: Program, output: Path | str, *, min_mem_mib: int = 0,
+                       name: str | None = None) -> Path:
+    """A bootable image running `program` (or the REPL when program.main is None)."""
+    from pyrite.unikernel import build as libos_build
+    toolchain = guest_toolchain()
+    core = core_library(toolchain)
+    library = _check_program(program, mpy_cross(), core)
+    name = name or (program.main.stem if program.main is not None else "micropython")
+    with tempfile.TemporaryDirectory(prefix="pyrite-mp-") as tmp:
+        frozen_c = freeze(program, library, core, Path(tmp) / name, min_mem_mib)
+        # The whole core goes in and --gc-sections keeps what is reachable from main().
+        cflags = [*(core / "cflags").read_text().split(), "-Wl,--whole-archive", str(core / "libmicropython.a"),
+                  "-Wl,--no-whole-archive"]
+        try:
+            return libos_build.build_image([frozen_c], output, cflags=cflags, name=name)
+        except libos_build.BuildError as e:
+            raise BuildError(f"linking the image failed:\n{e}") from e
