@@ -182,15 +182,15 @@ def _frozen_name(path: Path) -> str:
 def _manifest(program: Program, library: set[str]) -> str:
     tree = source.source_tree()
     lines = [f"module({'os.py'!r}, base_path={str(PORT_MODULES_DIR)!r})"]
+    # makemanifest resolves relative base paths against the manifest's own directory.
     for name in sorted(library):
         lines.append(f"package({name!r}, base_path={str(tree / LIBRARY_PACKAGES[name])!r})")
     if program.main is not None:
-        lines.append(f"module({_frozen_name(program.main)!r}, base_path={str(program.main.parent)!r})")
-    for mod in program.modules:
-        if mod.is_dir():
-            lines.append(f"package({mod.name!r}, base_path={str(mod.parent)!r})")
-        else:
-            lines.append(f"module({mod.name!r}, base_path={str(mod.parent)!r})")
+        main = program.main.resolve()
+        lines.append(f"module({_frozen_name(main)!r}, base_path={str(main.parent)!r})")
+    for mod in (m.resolve() for m in program.modules):
+        kind = "package" if mod.is_dir() else "module"
+        lines.append(f"{kind}({mod.name!r}, base_path={str(mod.parent)!r})")
     return "\n".join(lines) + "\n"
 
 
@@ -262,9 +262,10 @@ def build_host_program(program: Program, output: Path, min_mem_mib: int = 0) -> 
     return output
 
 
-def build_python_image(program: Program, output: Path | str, *, min_mem_mib: int = 0,
+def build_python_image(program: Program, output: Path | str | None, *, min_mem_mib: int = 0,
                        name: str | None = None) -> Path:
-    """A bootable image running `program` (or the REPL when program.main is None)."""
+    """A bootable image running `program` (or the REPL when program.main is None), written
+    to `output` (None: the cached image's path is returned)."""
     from pyrite.unikernel import build as libos_build
     toolchain = guest_toolchain()
     core = core_library(toolchain)
@@ -279,3 +280,15 @@ def build_python_image(program: Program, output: Path | str, *, min_mem_mib: int
             return libos_build.build_image([frozen_c], output, cflags=cflags, name=name)
         except libos_build.BuildError as e:
             raise BuildError(f"linking the image failed:\n{e}") from e
+
+
+def repl_image() -> Path:
+    """The REPL image (no program), built once per core and port."""
+    core = core_library(guest_toolchain())
+    target = source.micropython_dir() / f"repl-{core.name.removeprefix('core-guest-')}.img"
+    if not target.exists():
+        built = build_python_image(Program(None), None, name="micropython")
+        partial = target.with_suffix(".partial")
+        shutil.copyfile(built, partial)
+        os.replace(partial, target)
+    return target
