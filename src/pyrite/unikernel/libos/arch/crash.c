@@ -43,17 +43,6 @@ static void put_dec(uint64_t v)
     serial_write(p, (size_t)(buf + sizeof buf - p));
 }
 
-static void put_regs(const char *const names[4], const uint64_t values[4])
-{
-    for (int i = 0; i < 4; i++) {
-        put(i ? " " : "  ");
-        put(names[i]);
-        put("=");
-        put_hex(values[i], 16);
-    }
-    put("\n");
-}
-
 static int stack_readable(uint64_t addr, uint64_t n)
 {
     const struct pyrite_bootinfo *bi = pyrite_bootinfo();
@@ -99,10 +88,17 @@ __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame)
         put(f.error & 1 ? "protection, " : "not present, ");
         put(f.error & 16 ? "instruction fetch)\n" : (f.error & 4 ? "user)\n" : "kernel)\n"));
     }
-    put_regs((const char *const[]){"rax", "rbx", "rcx", "rdx"}, (const uint64_t[]){f.rax, f.rbx, f.rcx, f.rdx});
-    put_regs((const char *const[]){"rsi", "rdi", "rbp", "rsp"}, (const uint64_t[]){f.rsi, f.rdi, f.rbp, f.rsp});
-    put_regs((const char *const[]){"r8 ", "r9 ", "r10", "r11"}, (const uint64_t[]){f.r8, f.r9, f.r10, f.r11});
-    put_regs((const char *const[]){"r12", "r13", "r14", "r15"}, (const uint64_t[]){f.r12, f.r13, f.r14, f.r15});
+    /* General registers in Linux's order, as indexes into the frame (arch.h's layout). */
+    static const char names[] = "raxrbxrcxrdxrsirdirbprspr8 r9 r10r11r12r13r14r15";
+    static const uint8_t slots[16] = {14, 13, 12, 11, 10, 9, 8, 20, 7, 6, 5, 4, 3, 2, 1, 0};
+    for (int i = 0; i < 16; i++) {
+        put(i % 4 ? " " : "  ");
+        serial_write(names + 3 * i, 3);
+        put("=");
+        put_hex(((const uint64_t *)&f)[slots[i]], 16);
+        if (i % 4 == 3)
+            put("\n");
+    }
     put("  rflags=");
     put_hex(f.rflags, 16);
     put(" cs=");

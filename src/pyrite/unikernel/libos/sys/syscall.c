@@ -61,8 +61,30 @@ static long unsupported(unsigned long n)
     return -ENOSYS;
 }
 
+/* No other processes or threads, no sockets, no asynchronous signals: -ENOSYS, quietly
+ * (programs probe for these and cope). */
+static const uint16_t missing[] = {
+    SYS_fork, SYS_vfork, SYS_clone, SYS_clone3, SYS_execve, SYS_execveat, SYS_wait4, SYS_waitid,
+    SYS_futex, SYS_socket, SYS_socketpair, SYS_connect, SYS_accept, SYS_accept4, SYS_bind,
+    SYS_listen, SYS_sendto, SYS_recvfrom, SYS_sendmsg, SYS_recvmsg, SYS_shutdown,
+    SYS_getsockname, SYS_getpeername, SYS_setsockopt, SYS_getsockopt, SYS_sigaltstack,
+    SYS_rt_sigsuspend, SYS_rt_sigtimedwait, SYS_rt_sigqueueinfo, SYS_pause, SYS_alarm,
+    SYS_setitimer, SYS_getitimer, SYS_timer_create, SYS_membarrier, SYS_select, SYS_pselect6,
+    SYS_epoll_create1, SYS_eventfd2,
+};
+
+/* Privileged: refused, as for a process without the capability. */
+static const uint16_t privileged[] = {
+    SYS_setuid, SYS_setgid, SYS_setreuid, SYS_setregid, SYS_setresuid, SYS_setresgid,
+    SYS_setgroups, SYS_setsid, SYS_setpgid, SYS_chroot, SYS_mount, SYS_umount2, SYS_reboot,
+    SYS_sethostname, SYS_setdomainname, SYS_settimeofday, SYS_clock_settime, SYS_ptrace,
+    SYS_setpriority, SYS_sched_setaffinity, SYS_sched_setscheduler,
+};
+
 #define P(x) ((void *)(x))
 
+/* Compares instead of a jump table: a few nanoseconds more per call, 3 KiB less image. */
+__attribute__((optimize("no-jump-tables")))
 long __pyrite_syscall(long n, long a, long b, long c, long d, long e, long f)
 {
     switch (n) {
@@ -179,24 +201,12 @@ long __pyrite_syscall(long n, long a, long b, long c, long d, long e, long f)
     case SYS_tkill: return sys_tgkill(PYRITE_PID, (pid_t)a, (int)b);
     case SYS_tgkill: return sys_tgkill((pid_t)a, (pid_t)b, (int)c);
 
-    /* no other processes or threads, no sockets, no asynchronous signals */
-    case SYS_fork: case SYS_vfork: case SYS_clone: case SYS_clone3: case SYS_execve:
-    case SYS_execveat: case SYS_wait4: case SYS_waitid: case SYS_futex:
-    case SYS_socket: case SYS_socketpair: case SYS_connect: case SYS_accept: case SYS_accept4:
-    case SYS_bind: case SYS_listen: case SYS_sendto: case SYS_recvfrom: case SYS_sendmsg:
-    case SYS_recvmsg: case SYS_shutdown: case SYS_getsockname: case SYS_getpeername:
-    case SYS_setsockopt: case SYS_getsockopt: case SYS_sigaltstack: case SYS_rt_sigsuspend:
-    case SYS_rt_sigtimedwait: case SYS_rt_sigqueueinfo: case SYS_pause: case SYS_alarm:
-    case SYS_setitimer: case SYS_getitimer: case SYS_timer_create: case SYS_membarrier:
-    case SYS_select: case SYS_pselect6: case SYS_epoll_create1: case SYS_eventfd2:
-        return -ENOSYS;
-    /* privileged: refused, as for a process without the capability */
-    case SYS_setuid: case SYS_setgid: case SYS_setreuid: case SYS_setregid: case SYS_setresuid:
-    case SYS_setresgid: case SYS_setgroups: case SYS_setsid: case SYS_setpgid: case SYS_chroot:
-    case SYS_mount: case SYS_umount2: case SYS_reboot: case SYS_sethostname: case SYS_setdomainname:
-    case SYS_settimeofday: case SYS_clock_settime: case SYS_ptrace: case SYS_setpriority:
-    case SYS_sched_setaffinity: case SYS_sched_setscheduler:
-        return -EPERM;
     }
+    for (unsigned i = 0; i < sizeof missing / sizeof missing[0]; i++)
+        if (missing[i] == n)
+            return -ENOSYS;
+    for (unsigned i = 0; i < sizeof privileged / sizeof privileged[0]; i++)
+        if (privileged[i] == n)
+            return -EPERM;
     return unsupported((unsigned long)n);
 }

@@ -3,8 +3,8 @@
  * CPUID (the hypervisor's leaf 0x40000010, then leaf 0x15), from KVM's pvclock (kvmclock),
  * from timing the PIT, or from CPUID leaf 0x16's nominal MHz. Real time is monotonic time
  * plus the wall-clock time at boot, read once from kvmclock's wall-clock record (pyrite,
- * QEMU and Firecracker all provide kvmclock), else from the CMOS real-time clock, else 0
- * (1970). Both are found on first use, so images that never ask for the time do not pay.
+ * QEMU and Firecracker all provide kvmclock), else 0 (1970-01-01 at boot; no CMOS clock is
+ * read: QEMU microvm with rtc=off and Firecracker have none). Both are found on first use, so images that never ask for the time do not pay.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -188,40 +188,6 @@ uint64_t pyrite_monotonic_ns(void)
     return (t / hz) * NS + (t % hz) * NS / hz;
 }
 
-/* CMOS real-time clock (ports 0x70/0x71), UTC assumed, BCD or binary: seconds since 1970,
- * or 0 when there is none (port 0x71 reads 0xFF). */
-static uint8_t cmos(uint8_t reg)
-{
-    outb(0x70, reg);
-    return inb(0x71);
-}
-
-static int64_t cmos_unix_seconds(void)
-{
-    if (cmos(0x0A) == 0xFF)
-        return 0;
-    for (int spins = 0; (cmos(0x0A) & 0x80) && spins < 1000000; spins++)
-        ;                                             /* update in progress */
-    uint8_t v[6] = {cmos(0x00), cmos(0x02), cmos(0x04), cmos(0x07), cmos(0x08), cmos(0x09)};
-    uint8_t status_b = cmos(0x0B);
-    int pm = v[2] & 0x80;
-    v[2] &= 0x7F;
-    if (!(status_b & 0x04))                           /* BCD */
-        for (int i = 0; i < 6; i++)
-            v[i] = (uint8_t)((v[i] >> 4) * 10 + (v[i] & 15));
-    if (!(status_b & 0x02) && pm)                     /* 12-hour clock */
-        v[2] = (uint8_t)((v[2] % 12) + 12);
-    int64_t year = 2000 + v[5], month = v[4], day = v[3];
-    if (month < 1 || month > 12 || day < 1 || day > 31)
-        return 0;
-    /* days from civil (Howard Hinnant's algorithm) */
-    year -= month <= 2;
-    int64_t era = year / 400, yoe = year - era * 400;
-    int64_t doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
-    int64_t days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
-    return days * 86400 + v[2] * 3600 + v[1] * 60 + v[0];
-}
-
 static void wall_clock_init(void)
 {
     struct kvmclock_reading k;
@@ -232,9 +198,8 @@ static void wall_clock_init(void)
         wall_source = "kvmclock";
         return;
     }
-    int64_t seconds = cmos_unix_seconds();
-    realtime_offset = seconds ? seconds * (int64_t)NS - (int64_t)pyrite_monotonic_ns() : 0;
-    wall_source = seconds ? "cmos" : "none";
+    realtime_offset = 0;                /* no wall clock: real time counts from 1970 at boot */
+    wall_source = "none";
 }
 
 const char *pyrite_wall_clock_source(void)

@@ -10,7 +10,7 @@ uint64_t pyrite_monotonic_ns(void);
  * "pit", "cpuid-nominal" or "guess"). Found on first use. */
 unsigned long pyrite_tsc_hz(void);
 const char *pyrite_tsc_source(void);
-/* Where CLOCK_REALTIME comes from: "kvmclock", "cmos" or "none" (then it counts from
+/* Where CLOCK_REALTIME comes from: "kvmclock" or "none" (then it counts from
  * 1970-01-01 at boot). Found on first use. */
 const char *pyrite_wall_clock_source(void);
 /* Return once pyrite_monotonic_ns() >= deadline. */
