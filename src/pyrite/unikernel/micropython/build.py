@@ -70,7 +70,7 @@ def _run(cmd: Sequence[str], what: str, cwd: Path | None = None, env: dict | Non
 
 
 def _port_digest(extra: Sequence[str] = ()) -> str:
-    h = hashlib.sha256(source.SHA256.encode())
+    h = hashlib.sha256(source.TREE_KEY.encode())
     for path in sorted(PORT_DIR.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
             h.update(str(path.relative_to(PORT_DIR)).encode() + b"\0" + path.read_bytes())
