@@ -2,7 +2,7 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # Debian packages: gcc builds guests, qemu is a side-by-side reference, kvm.h for the ABI check.
-APT_PKGS := gcc make linux-libc-dev qemu-system-x86 xz-utils zstd lz4 bzip2 binutils
+APT_PKGS := gcc make linux-libc-dev qemu-system-x86 xz-utils zstd lz4 bzip2 binutils e2fsprogs cpio
 STAMP  := $(VENV)/.installed
 
 .PHONY: all deps setup bytecode run test bench clean

@@ -11,7 +11,7 @@
 #include <pyrite/serial.h>
 #include "../libos_internal.h"
 
-#define MAX_ARGS 128
+#define MAX_ARGS (PYRITE_CMDLINE_MAX / 2)     /* a word and a blank each: every word fits */
 #define AUX_PAIRS 16
 
 extern char __bss_start[], __bss_end[], __image_start[];

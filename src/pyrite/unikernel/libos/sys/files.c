@@ -191,6 +191,10 @@ WEAK long fs_umask(int mask)
     return old;
 }
 
+WEAK long fs_flock(int fd, int operation) { return console(fd) ? 0 : -EBADF; }
+WEAK long fs_sync(void) { return 0; }
+WEAK long fs_syncfs(int fd) { return console(fd) ? 0 : -EBADF; }
+
 WEAK long fs_pipe(int fds[2]) { return -EMFILE; }
 WEAK long fs_pipe2(int fds[2], int flags) { return -EMFILE; }
 

@@ -126,6 +126,9 @@ long __pyrite_syscall(long n, long a, long b, long c, long d, long e, long f)
     case SYS_ftruncate: return fs_ftruncate((int)a, (off_t)b);
     case SYS_fsync: return fs_fsync((int)a);
     case SYS_fdatasync: return fs_fdatasync((int)a);
+    case SYS_sync: return fs_sync();
+    case SYS_syncfs: return fs_syncfs((int)a);
+    case SYS_flock: return fs_flock((int)a, (int)b);
     case SYS_fcntl: return fs_fcntl((int)a, (int)b, (unsigned long)c);
     case SYS_ioctl: return fs_ioctl((int)a, (unsigned long)b, (unsigned long)c);
     case SYS_dup: return fs_dup((int)a);
