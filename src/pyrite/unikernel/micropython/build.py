@@ -218,6 +218,8 @@ def _check_program(program: Program, cross: Path, core: Path) -> set[str]:
     problems = check_imports(files, available)
     if problems:
         raise BuildError("\n".join(problems))
+    if program.main is None:
+        return set(LIBRARY_PACKAGES)            # the REPL: what a user might import
     return {name for path in files for name, _ in imported_names(path) if name in LIBRARY_PACKAGES}
 
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "py/builtin.h"
 #include "py/compile.h"
@@ -26,11 +27,9 @@
 extern const char pyrite_mp_main_module[];      // frozen path of the program, "" for the REPL
 extern const unsigned pyrite_mp_min_mem_mib;    // memory the image was built for, 0 for any
 
-#ifndef PYRITE_STACK_BYTES
-#define PYRITE_STACK_BYTES (256 * 1024)
-#endif
 // Python recursion stops with RuntimeError this far short of the end of the C stack.
-#define STACK_LIMIT (PYRITE_STACK_BYTES - 32 * 1024)
+#define STACK_MARGIN (32 * 1024)
+#define STACK_FALLBACK (256 * 1024)
 
 static char *heap;
 static size_t heap_size;
@@ -137,6 +136,16 @@ static int run_repl(void) {
     }
 }
 
+// The C stack's size: the library OS reports it as RLIMIT_STACK (the image's --stack-size).
+static size_t stack_limit(void) {
+    struct rlimit r;
+    size_t size = STACK_FALLBACK;
+    if (getrlimit(RLIMIT_STACK, &r) == 0 && r.rlim_cur != RLIM_INFINITY && r.rlim_cur > 2 * STACK_MARGIN) {
+        size = r.rlim_cur;
+    }
+    return size - STACK_MARGIN;
+}
+
 static int check_memory(void) {
     unsigned long have = pyrite_memory_mib();
     if (pyrite_mp_min_mem_mib != 0 && have != 0 && have < pyrite_mp_min_mem_mib) {
@@ -153,7 +162,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     mp_stack_ctrl_init();
-    mp_stack_set_limit(STACK_LIMIT);
+    mp_stack_set_limit(stack_limit());
     heap = pyrite_heap_alloc(&heap_size);
     if (heap == NULL) {
         fprintf(stderr, "pyrite: no memory for the Python heap\n");
