@@ -6,6 +6,7 @@ mpy-cross, the core library and the host unix reference are built there once.
 from __future__ import annotations
 
 import json
+import signal
 import os
 import shutil
 import socket
@@ -278,3 +279,43 @@ def test_same_image_same_output_on_pyrite_qemu_and_firecracker(tmp_path, firecra
                         stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
     assert fc.returncode == 0, fc.stderr
     assert fc.stdout.decode().replace("\r\n", "\n") == expected
+
+
+@needs_kvm
+def test_random_reseeds_in_each_clone_of_a_snapshot(tmp_path):
+    image = image_of(tmp_path, """
+        import random, time
+        random.seed(42)
+        print("ready")
+        time.sleep(3)
+        print("draw", random.getrandbits(32), random.getrandbits(32))
+        """)
+    state, mem = tmp_path / "vm.state", tmp_path / "vm.mem"
+    vm = subprocess.Popen([*PYRITE, "run", "--quiet", "--snapshot-on-signal", f"{state},{mem}", str(image)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert vm.stdout.readline() == b"ready\n"
+        vm.send_signal(signal.SIGUSR1)
+        assert b"snapshot written" in vm.stderr.readline()
+        original = vm.stdout.read().decode()
+        assert vm.wait(timeout=30) == 0
+    finally:
+        vm.kill()
+    clones = subprocess.run([*PYRITE, "snapshot", "clone", str(state), str(mem), "-n", "2"],
+                            capture_output=True, timeout=120)
+    draws = sorted(line.split("draw", 1)[1] for line in clones.stdout.decode().splitlines() if "draw" in line)
+    assert len(draws) == 2, clones.stdout + clones.stderr
+    unreseeded = original.split("draw", 1)[1].strip()        # seed 42's numbers, as drawn without a restore
+    assert draws[0].strip() != draws[1].strip() and unreseeded not in (d.strip() for d in draws), (draws, original)
+
+
+@needs_kvm
+def test_micropython_test_suite_passes_in_pyrite_as_on_the_host_unix_port():
+    """A part of MicroPython's own tests/ (the whole: python -m pyrite.unikernel.micropython.suite)."""
+    from pyrite.unikernel.micropython.suite import compare, run_suite
+    dirs = ("float", "micropython")
+    pyrite, unix = run_suite("pyrite", dirs), run_suite("unix", dirs)
+    report = "\n".join(compare(pyrite, unix))
+    assert len(pyrite.passed) >= 100, report
+    assert not set(pyrite.failed) - set(unix.failed), report
+    assert set(pyrite.passed) | set(pyrite.skipped) >= set(unix.passed) - {"micropython/meminfo.py"}, report

@@ -28,7 +28,14 @@ SHA256 = "7b25be99a502f070b2de81dafc08da7051d992325d6e67daa9045a918fffdbea"
 # Our changes to the fetched tree, each an exact text that must occur once.
 PATCHES = (
     # random draws first ask the port whether the VM generation ID changed (a snapshot
-    # restore, maybe one of many clones) and reseed from the entropy source if so.
+    # restore, maybe one of many clones) and reseed from the entropy source if so; a seed
+    # (explicit, or at import) records the generation it was made in, so it stands.
+    ("extmod/modrandom.c",
+     "    yasmarang_pad = (uint32_t)seed;\n",
+     "    #ifdef MICROPY_PY_RANDOM_GENERATION_CHANGED\n"
+     "    (void)MICROPY_PY_RANDOM_GENERATION_CHANGED();\n"
+     "    #endif\n"
+     "    yasmarang_pad = (uint32_t)seed;\n"),
     ("extmod/modrandom.c",
      "static uint32_t yasmarang(void) {\n",
      "static uint32_t yasmarang(void) {\n"

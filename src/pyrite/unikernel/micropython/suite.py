@@ -11,7 +11,6 @@ interpreter (raw REPL, Ctrl-D) before each test, as it does with a real board.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -42,32 +41,47 @@ def _pyrite_command() -> str:
     return str(exe) if exe.exists() else f"{sys.executable} -m pyrite.cli"
 
 
+def _test_files(tests: Path, work: Path) -> Path:
+    """The initrd of the test VM: the data files tests open relative to their directory
+    (unicode/data as /data: the board's working directory is /)."""
+    from pyrite.unikernel.files import write_archive
+    root = work / "root"
+    shutil.copytree(tests / "unicode" / "data", root / "data")
+    archive, _ = write_archive(root, work / "tests.cpio")
+    return archive
+
+
 def run_suite(target: str, dirs: tuple[str, ...] = TEST_DIRS, tests: tuple[str, ...] = (),
               timeout: float = 3600) -> SuiteResult:
     """Run MicroPython's run-tests.py against `target` ("pyrite" or "unix")."""
     tree = source.source_tree()
     env = dict(os.environ)
     cmd = [sys.executable, "run-tests.py"]
+    result_dir = Path(tempfile.mkdtemp(prefix=f"pyrite-mp-tests-{target}-"))
     if target == "pyrite":
-        cmd += ["-t", f"exec:{_pyrite_command()} run --quiet {build.repl_image()}"]
+        initrd = _test_files(tree / "tests", result_dir)
+        cmd += ["-t", f"exec:{_pyrite_command()} run --quiet {build.repl_image()} --initrd {initrd}"]
     elif target == "unix":
         env["MICROPY_MICROPYTHON"] = str(build.unix_reference())
     else:
         raise ValueError(f"unknown target {target!r}: pyrite or unix")
     env.setdefault("MICROPY_CPYTHON3", shutil.which("python3") or sys.executable)
-    result_dir = Path(tempfile.mkdtemp(prefix=f"pyrite-mp-tests-{target}-"))
     try:
         cmd += ["-r", str(result_dir)]
         cmd += list(tests) if tests else ["-d", *dirs]
         start = time.monotonic()
         proc = subprocess.run(cmd, cwd=tree / "tests", env=env, capture_output=True, text=True, timeout=timeout)
-        result = SuiteResult(target, seconds=time.monotonic() - start, log=proc.stdout + proc.stderr)
-        with open(result_dir / "_results.json") as f:
-            outcome = json.load(f)
     finally:
         shutil.rmtree(result_dir, ignore_errors=True)
-    for name, verdict, _reason in outcome.get("results", []):
-        {"pass": result.passed, "fail": result.failed, "skip": result.skipped}[verdict].append(name)
+    result = SuiteResult(target, seconds=time.monotonic() - start, log=proc.stdout + proc.stderr)
+    # run-tests.py prints one line per test: "pass  dir/name.py", "FAIL  ...", "skip  ...".
+    outcomes = {"pass": result.passed, "FAIL": result.failed, "skip": result.skipped}
+    for line in proc.stdout.splitlines():
+        verdict, _, name = line.partition("  ")
+        if verdict in outcomes and name.strip().endswith(".py"):
+            outcomes[verdict].append(name.strip())
+    if not (result.passed or result.failed or result.skipped):
+        raise RuntimeError(f"run-tests.py against {target} ran no test:\n{result.log[-3000:]}")
     return result
 
 
