@@ -47,6 +47,17 @@ PATCHES = (
      "        yasmarang_dat = 0;\n"
      "    }\n"
      "    #endif\n"),
+    # gc_init need not clear the allocation and finaliser tables of a heap the port knows
+    # to be zero (fresh from calloc): at boot, that is megabytes not written (and no host
+    # page faults for them).
+    ("py/gc.c",
+     "    memset(area->gc_alloc_table_start, 0, gc_finaliser_table_byte_len + "
+     "area->gc_alloc_table_byte_len + ALLOC_TABLE_GAP_BYTE);\n",
+     "    #ifdef MICROPY_GC_AREA_IS_ZERO\n"
+     "    if (!MICROPY_GC_AREA_IS_ZERO)\n"
+     "    #endif\n"
+     "    memset(area->gc_alloc_table_start, 0, gc_finaliser_table_byte_len + "
+     "area->gc_alloc_table_byte_len + ALLOC_TABLE_GAP_BYTE);\n"),
     # Frozen float constants as exact C hex literals (mpy-tool's %.16g can be off by one
     # bit, and prints inf/nan as C cannot read them), and no crash on doubles beyond the
     # float32 range in the (unused here) 30-bit float representation.

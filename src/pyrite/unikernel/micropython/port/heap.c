@@ -33,12 +33,16 @@ static size_t heap_wanted(void) {
     return HOST_HEAP;
 }
 
+int pyrite_heap_is_zero;
+
 void *pyrite_heap_alloc(size_t *size) {
     // What the C library reports free may be more than one block can get: shrink until it fits.
+    // calloc: musl hands out fresh (zero) pages without writing them, so gc_init need not either.
     for (size_t want = heap_wanted(); want >= HEAP_MIN; want -= want / 8) {
-        void *heap = malloc(want);
+        void *heap = calloc(1, want);
         if (heap != NULL) {
             *size = want;
+            pyrite_heap_is_zero = 1;
             return heap;
         }
     }

@@ -36,6 +36,7 @@ static size_t heap_size;
 
 static void start_interpreter(void) {
     gc_init(heap, heap + heap_size);
+    pyrite_heap_is_zero = 0;                    // a soft reset finds it used
     mp_init();
 
     // The C library's files (the library OS's file system) at /, as the unix port does.

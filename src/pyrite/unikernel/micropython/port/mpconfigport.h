@@ -33,7 +33,8 @@ typedef long mp_off_t;
 #define MICROPY_PY_TIME_INCLUDEFILE       "modtime_include.c"
 #define MICROPY_PY_RANDOM_SEED_INIT_FUNC  (mp_random_seed_init())
 #define MICROPY_PY_RANDOM_GENERATION_CHANGED() (mp_random_generation_changed())
-#define MICROPY_VM_HOOK_COUNT             (64)
+// The first gc_init gets calloc's memory: its tables are zero already.
+#define MICROPY_GC_AREA_IS_ZERO           (pyrite_heap_is_zero)
 
 // Tracebacks and warnings go to stderr, as with the unix port.
 extern const struct _mp_print_t mp_stderr_print;
@@ -45,5 +46,6 @@ extern const struct _mp_print_t mp_stderr_print;
 #include <stddef.h>
 unsigned long mp_random_seed_init(void);
 int mp_random_generation_changed(void);
+extern int pyrite_heap_is_zero;
 void mp_hal_get_random(size_t n, void *buf);
 #endif
