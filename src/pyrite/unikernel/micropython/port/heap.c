@@ -6,6 +6,10 @@
 
 #include "heap.h"
 
+#ifdef PYRITE_UNIKERNEL
+#include <pyrite/boot.h>
+#endif
+
 #define MIB (1024UL * 1024UL)
 #define C_RESERVE_MIN (2 * MIB)         // musl's stdio buffers, directory streams, vsock rings
 #define HEAP_MIN (256 * 1024UL)
@@ -17,7 +21,11 @@ unsigned long pyrite_memory_mib(void) {
     if (pages <= 0 || page_size <= 0) {
         return 0;
     }
-    return (unsigned long)pages * (unsigned long)page_size / MIB;
+    unsigned long bytes = (unsigned long)pages * (unsigned long)page_size;
+    #ifdef PYRITE_UNIKERNEL
+    bytes += pyrite_image_memory_end();         // the C library counts RAM above the image only
+    #endif
+    return (bytes + MIB - 1) / MIB;
 }
 
 static size_t heap_wanted(void) {
