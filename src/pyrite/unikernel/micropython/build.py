@@ -108,6 +108,16 @@ def _once(target: Path, build) -> Path:
     return target
 
 
+def _headers_digest(toolchain: Toolchain) -> list[str]:
+    """Digests of the headers in the toolchain's -isystem directories of our own (the library
+    OS's <pyrite/*.h>; musl's directory is named by its own digest already)."""
+    from pyrite.unikernel.build import LIBOS_DIR
+    include = LIBOS_DIR / "include"
+    if str(include) not in toolchain.cflags:
+        return []
+    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(include.rglob("*.h"))]
+
+
 def mpy_cross() -> Path:
     """MicroPython's bytecode compiler for the host, built from the same tree."""
     tree = source.source_tree()
@@ -124,7 +134,7 @@ def mpy_cross() -> Path:
 def core_library(toolchain: Toolchain) -> Path:
     """The build directory holding libmicropython.a, genhdr/ and cflags for `toolchain`."""
     tree = source.source_tree()
-    key = _port_digest([toolchain.name, toolchain.cc, *toolchain.cflags])
+    key = _port_digest([toolchain.name, toolchain.cc, *toolchain.cflags, *_headers_digest(toolchain)])
     target = source.micropython_dir() / f"core-{toolchain.name}-{key}"
 
     def build(tmp: Path) -> None:
