@@ -46,7 +46,8 @@ APP_CFLAGS = (
     "-ffunction-sections", "-fdata-sections", "-fno-common", "-nostdinc",
 )
 # The library OS: freestanding, general registers only (its CPL-0 code must leave the
-# application's x87/SSE state alone, and guest CPL 0 may be an emulator without SSE).
+# application's x87/SSE state alone, and guest CPL 0 may be an emulator without SSE), for
+# size (every image carries it; its costs are device round trips, not instructions).
 LIBOS_CFLAGS = APP_CFLAGS + ("-ffreestanding", "-mgeneral-regs-only", "-D_GNU_SOURCE", "-Os")
 LIBOS_WARNINGS = ("-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration")
 LINK_FLAGS = (
@@ -93,6 +94,12 @@ def include_flags(musl: Path | None = None) -> list[str]:
     (intrinsics such as <immintrin.h>)."""
     musl = musl or _musl()
     return ["-isystem", str(LIBOS_DIR / "include"), "-isystem", str(musl / "include"), "-isystem", _gcc()[2]]
+
+
+def compile_flags(*, protocol: str = "default", ring0: bool = False, pvh_note: bool = True) -> list[str]:
+    """gcc flags that compile application code for a pyrite image (as build_image does):
+    APP_CFLAGS, the image's defines and the include directories (musl built if needed)."""
+    return [*APP_CFLAGS, *_defines(protocol, ring0, pvh_note), *include_flags()]
 
 
 def _syscall_names_source(musl: Path) -> str:

@@ -120,11 +120,13 @@ def cmd_build(argv: list[str]) -> int:
     except OSError as e:
         print(f"pyrite unikernel build: {opts['output']}: {e.strerror}", file=sys.stderr)
         return 1
-    size = image.stat().st_size
+    from pyrite.unikernel.image_info import read_image_info
+    size, loaded = image.stat().st_size, read_image_info(image).loaded_size
     boots = "Multiboot 1" if opts["protocol"] == "multiboot" else (
         "PVH and Linux 64-bit" if opts["pvh_note"] else "Linux 64-bit")
     privilege = "ring 0" if opts["ring0"] else "CPL 3"
-    print(f"{image}: {size} bytes ({size / 1024:.1f} KiB), boots by {boots}, application at {privilege}")
+    print(f"{image}: {loaded} bytes loaded ({loaded / 1024:.1f} KiB; the file, {size} bytes, adds the symbol "
+          f"table for crash reports), boots by {boots}, application at {privilege}")
     if opts["files"] is not None:
         try:
             archive, entries = write_archive(opts["files"], initrd_path(image))

@@ -160,6 +160,7 @@ long __pyrite_syscall(long n, long a, long b, long c, long d, long e, long f)
     case SYS_mremap: return sys_mremap((uintptr_t)a, (size_t)b, (size_t)c, (int)d, (uintptr_t)e);
     case SYS_mprotect: return sys_mprotect((uintptr_t)a, (size_t)b, (int)c);
     case SYS_madvise: return sys_madvise((uintptr_t)a, (size_t)b, (int)c);
+    case SYS_msync: return sys_msync((uintptr_t)a, (size_t)b, (int)c);
 
     /* time */
     case SYS_clock_gettime: return sys_clock_gettime((clockid_t)a, P(b));
@@ -180,6 +181,8 @@ long __pyrite_syscall(long n, long a, long b, long c, long d, long e, long f)
     case SYS_prlimit64: return sys_prlimit64((pid_t)a, (int)b, P(c), P(d));
     case SYS_getrlimit: return sys_getrlimit((int)a, P(b));
     case SYS_sysinfo: return sys_sysinfo(P(a));
+    case SYS_getrusage: return sys_getrusage((int)a, P(b));
+    case SYS_times: return sys_times(P(a));
     case SYS_sched_getaffinity: return sys_sched_getaffinity((pid_t)a, (size_t)b, P(c));
     case SYS_getpid:
     case SYS_gettid:
