@@ -8,8 +8,8 @@
  *   cd P | pwd | mkdir P | rmdir P | unlink P | rename A B | link A B | symlink T P |
  *   readlink P | truncate P N | write P SIZE SEED | append P TEXT | put P TEXT | show P |
  *   cat P | readat P OFF N | pwrite P OFF TEXT | stat P | lstat P | ls P | open P FLAGS |
- *   rmrf P | mkfiles DIR N SIZE | checkfiles DIR N SIZE | stdio P | fsync P | sync |
- *   bench DIR N SIZE | chmod P MODE | access P MODE | dupcheck P | seekcheck P
+ *   rmrf P | mkfiles DIR N SIZE | checkfiles DIR N SIZE | stdio P | hold P | fsync P | sync |
+ *   bench DIR N SIZE | chmod P MODE | chown P UID:GID | access P MODE | dupcheck P | seekcheck P
  * Errors print "ERR <name>" with the errno's name.
  */
 #include <dirent.h>
@@ -455,6 +455,9 @@ int main(int argc, char **argv)
             r = stdio_check(a);
 #endif
             i += 1;
+        } else if (!strcmp(c, "hold")) {        /* open P and keep it open until the end */
+            r = open(a, O_RDWR) < 0 ? fail("hold") : (printf("hold %s\n", a), 0);
+            i += 1;
         } else if (!strcmp(c, "fsync")) {
             int fd = open(a, O_RDONLY);
             r = fd < 0 || fsync(fd) ? fail("fsync") : (printf("fsync %s\n", a), 0);
@@ -469,6 +472,14 @@ int main(int argc, char **argv)
             i += 3;
         } else if (!strcmp(c, "chmod")) {
             r = chmod(a, (mode_t)strtoul(b, NULL, 8)) ? fail("chmod") : (printf("chmod %s %s\n", a, b), 0);
+            i += 2;
+        } else if (!strcmp(c, "chown")) {       /* chown P UID:GID, then print the owner */
+            struct stat st;
+            unsigned uid = (unsigned)atoi(b), gid = strchr(b, ':') ? (unsigned)atoi(strchr(b, ':') + 1) : uid;
+            if (chown(a, uid, gid) || stat(a, &st))
+                r = fail("chown");
+            else
+                printf("chown %s -> %u:%u\n", a, (unsigned)st.st_uid, (unsigned)st.st_gid);
             i += 2;
         } else if (!strcmp(c, "access")) {
             int mode = strchr(b, 'w') ? W_OK : strchr(b, 'x') ? X_OK : strchr(b, 'r') ? R_OK : F_OK;

@@ -49,6 +49,7 @@ static char *shim_getcwd(char *b, size_t n) { return shim_result(fs_getcwd(b, n)
 static int shim_fsync(int fd) { return (int)shim_result(fs_fsync(fd)); }
 static void shim_sync(void) { fs_sync(); }
 static int shim_chmod(const char *p, unsigned m) { return (int)shim_result(fs_chmod(p, m)); }
+static int shim_chown(const char *p, unsigned u, unsigned g) { return (int)shim_result(fs_chown(p, u, g)); }
 static int shim_access(const char *p, int m) { return (int)shim_result(fs_access(p, m)); }
 static int shim_dup(int fd) { return (int)shim_result(fs_dup(fd)); }
 static int shim_fcntl(int fd, int cmd, ...)
@@ -83,6 +84,7 @@ static int shim_fcntl(int fd, int cmd, ...)
 #define sync() shim_sync()
 #define chmod(p, m) shim_chmod(p, m)
 #define access(p, m) shim_access(p, m)
+#define chown(p, u, g) shim_chown(p, u, g)
 #define dup(fd) shim_dup(fd)
 #define fcntl shim_fcntl
 

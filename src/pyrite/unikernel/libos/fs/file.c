@@ -247,6 +247,13 @@ static void file_put(struct file *f)
     free(f);
 }
 
+void fd_close_all(void)
+{
+    for (int fd = 3; fd < FS_MAX_FDS; fd++)
+        if (fds[fd].file)
+            fs_close(fd);
+}
+
 long fs_close(int fd)
 {
     struct file *f = fd_file(fd);
@@ -477,6 +484,22 @@ long fs_fchmod(int fd, int mode)
     f->node->mode = (f->node->mode & S_IFMT_) | ((unsigned)mode & 07777);
     vfs_touch(f->node, FS_TOUCH_C);
     return f->node->ops->update(f->node);
+}
+
+long fs_fchown(int fd, unsigned uid, unsigned gid)
+{
+    struct file *f = fd_file(fd);
+    return f ? vfs_chown(f->node, uid, gid) : -EBADF;
+}
+
+long fs_fadvise64(int fd, off_t offset, off_t len, int advice)
+{
+    struct file *f = fd_file(fd);
+    if (!f)
+        return -EBADF;
+    if (!seekable(f->node))
+        return -ESPIPE;
+    return (advice < 0 || advice > 5 || len < 0) ? -EINVAL : 0;     /* advice only: nothing to do */
 }
 
 long fs_flock(int fd, int operation)

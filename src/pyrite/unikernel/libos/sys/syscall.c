@@ -129,6 +129,11 @@ long __pyrite_syscall(long n, long a, long b, long c, long d, long e, long f)
     case SYS_sync: return fs_sync();
     case SYS_syncfs: return fs_syncfs((int)a);
     case SYS_flock: return fs_flock((int)a, (int)b);
+    case SYS_fchown: return fs_fchown((int)a, (unsigned)b, (unsigned)c);
+    case SYS_fchownat: return fs_fchownat((int)a, P(b), (unsigned)c, (unsigned)d, (int)e);
+    case SYS_chown: return fs_chown(P(a), (unsigned)b, (unsigned)c);
+    case SYS_lchown: return fs_lchown(P(a), (unsigned)b, (unsigned)c);
+    case SYS_fadvise64: return fs_fadvise64((int)a, (off_t)b, (off_t)c, (int)d);
     case SYS_fcntl: return fs_fcntl((int)a, (int)b, (unsigned long)c);
     case SYS_ioctl: return fs_ioctl((int)a, (unsigned long)b, (unsigned long)c);
     case SYS_dup: return fs_dup((int)a);
