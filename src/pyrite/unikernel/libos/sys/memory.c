@@ -31,7 +31,40 @@ static unsigned nr_ram;
 static uint64_t brk_start, brk_end;             /* brk_end page aligned */
 static uint64_t brk_current;
 
+/* Pages never handed out since boot still hold the zeroes the VMM gave them: a single
+ * window of them, so that handing out memory does not write every page of it (touching
+ * hundreds of MiB costs the host page faults and RSS for nothing). */
+static uint64_t clean_start, clean_end;
+
 static uint64_t page_up(uint64_t v) { return (v + PAGE - 1) & ~(PAGE - 1); }
+
+/* [start, end) leaves the clean window: keep the larger clean side of it. */
+static void dirty(uint64_t start, uint64_t end)
+{
+    if (end <= clean_start || start >= clean_end)
+        return;
+    uint64_t below = start > clean_start ? start - clean_start : 0;
+    uint64_t above = clean_end > end ? clean_end - end : 0;
+    if (below >= above)
+        clean_end = start > clean_start ? start : clean_start;
+    else
+        clean_start = end;
+}
+
+/* Zero [start, end) for handing out (anonymous memory reads as zeroes, as on Linux),
+ * writing only the pages outside the clean window. */
+static void zero_fresh(uint64_t start, uint64_t end)
+{
+    uint64_t cs = start > clean_start ? start : clean_start;
+    uint64_t ce = end < clean_end ? end : clean_end;
+    if (cs >= ce) {
+        memset((void *)(uintptr_t)start, 0, end - start);
+        return;
+    }
+    memset((void *)(uintptr_t)start, 0, cs - start);
+    memset((void *)(uintptr_t)ce, 0, end - ce);
+    dirty(start, end);
+}
 
 static void insert_extent(unsigned at, uint64_t start, uint64_t end)
 {
@@ -51,6 +84,7 @@ static void remove_extent(unsigned at)
 /* Give [start, end) back, merging with neighbours. */
 static void release(uint64_t start, uint64_t end)
 {
+    dirty(start, end);
     unsigned i = 0;
     while (i < nr_free && free_list[i].end < start)
         i++;
@@ -148,6 +182,10 @@ void pyrite_memory_init(const struct pyrite_bootinfo *bi)
             ram[nr_ram++] = (struct extent){start, end};
     }
     brk_start = brk_end = brk_current = nr_free ? free_list[0].start : floor;
+    if (nr_free) {                              /* after add_ram: its releases are not dirt */
+        clean_start = free_list[0].start;
+        clean_end = free_list[nr_free - 1].end;
+    }
 }
 
 size_t pyrite_memory_free(void)
@@ -167,7 +205,7 @@ long sys_brk(uintptr_t addr)
         if (!range_free(brk_end, end))
             return (long)brk_current;       /* Linux: the old break means failure */
         reserve(brk_end, end);
-        memset((void *)(uintptr_t)brk_end, 0, end - brk_end);
+        zero_fresh(brk_end, end);
     } else if (end < brk_end) {
         release(end, brk_end);
     }
@@ -215,7 +253,7 @@ long sys_mmap(uintptr_t addr, size_t len, int prot, int flags, int fd, off_t off
     } else if (!(start = take_top(size))) {
         return -ENOMEM;
     }
-    memset((void *)(uintptr_t)start, 0, size);
+    zero_fresh(start, start + size);
     if (file) {                               /* private: a copy of the file as it is now */
         long err = fs_mmap_private(fd, (void *)(uintptr_t)start, len, offset);
         if (err < 0) {
@@ -250,7 +288,7 @@ long sys_mremap(uintptr_t old, size_t old_len, size_t new_len, int flags, uintpt
     }
     if (range_free(old + have, old + want)) {          /* grow in place */
         reserve(old + have, old + want);
-        memset((void *)(uintptr_t)(old + have), 0, want - have);
+        zero_fresh(old + have, old + want);
         return (long)old;
     }
     if (!(flags & MREMAP_MAYMOVE))
@@ -258,8 +296,9 @@ long sys_mremap(uintptr_t old, size_t old_len, size_t new_len, int flags, uintpt
     uint64_t moved = take_top(want);
     if (!moved)
         return -ENOMEM;
+    dirty(moved, moved + have);
+    zero_fresh(moved + have, moved + want);
     memcpy((void *)(uintptr_t)moved, (void *)old, have);
-    memset((void *)(uintptr_t)(moved + have), 0, want - have);
     release(old, old + have);
     return (long)moved;
 }

@@ -1,0 +1,5 @@
+#include <stddef.h>
+
+unsigned long pyrite_memory_mib(void);        // the machine's memory, 0 when unknown
+void *pyrite_heap_alloc(size_t *size);        // the Python heap, zero; NULL when there is no memory
+extern int pyrite_heap_is_zero;               // true until the first gc_init has used it
