@@ -25,7 +25,8 @@ from .logger import LOGGER, LEVELS, LoggerError  # noqa: E402
 DEFAULT_API_SOCK = "/run/firecracker.socket"
 DEFAULT_PAYLOAD_LIMIT = 51200
 
-# Firecracker's exit codes (FcExitCode).
+# Firecracker's exit codes (FcExitCode); a refused system call ends the process with 148
+# (pyrite.seccomp.sigsys.EXIT_BAD_SYSCALL).
 EXIT_OK, EXIT_GENERIC, EXIT_BAD_CONFIGURATION, EXIT_ARG_PARSING = 0, 1, 152, 153
 
 
@@ -192,9 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     unsupported = _refuse_unsupported(args)
     if unsupported:
         return _fail(unsupported, EXIT_GENERIC)
+    seccomp = None
+    if "no-seccomp" not in args:
+        try:
+            seccomp = _seccomp_filters(args.get("seccomp-filter"), METRICS)
+        except Exception as e:   # SeccompFilterError, LibseccompError: the text names the problem
+            return _fail(f"Seccomp error: {e}", EXIT_GENERIC)
 
     try:
-        return _run(args, payload_limit, METRICS)
+        return _run(args, payload_limit, METRICS, seccomp)
     except KeyboardInterrupt:  # before the VMM is up (later ones are handled in _run)
         try:
             METRICS.flush()
@@ -229,12 +236,38 @@ def _refuse_unsupported(args: dict) -> str | None:
     if "metadata" in args:
         from pyrite.config import FEATURES
         return f"The requested operation is not supported: pyrite does not support {FEATURES['mmds']} yet."
-    if "seccomp-filter" in args:
-        return "The requested operation is not supported: pyrite does not support custom seccomp filters yet."
     return None
 
 
-def _run(args: dict, payload_limit: int, metrics) -> int:
+def _seccomp_filters(path: str | None, metrics) -> dict:
+    """The compiled filters of `path` (pyrite's default ones when None), by thread category,
+    with the SIGSYS handler that reports a refused system call installed."""
+    from pyrite.seccomp import load_filters
+    from pyrite.seccomp.sigsys import install_handler
+
+    def report(line: str) -> None:
+        LOGGER.emergency(line)
+        metrics.seccomp.inc("num_faults")
+        try:
+            metrics.flush(lock_timeout=0.1)
+        except Exception:
+            pass
+    filters = load_filters(path)
+    install_handler(report)
+    return filters
+
+
+def _filter_host_threads(seccomp: dict, server, vmm) -> None:
+    """After a boot or a snapshot load: the main thread installs the "vmm" filter, the API
+    thread the "api" one, and then the vCPUs, held since the start, enter the guest (the event
+    loop's and vCPUs' threads have installed theirs, see Vmm.start)."""
+    if server is not None and not server.run_in_thread(seccomp["api"].install):
+        raise RuntimeError("the API thread did not install its seccomp filter")
+    seccomp["vmm"].install()
+    vmm.release()
+
+
+def _run(args: dict, payload_limit: int, metrics, seccomp: dict | None = None) -> int:
     from pyrite.config.errors import ConfigError
     from .boot import boot_microvm
     from .controller import ApiController, Fault
@@ -259,7 +292,7 @@ def _run(args: dict, payload_limit: int, metrics) -> int:
             return _fail(f"Could not initialize metrics: {e}", EXIT_GENERIC)
 
     controller = ApiController(resources, instance_id=args["id"], boot=boot_microvm, metrics=metrics,
-                               boot_timer="boot-timer" in args)
+                               boot_timer="boot-timer" in args, seccomp=seccomp)
     controller.boot_ready.clear()  # until prepare_main_thread() below
     server = None
     if "no-api" not in args:
@@ -273,13 +306,16 @@ def _run(args: dict, payload_limit: int, metrics) -> int:
         server.start()
     metrics.api_server.store("process_startup_time_us", (time.monotonic_ns() - PROCESS_START_NS) // 1000)
     metrics.api_server.store("process_startup_time_cpu_us", (time.process_time_ns() - PROCESS_START_CPU_NS) // 1000)
-    if metrics.initialized:
-        metrics.start_periodic()
 
     try:
         from .boot import prepare_main_thread
         # After the socket is up: the KVM VM and the builder's imports cost tens of ms.
         controller.machine = prepare_main_thread()
+        if seccomp is not None:
+            from .preload import preload
+            preload()       # filtered threads cannot import
+        if metrics.initialized:   # after preload: the flusher installs its filter first
+            metrics.start_periodic(seccomp=seccomp["vmm"] if seccomp is not None else None)
         controller.boot_ready.set()
         if "config-file" not in args:
             import pyrite.snapshot.microvm  # noqa: F401  (ready before a PUT /snapshot/load comes)
@@ -292,6 +328,8 @@ def _run(args: dict, payload_limit: int, metrics) -> int:
                              f"single json: {e}", EXIT_GENERIC)
         while not controller.started.wait(3600):
             pass
+        if seccomp is not None:
+            _filter_host_threads(seccomp, server, controller.vmm)
         status = controller.vmm.wait()
         while status is None:
             status = controller.vmm.wait(3600)
