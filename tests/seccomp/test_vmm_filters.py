@@ -214,3 +214,21 @@ def test_default_vcpu_and_vmm_filters_refuse_openat(category):
     assert r.stdout == "filtered\n"
     assert f"Shutting down VM after intercepting a bad syscall (257): openat, in thread probe {category}." \
         in r.stderr, r.stderr
+
+
+def test_a_crashing_guest_is_reported_not_killed_by_the_filters(tmp_path):
+    """The vCPU thread's crash report reads the kernel's symbols through an fd opened at boot:
+    under the vcpu filter (no openat) the report is made and the VMM ends normally."""
+    serial = tmp_path / "serial.out"
+    vmm = start_vmm(tmp_path)
+    try:
+        put_all(vmm, [("PUT", "/boot-source", {"kernel_image_path": str(guest_image("triple_fault"))}),
+                      ("PUT", "/serial", {"serial_out_path": str(serial)}),
+                      ("PUT", "/actions", {"action_type": "InstanceStart"})])
+        assert vmm.proc.wait(TIMEOUT) == 1, vmm.log.read_text()
+    finally:
+        vmm.stop()
+    log = vmm.log.read_text()
+    assert "bad syscall" not in log
+    assert "triple fault (KVM_EXIT_SHUTDOWN)" in log and "code at RIP: 0f 0b" in log, log
+    assert "<main+0x" in log, log      # symbolized from the kernel's ELF symbols
