@@ -30,3 +30,6 @@ def preload() -> None:
         package = importlib.import_module(package_name)
         for info in pkgutil.walk_packages(package.__path__, package_name + "."):
             importlib.import_module(info.name)
+    # The entropy device's DRBG: its first use imports _ssl and reads OpenSSL's configuration.
+    from pyrite.devices.virtio.rng.backend import drbg_random
+    drbg_random(1)
