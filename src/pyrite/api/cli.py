@@ -193,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     unsupported = _refuse_unsupported(args)
     if unsupported:
         return _fail(unsupported, EXIT_GENERIC)
-    seccomp = None
-    if "no-seccomp" not in args:
-        try:
-            seccomp = _seccomp_filters(args.get("seccomp-filter"), METRICS)
+    seccomp = None if "no-seccomp" in args else DEFAULT_SECCOMP
+    if "seccomp-filter" in args and seccomp is not None:
+        try:    # a user's file is checked before the API socket opens; pyrite's own after (start-up time)
+            seccomp = _seccomp_filters(args["seccomp-filter"], METRICS)
         except Exception as e:   # SeccompFilterError, LibseccompError: the text names the problem
             return _fail(f"Seccomp error: {e}", EXIT_GENERIC)
 
@@ -239,6 +239,9 @@ def _refuse_unsupported(args: dict) -> str | None:
     return None
 
 
+DEFAULT_SECCOMP = "default"   # pyrite's filters, compiled once the API socket is up
+
+
 def _seccomp_filters(path: str | None, metrics) -> dict:
     """The compiled filters of `path` (pyrite's default ones when None), by thread category,
     with the SIGSYS handler that reports a refused system call installed."""
@@ -267,7 +270,7 @@ def _filter_host_threads(seccomp: dict, server, vmm) -> None:
     vmm.release()
 
 
-def _run(args: dict, payload_limit: int, metrics, seccomp: dict | None = None) -> int:
+def _run(args: dict, payload_limit: int, metrics, seccomp: dict | str | None = None) -> int:
     from pyrite.config.errors import ConfigError
     from .boot import boot_microvm
     from .controller import ApiController, Fault
@@ -292,7 +295,7 @@ def _run(args: dict, payload_limit: int, metrics, seccomp: dict | None = None) -
             return _fail(f"Could not initialize metrics: {e}", EXIT_GENERIC)
 
     controller = ApiController(resources, instance_id=args["id"], boot=boot_microvm, metrics=metrics,
-                               boot_timer="boot-timer" in args, seccomp=seccomp)
+                               boot_timer="boot-timer" in args)
     controller.boot_ready.clear()  # until prepare_main_thread() below
     server = None
     if "no-api" not in args:
@@ -311,9 +314,15 @@ def _run(args: dict, payload_limit: int, metrics, seccomp: dict | None = None) -
         from .boot import prepare_main_thread
         # After the socket is up: the KVM VM and the builder's imports cost tens of ms.
         controller.machine = prepare_main_thread()
+        if seccomp == DEFAULT_SECCOMP:
+            try:
+                seccomp = _seccomp_filters(None, metrics)
+            except Exception as e:   # libseccomp missing: say so, as for a user's file
+                return _fail(f"Seccomp error: {e}", EXIT_GENERIC)
         if seccomp is not None:
             from .preload import preload
             preload()       # filtered threads cannot import
+            controller.seccomp = seccomp
         if metrics.initialized:   # after preload: the flusher installs its filter first
             metrics.start_periodic(seccomp=seccomp["vmm"] if seccomp is not None else None)
         controller.boot_ready.set()
