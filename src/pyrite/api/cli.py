@@ -319,13 +319,20 @@ def _run(args: dict, payload_limit: int, metrics, seccomp: dict | str | None = N
                 seccomp = _seccomp_filters(None, metrics)
             except Exception as e:   # libseccomp missing: say so, as for a user's file
                 return _fail(f"Seccomp error: {e}", EXIT_GENERIC)
+        controller.seccomp = seccomp
         if seccomp is not None:
+            # preload() below imports beside the API thread's build; a dataclass made while
+            # another thread is half-way through importing typing fails (dataclasses reads the
+            # partial module from sys.modules), so typing is imported whole first.
+            import typing  # noqa: F401
+        controller.boot_ready.set()
+        if seccomp is not None:
+            # Filtered threads cannot import. This overlaps a build that has begun: the vCPUs
+            # enter the guest only after the main thread, done with it, has filtered itself.
             from .preload import preload
-            preload()       # filtered threads cannot import
-            controller.seccomp = seccomp
+            preload()
         if metrics.initialized:   # after preload: the flusher installs its filter first
             metrics.start_periodic(seccomp=seccomp["vmm"] if seccomp is not None else None)
-        controller.boot_ready.set()
         if "config-file" not in args:
             import pyrite.snapshot.microvm  # noqa: F401  (ready before a PUT /snapshot/load comes)
         if "config-file" in args:
