@@ -4,6 +4,7 @@ TAP served, pause/resume and snapshot create/load working; a refused system call
 process with exit code 148 and a log line that names the call and the thread."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -147,8 +148,10 @@ def killed_by_filter(vmm, syscall: str, thread: str) -> None:
 def test_a_call_the_api_filter_lacks_kills_the_process_and_is_named(ticker_image, tmp_path):
     """A custom filter without rename for the API thread: PUT /snapshot/create writes each file
     under a temporary name, then renames it into place."""
-    serial = tmp_path / "serial.out"
-    vmm = start_vmm(tmp_path, "--seccomp-filter", str(filter_without(tmp_path, "api", "rename")))
+    serial, metrics = tmp_path / "serial.out", tmp_path / "metrics.json"
+    metrics.touch()
+    vmm = start_vmm(tmp_path, "--seccomp-filter", str(filter_without(tmp_path, "api", "rename")),
+                    "--metrics-path", str(metrics))
     try:
         put_all(vmm, [("PUT", "/boot-source", {"kernel_image_path": str(ticker_image)}),
                       ("PUT", "/serial", {"serial_out_path": str(serial)}),
@@ -163,6 +166,8 @@ def test_a_call_the_api_filter_lacks_kills_the_process_and_is_named(ticker_image
         killed_by_filter(vmm, "rename", "fc_api")
     finally:
         vmm.stop()
+    last = json.loads(metrics.read_text().splitlines()[-1])   # flushed by the handler, as Firecracker's
+    assert last["seccomp"]["num_faults"] == 1
 
 
 def test_openat_after_boot_is_refused_when_the_filter_says_so(ticker_image, tmp_path):
