@@ -1,8 +1,9 @@
 # `make run` boots the built-in demo guest; `make test` runs the whole suite.
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# Debian packages: gcc builds guests, qemu is a side-by-side reference, kvm.h for the ABI check.
-APT_PKGS := gcc make linux-libc-dev qemu-system-x86 xz-utils zstd lz4 bzip2 binutils e2fsprogs cpio
+# Debian packages: gcc builds guests, qemu is a side-by-side reference, kvm.h for the ABI check,
+# e2fsprogs and cpio make and check guest file systems, libseccomp2 compiles pyrite-vmm's seccomp filters.
+APT_PKGS := gcc make linux-libc-dev qemu-system-x86 xz-utils zstd lz4 bzip2 binutils e2fsprogs cpio libseccomp2
 STAMP  := $(VENV)/.installed
 
 .PHONY: all deps setup musl bytecode run test bench clean

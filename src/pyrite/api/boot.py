@@ -71,8 +71,12 @@ class MicroVmHandle:
     def state(self) -> str:
         return self._vmm.state
 
-    def start(self) -> None:
-        self._vmm.start()
+    def start(self, seccomp: dict | None = None) -> None:
+        self._vmm.start(seccomp=seccomp)
+
+    def release(self) -> None:
+        """The vCPUs of a start with seccomp filters enter the guest (Vmm.release)."""
+        self._vmm.release()
 
     def pause(self) -> None:
         self._vmm.pause()
@@ -113,21 +117,22 @@ _EXIT_METRICS = {"IoIn": "exit_io_in", "IoOut": "exit_io_out", "MmioRead": "exit
 
 
 def boot_microvm(resources, *, serial_out=None, on_boot_timer=None, metrics=None,
-                 start_ns: int | None = None, machine=None) -> MicroVmHandle:
+                 start_ns: int | None = None, machine=None, seccomp: dict | None = None) -> MicroVmHandle:
     """Build the microVM described by `resources` (validated pyrite.config.VmResources) and
     start its vCPUs. `on_boot_timer` None means no boot timer device (Firecracker attaches it
     only with --boot-timer). `machine` is prepare_main_thread()'s pair or None; the build owns
-    it from here, failed or not. Raises pyrite.vmm.errors.BuildError (see START_ERRORS)."""
+    it from here, failed or not. With `seccomp` (pyrite.seccomp Programs by category) the
+    vCPUs wait for handle.release(). Raises pyrite.vmm.errors.BuildError (see START_ERRORS)."""
     from pyrite.vmm.builder import build_for_boot
     start_ns = start_ns if start_ns is not None else time.monotonic_ns()
     vmm = build_for_boot(resources, console_out=serial_out, on_boot_timer=on_boot_timer, start_ns=start_ns,
                          machine=machine)
     handle = _handle(vmm, metrics)
-    handle.start()
+    handle.start(seccomp)
     return handle
 
 
-def load_microvm(params, *, serial_out=None, metrics=None, machine=None):
+def load_microvm(params, *, serial_out=None, metrics=None, machine=None, seccomp: dict | None = None):
     """PUT /snapshot/load: the microVM in `params` (a pyrite.config.SnapshotLoad) built from its
     snapshot and started, Paused unless `resume_vm`. Returns (handle, the restored VmResources).
     Raises pyrite.snapshot.microvm.SnapshotError or BuildError (see load_error_message)."""
@@ -149,7 +154,7 @@ def load_microvm(params, *, serial_out=None, metrics=None, machine=None):
                         clock_realtime=params.clock_realtime, console_out=serial_out, machine=machine,
                         mem_backend=mem_backend)
     handle = _handle(vmm, metrics)
-    vmm.start(paused=not params.resume_vm)
+    vmm.start(paused=not params.resume_vm, seccomp=seccomp)
     return handle, resources
 
 

@@ -25,7 +25,8 @@ from .logger import LOGGER, LEVELS, LoggerError  # noqa: E402
 DEFAULT_API_SOCK = "/run/firecracker.socket"
 DEFAULT_PAYLOAD_LIMIT = 51200
 
-# Firecracker's exit codes (FcExitCode).
+# Firecracker's exit codes (FcExitCode); a refused system call ends the process with 148
+# (pyrite.seccomp.sigsys.EXIT_BAD_SYSCALL).
 EXIT_OK, EXIT_GENERIC, EXIT_BAD_CONFIGURATION, EXIT_ARG_PARSING = 0, 1, 152, 153
 
 
@@ -192,9 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     unsupported = _refuse_unsupported(args)
     if unsupported:
         return _fail(unsupported, EXIT_GENERIC)
+    seccomp = None if "no-seccomp" in args else DEFAULT_SECCOMP
+    if "seccomp-filter" in args and seccomp is not None:
+        try:    # a user's file is checked before the API socket opens; pyrite's own after (start-up time)
+            seccomp = _seccomp_filters(args["seccomp-filter"], METRICS)
+        except Exception as e:   # SeccompFilterError, LibseccompError: the text names the problem
+            return _fail(f"Seccomp error: {e}", EXIT_GENERIC)
 
     try:
-        return _run(args, payload_limit, METRICS)
+        return _run(args, payload_limit, METRICS, seccomp)
     except KeyboardInterrupt:  # before the VMM is up (later ones are handled in _run)
         try:
             METRICS.flush()
@@ -229,12 +236,41 @@ def _refuse_unsupported(args: dict) -> str | None:
     if "metadata" in args:
         from pyrite.config import FEATURES
         return f"The requested operation is not supported: pyrite does not support {FEATURES['mmds']} yet."
-    if "seccomp-filter" in args:
-        return "The requested operation is not supported: pyrite does not support custom seccomp filters yet."
     return None
 
 
-def _run(args: dict, payload_limit: int, metrics) -> int:
+DEFAULT_SECCOMP = "default"   # pyrite's filters, compiled once the API socket is up
+
+
+def _seccomp_filters(path: str | None, metrics) -> dict:
+    """The compiled filters of `path` (pyrite's default ones when None), by thread category,
+    with the SIGSYS handler that reports a refused system call installed."""
+    from pyrite.seccomp import load_filters
+    from pyrite.seccomp.sigsys import install_handler
+
+    def report(line: str) -> None:
+        LOGGER.emergency(line)
+        metrics.seccomp.inc("num_faults")
+        try:
+            metrics.flush(lock_timeout=0.1)
+        except Exception:
+            pass
+    filters = load_filters(path)
+    install_handler(report)
+    return filters
+
+
+def _filter_host_threads(seccomp: dict, server, vmm) -> None:
+    """After a boot or a snapshot load: the main thread installs the "vmm" filter, the API
+    thread the "api" one, and then the vCPUs, held since the start, enter the guest (the event
+    loop's and vCPUs' threads have installed theirs, see Vmm.start)."""
+    if server is not None and not server.run_in_thread(seccomp["api"].install):
+        raise RuntimeError("the API thread did not install its seccomp filter")
+    seccomp["vmm"].install()
+    vmm.release()
+
+
+def _run(args: dict, payload_limit: int, metrics, seccomp: dict | str | None = None) -> int:
     from pyrite.config.errors import ConfigError
     from .boot import boot_microvm
     from .controller import ApiController, Fault
@@ -273,14 +309,30 @@ def _run(args: dict, payload_limit: int, metrics) -> int:
         server.start()
     metrics.api_server.store("process_startup_time_us", (time.monotonic_ns() - PROCESS_START_NS) // 1000)
     metrics.api_server.store("process_startup_time_cpu_us", (time.process_time_ns() - PROCESS_START_CPU_NS) // 1000)
-    if metrics.initialized:
-        metrics.start_periodic()
 
     try:
         from .boot import prepare_main_thread
         # After the socket is up: the KVM VM and the builder's imports cost tens of ms.
         controller.machine = prepare_main_thread()
+        if seccomp == DEFAULT_SECCOMP:
+            try:
+                seccomp = _seccomp_filters(None, metrics)
+            except Exception as e:   # libseccomp missing: say so, as for a user's file
+                return _fail(f"Seccomp error: {e}", EXIT_GENERIC)
+        controller.seccomp = seccomp
+        if seccomp is not None:
+            # preload() below imports beside the API thread's build; a dataclass made while
+            # another thread is half-way through importing typing fails (dataclasses reads the
+            # partial module from sys.modules), so typing is imported whole first.
+            import typing  # noqa: F401
         controller.boot_ready.set()
+        if seccomp is not None:
+            # Filtered threads cannot import. This overlaps a build that has begun: the vCPUs
+            # enter the guest only after the main thread, done with it, has filtered itself.
+            from .preload import preload
+            preload()
+        if metrics.initialized:   # after preload: the flusher installs its filter first
+            metrics.start_periodic(seccomp=seccomp["vmm"] if seccomp is not None else None)
         if "config-file" not in args:
             import pyrite.snapshot.microvm  # noqa: F401  (ready before a PUT /snapshot/load comes)
         if "config-file" in args:
@@ -292,6 +344,8 @@ def _run(args: dict, payload_limit: int, metrics) -> int:
                              f"single json: {e}", EXIT_GENERIC)
         while not controller.started.wait(3600):
             pass
+        if seccomp is not None:
+            _filter_host_threads(seccomp, server, controller.vmm)
         status = controller.vmm.wait()
         while status is None:
             status = controller.vmm.wait(3600)

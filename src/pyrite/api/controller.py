@@ -72,10 +72,12 @@ class ApiController:
     pyrite.api.boot.boot_microvm (or a test double with the same signature)."""
 
     def __init__(self, resources=None, *, instance_id: str = "anonymous-instance",
-                 boot=None, logger=LOGGER, metrics=METRICS, serial_out=None, boot_timer: bool = False):
+                 boot=None, logger=LOGGER, metrics=METRICS, serial_out=None, boot_timer: bool = False,
+                 seccomp: dict | None = None):
         self._resources = resources   # pyrite.config.VmResources; a default one is made on first use
         self.instance_id = instance_id
         self.boot_timer = boot_timer  # --boot-timer: attach the boot timer device and log the guest's signal
+        self.seccomp = seccomp        # pyrite.seccomp Programs by category, for the microVM's threads
         self._boot = boot
         self.logger = logger
         self.metrics = metrics
@@ -250,7 +252,7 @@ class ApiController:
             machine, self.machine = self.machine, None  # the build owns it from here, failed or not
             vmm = self._boot(self.resources, serial_out=serial_out,
                              on_boot_timer=self._on_boot_timer if self.boot_timer else None,
-                             metrics=self.metrics, start_ns=start_ns, machine=machine)
+                             metrics=self.metrics, start_ns=start_ns, machine=machine, seccomp=self.seccomp)
         except BuildError as e:
             raise Fault(f"Start microvm error: {start_error_message(e)}") from None
         except Exception as e:   # a bug, not the user's input: say so, with the traceback in the log
@@ -406,7 +408,7 @@ class ApiController:
         try:
             machine, self.machine = self.machine, None  # the load owns it from here, failed or not
             vmm, resources = load_microvm(params, serial_out=self._serial_sink(), metrics=self.metrics,
-                                          machine=machine)
+                                          machine=machine, seccomp=self.seccomp)
         except (SnapshotError, BuildError) as e:    # the VMM stays usable: another load may follow
             raise Fault(f"Load snapshot error: {load_error_message(e)}") from None
         except Exception as e:

@@ -102,6 +102,16 @@ class Logger:
             except OSError:
                 self.missed += 1
 
+    def emergency(self, message: str) -> None:
+        """An error line written at once, to the log and to stderr, without the lock: for a
+        signal handler that ends the process (the interrupted thread may hold the lock)."""
+        line = self.format(LEVELS["Error"], message, None).encode("utf-8", "replace")
+        for fd in {self.fd, 2}:
+            try:
+                os.write(fd, line)
+            except OSError:
+                pass
+
     def error(self, message: str) -> None:
         self.log("Error", message, _depth=3)
 

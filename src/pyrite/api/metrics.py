@@ -48,6 +48,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "vsock", "pmem", "serial", "hotplug_memory") for k in ("count", "fails")},
     "vcpu": {n: INC for n in ("exit_io_in", "exit_io_out", "exit_mmio_read", "exit_mmio_write", "failures")},
     "vmm": {"panic_count": STORE},
+    "seccomp": {"num_faults": INC},
     "uart": {n: INC for n in ("error_count", "flush_count", "missed_read_count", "missed_write_count",
                               "read_count", "write_count")},
     "i8042": {n: INC for n in ("error_count", "missed_read_count", "missed_write_count", "read_count",
@@ -182,11 +183,14 @@ class Metrics:
             body[name] = g.snapshot()
         return encode_json(body) + "\n"
 
-    def flush(self) -> bool:
-        """Write one line; False when metrics are not configured (not an error, as in Firecracker)."""
+    def flush(self, lock_timeout: float = -1) -> bool:
+        """Write one line; False when metrics are not configured (not an error, as in Firecracker)
+        or, with a `lock_timeout`, when another flush held the file that long."""
         if self.fd is None:
             return False
-        with self._write_lock:
+        if not self._write_lock.acquire(timeout=lock_timeout):
+            return False
+        try:
             data = self.line().encode()
             try:
                 if os.write(self.fd, data) != len(data):
@@ -194,13 +198,19 @@ class Metrics:
             except OSError as e:
                 self.logger.inc("metrics_fails")
                 raise MetricsError(f"Failed to write metrics: {e.strerror} (os error {e.errno})") from None
+        finally:
+            self._write_lock.release()
         return True
 
-    def start_periodic(self, interval: float = FLUSH_INTERVAL_S) -> None:
+    def start_periodic(self, interval: float = FLUSH_INTERVAL_S, seccomp=None) -> None:
+        """Flush every `interval` seconds on a thread of its own, which first installs `seccomp`
+        (the "vmm" pyrite.seccomp.Program) when given."""
         if self._timer is not None:
             return
 
         def run():
+            if seccomp is not None:
+                seccomp.install()
             while not self._stop.wait(interval):
                 try:
                     self.flush()

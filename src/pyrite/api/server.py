@@ -70,6 +70,7 @@ class ApiServer:
         self._poll = select.poll()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._stopping = False
+        self._calls: list[tuple[object, threading.Event]] = []   # run_in_thread's, for the loop
 
     def bind(self) -> "ApiServer":
         self.listener = bind_api_socket(self.path)
@@ -97,6 +98,17 @@ class ApiServer:
             except OSError:
                 pass
 
+    def run_in_thread(self, fn, timeout: float = 5) -> bool:
+        """Run `fn()` on the server's thread between two requests (installing its seccomp
+        filter); returns once it ran, False if it did not within `timeout` seconds."""
+        if self.thread is None or threading.current_thread() is self.thread:
+            fn()
+            return True
+        done = threading.Event()
+        self._calls.append((fn, done))
+        os.write(self._wake_w, b"x")
+        return done.wait(timeout)
+
     # ------------------------------------------------------------------ the loop
     def serve_forever(self) -> None:
         poll = self._poll
@@ -107,6 +119,7 @@ class ApiServer:
             while not self._stopping:
                 for fd, events in poll.poll():
                     if fd == self._wake_r:
+                        self._run_calls()
                         continue
                     if fd == self.listener.fileno():
                         self._accept()
@@ -130,6 +143,18 @@ class ApiServer:
             os.close(self._wake_r)
             os.close(self._wake_w)
 
+    def _run_calls(self) -> None:
+        try:
+            os.read(self._wake_r, 64)
+        except BlockingIOError:
+            pass
+        while self._calls:
+            fn, done = self._calls.pop(0)
+            try:
+                fn()
+            finally:
+                done.set()
+
     def _accept(self) -> None:
         while True:
             try:
@@ -139,7 +164,7 @@ class ApiServer:
             except OSError as e:  # EMFILE and friends: keep serving who we have
                 self.logger.error(f"API server cannot accept a connection: {e}")
                 return
-            conn = _socket.socket(fileno=fd)
+            conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)   # no getsockname/getsockopt
             if len(self._clients) >= MAX_CONNECTIONS:
                 conn.close()
                 continue

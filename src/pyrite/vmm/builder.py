@@ -107,10 +107,16 @@ def build_for_boot(resources, *, console_out=None, console_in: int | None = None
         def configure(vcpu, index: int, supported) -> None:
             _configure_vcpu(vcpu, index, vcpu_count, supported, memory, params)
 
+        # Crash reports name functions from the kernel's symbols, read through an fd opened now:
+        # a vCPU thread under its seccomp filter cannot open files.
+        kernel_fd = os.open(kernel_path, os.O_RDONLY | os.O_CLOEXEC) if symbolize is None else -1
+        if kernel_fd >= 0:
+            closers.append(lambda: os.close(kernel_fd))
+
         def describe(vcpu, ex) -> str:
             from .crash import register_dump   # only a failing guest needs the crash report
             from pyrite.arch.x86_64.loader.symbols import elf_symbolizer
-            return register_dump(vcpu, memory, symbolize or elf_symbolizer(kernel_path))
+            return register_dump(vcpu, memory, symbolize or elf_symbolizer(kernel_fd))
 
         def write_boot_params(cmdline: str, vmgenid: VmGenId) -> None:
             nonlocal params

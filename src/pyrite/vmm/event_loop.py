@@ -135,6 +135,7 @@ class EventLoop:
         self._pollers: dict = {}        # the pollers being polled -> their PollPolicy
         self._policies: dict = {}       # every poller seen -> its PollPolicy (windows persist)
         self.contention = ContentionGuard()
+        self._seccomp = None            # the "vmm" pyrite.seccomp.Program, installed by the thread
 
     def add(self, fd: int, handler: Callable[[int], None], events: int = select.EPOLLIN) -> None:
         self._handlers[fd] = handler
@@ -171,16 +172,19 @@ class EventLoop:
             timeout = self._timers[0][0] - now if self._timers else -1
         return due, timeout
 
-    def start(self) -> None:
+    def start(self, seccomp=None) -> None:
         """Handle events from now on. The thread starts with the first fd to watch: a microVM
-        without host input (stdin from /dev/null or a file) runs without it."""
+        without host input (stdin from /dev/null or a file) runs without it. With `seccomp` (a
+        pyrite.seccomp.Program) it starts now, since a thread started later by a filtered thread
+        would inherit that thread's filter, and installs the program first."""
         self._started = True
-        if self._handlers or self._timers:
+        self._seccomp = seccomp
+        if self._handlers or self._timers or seccomp is not None:
             self._start_thread()
 
     def _start_thread(self) -> None:
         with self._lock:
-            if self._thread is None and not self._stopping and (self._handlers or self._timers):
+            if self._thread is None and not self._stopping and (self._handlers or self._timers or self._seccomp):
                 self._thread = threading.Thread(target=self._run, name="fc_event_loop", daemon=True)
                 self._thread.start()
 
@@ -198,6 +202,8 @@ class EventLoop:
         self._wake = -1
 
     def _run(self) -> None:
+        if self._seccomp is not None:
+            self._seccomp.install()
         while not self._stopping:
             due, timeout = self._due_timers()
             for callback in due:

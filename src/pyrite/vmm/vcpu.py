@@ -18,6 +18,8 @@ class RunControl:
         self.stopping = False
         self.paused = False
         self.parked = 0
+        self.released = threading.Event()   # cleared while the host threads install their filters
+        self.released.set()
 
 
 class VcpuThread:
@@ -32,8 +34,10 @@ class VcpuThread:
         self.describe = describe
         self.exit_counts: dict[str, int] = {}
         self.thread = threading.Thread(target=self._run, name=f"fc_vcpu {index}", daemon=True)
+        self.seccomp = None   # the "vcpu" pyrite.seccomp.Program, installed by the thread itself
 
-    def start(self) -> None:
+    def start(self, seccomp=None) -> None:
+        self.seccomp = seccomp
         self.thread.start()
 
     def kick(self) -> None:
@@ -44,6 +48,9 @@ class VcpuThread:
 
     def _run(self) -> None:
         try:
+            if self.seccomp is not None:
+                self.seccomp.install()
+            self.control.released.wait()   # every host thread is filtered before the guest runs
             self._loop()
         except Exception as e:  # a VMM bug or a device error must end the VM, not hang it
             self.finish(VmExit("error", 1, f"vCPU {self.index}: {type(e).__name__}: {e}"))

@@ -49,9 +49,13 @@ class Vmm:
         self.started_ns: int | None = None
 
     # life cycle -----------------------------------------------------------------------
-    def start(self, paused: bool = False) -> None:
+    def start(self, paused: bool = False, seccomp: dict | None = None) -> None:
         """Run the vCPUs; with `paused` (a restored VM not yet resumed) they park before entering
-        the guest until resume()."""
+        the guest until resume().
+
+        `seccomp`: pyrite.seccomp Programs by category; the event loop installs "vmm" and each
+        vCPU thread "vcpu" for itself, and the vCPUs then wait for release() before entering the
+        guest, so that the caller can filter its own threads first."""
         if self.state != NOT_STARTED:
             raise RuntimeError("the microVM is already started")
         self.started_ns = time.monotonic_ns()
@@ -59,10 +63,16 @@ class Vmm:
             self.control.paused = True
             for v in self.vcpus:
                 v.vcpu.set_immediate_exit(True)    # the first KVM_RUN returns at once: park
-        self.event_loop.start()
+        if seccomp is not None:
+            self.control.released.clear()
+        self.event_loop.start(seccomp["vmm"] if seccomp is not None else None)
         for v in self.vcpus:
-            v.start()
+            v.start(seccomp["vcpu"] if seccomp is not None else None)
         self.state = PAUSED if paused else RUNNING
+
+    def release(self) -> None:
+        """Let the vCPUs of a start(seccomp=...) enter the guest."""
+        self.control.released.set()
 
     def pause(self) -> None:
         """Returns once every vCPU has left KVM_RUN and parked; PauseError (and still Running)
@@ -99,6 +109,7 @@ class Vmm:
             self._exit = result
             self.control.stopping = True
             self.control.cond.notify_all()
+            self.control.released.set()       # held vCPUs go on to see `stopping`
         for v in self.vcpus:
             if v.thread is not threading.current_thread():
                 v.kick()

@@ -101,10 +101,11 @@ def _ranges(raw: list[tuple[int, int, int, str, int]]) -> list[tuple[int, int, s
 Symbolizer = Callable[[int], "str | None"]
 
 
-def elf_symbolizer(image: bytes | bytearray | memoryview | str | os.PathLike) -> Symbolizer:
+def elf_symbolizer(image: bytes | bytearray | memoryview | str | os.PathLike | int) -> Symbolizer:
     """A function mapping an address to `function+0xoff` (None where no symbol holds it).
 
-    `image` is the image's bytes or its path; either is only read on the first call."""
+    `image` is the image's bytes, its path or an open fd (read with pread: a VMM thread whose
+    seccomp filter refuses openat can still read it); it is only read on the first call."""
     table: list[SymbolTable] = []
 
     def symbolize(address: int) -> str | None:
@@ -119,6 +120,15 @@ def elf_symbolizer(image: bytes | bytearray | memoryview | str | os.PathLike) ->
     return symbolize
 
 
-def _read(path: str | os.PathLike) -> bytes:
+def _read(path: str | os.PathLike | int) -> bytes:
+    if isinstance(path, int):
+        size, chunks, offset = os.fstat(path).st_size, [], 0
+        while offset < size:
+            chunk = os.pread(path, size - offset, offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
     with open(path, "rb") as f:
         return f.read()

@@ -1,0 +1,74 @@
+"""preload(): import now every module the VMM may import later.
+
+Python imports modules when first used, and pyrite-vmm defers many imports to keep its start
+fast. An import opens and stats files, which the seccomp filters refuse once the guest runs
+(and which a jail may hide), so a filtered (or jailed) VMM imports them all first. The list is
+explicit (scanning the packages' folders would cost more than the imports);
+tests/seccomp/test_preload.py checks that it names every module of the VMM's packages but
+those of other programs (NOT_IN_A_VMM).
+"""
+from __future__ import annotations
+
+import importlib
+
+# Every module of the VMM's packages (pyrite.kvm, .arch, .devices, .config, .vmm, .snapshot,
+# .api, .seccomp) that a VMM process may run, whether the build already imported it or not.
+MODULES = (
+    "pyrite.memory",
+    "pyrite.kvm", "pyrite.kvm._libc", "pyrite.kvm.errors", "pyrite.kvm.exits", "pyrite.kvm.ioctls",
+    "pyrite.kvm.kick", "pyrite.kvm.structs", "pyrite.kvm.system", "pyrite.kvm.types", "pyrite.kvm.vcpu",
+    "pyrite.kvm.vm",
+    "pyrite.arch", "pyrite.arch.x86_64", "pyrite.arch.x86_64.acpi", "pyrite.arch.x86_64.boot_cpu",
+    "pyrite.arch.x86_64.bootparams", "pyrite.arch.x86_64.cpuid", "pyrite.arch.x86_64.layout",
+    "pyrite.arch.x86_64.mptable", "pyrite.arch.x86_64.msr", "pyrite.arch.x86_64.pagewalk",
+    "pyrite.arch.x86_64.loader", "pyrite.arch.x86_64.loader.bzimage", "pyrite.arch.x86_64.loader.decompress",
+    "pyrite.arch.x86_64.loader.elf", "pyrite.arch.x86_64.loader.errors", "pyrite.arch.x86_64.loader.initrd",
+    "pyrite.arch.x86_64.loader.multiboot", "pyrite.arch.x86_64.loader.placement", "pyrite.arch.x86_64.loader.pvh",
+    "pyrite.arch.x86_64.loader.result", "pyrite.arch.x86_64.loader.source", "pyrite.arch.x86_64.loader.symbols",
+    "pyrite.devices", "pyrite.devices.acpi", "pyrite.devices.acpi.persist", "pyrite.devices.acpi.vmgenid",
+    "pyrite.devices.legacy", "pyrite.devices.legacy.boot_timer", "pyrite.devices.legacy.exit_port",
+    "pyrite.devices.legacy.i8042", "pyrite.devices.legacy.persist", "pyrite.devices.legacy.serial",
+    "pyrite.devices.virtio", "pyrite.devices.virtio.device", "pyrite.devices.virtio.handler",
+    "pyrite.devices.virtio.mmio", "pyrite.devices.virtio.persist", "pyrite.devices.virtio.queue",
+    "pyrite.devices.virtio.ratelimiter",
+    "pyrite.devices.virtio.block", "pyrite.devices.virtio.block.backend", "pyrite.devices.virtio.block.device",
+    "pyrite.devices.virtio.block.handler", "pyrite.devices.virtio.block.persist", "pyrite.devices.virtio.block.request",
+    "pyrite.devices.virtio.net", "pyrite.devices.virtio.net.backend", "pyrite.devices.virtio.net.device",
+    "pyrite.devices.virtio.net.handler", "pyrite.devices.virtio.net.persist",
+    "pyrite.devices.virtio.rng", "pyrite.devices.virtio.rng.backend", "pyrite.devices.virtio.rng.device",
+    "pyrite.devices.virtio.rng.handler", "pyrite.devices.virtio.rng.persist",
+    "pyrite.devices.virtio.vsock", "pyrite.devices.virtio.vsock.backend", "pyrite.devices.virtio.vsock.connection",
+    "pyrite.devices.virtio.vsock.device", "pyrite.devices.virtio.vsock.handler",
+    "pyrite.devices.virtio.vsock.packet", "pyrite.devices.virtio.vsock.persist",
+    "pyrite.config", "pyrite.config.decode", "pyrite.config.encode", "pyrite.config.errors", "pyrite.config.levels",
+    "pyrite.config.models", "pyrite.config.resources",
+    "pyrite.vmm", "pyrite.vmm.builder", "pyrite.vmm.bus", "pyrite.vmm.console", "pyrite.vmm.crash",
+    "pyrite.vmm.devices", "pyrite.vmm.errors", "pyrite.vmm.event_loop", "pyrite.vmm.exit", "pyrite.vmm.machine",
+    "pyrite.vmm.vcpu", "pyrite.vmm.vmm",
+    "pyrite.snapshot", "pyrite.snapshot.dirty", "pyrite.snapshot.errors", "pyrite.snapshot.format",
+    "pyrite.snapshot.kvm_state", "pyrite.snapshot.microvm", "pyrite.snapshot.records", "pyrite.snapshot.uffd",
+    "pyrite.snapshot.uffd_backend", "pyrite.snapshot.uffd_protocol",
+    "pyrite.api", "pyrite.api.boot", "pyrite.api.cli", "pyrite.api.controller", "pyrite.api.http",
+    "pyrite.api.logger", "pyrite.api.metrics", "pyrite.api.preload", "pyrite.api.routes", "pyrite.api.server",
+    "pyrite.seccomp", "pyrite.seccomp.libseccomp", "pyrite.seccomp.program", "pyrite.seccomp.sigsys",
+    "pyrite.seccomp.spec",
+    # The standard library's, imported lazily by pyrite (an unexpected failure's traceback in
+    # the API thread) or by the standard library itself:
+    "traceback", "linecache", "tokenize", "socket", "zlib", "json",
+)
+
+# Modules of those packages that run in other processes (CLIs, the Uffd page server, `pyrite run`).
+NOT_IN_A_VMM = ("pyrite.snapshot.cli", "pyrite.snapshot.rebase", "pyrite.snapshot.uffd_handler",
+                "pyrite.vmm.foreground")
+
+
+def preload() -> None:
+    # glibc's pthread_exit (a daemon thread ended at interpreter exit) dlopens libgcc_s for
+    # unwinding on first use; loaded now, that needs no openat later.
+    import ctypes
+    ctypes.CDLL("libgcc_s.so.1")
+    for name in MODULES:
+        importlib.import_module(name)
+    # The entropy device's DRBG: its first use imports _ssl and reads OpenSSL's configuration.
+    from pyrite.devices.virtio.rng.backend import drbg_random
+    drbg_random(1)

@@ -1,0 +1,24 @@
+"""Seccomp filters for the VMM's threads, as Firecracker has them: one filter per thread
+category ("vmm": the event loop and the main thread, "api": the API server, "vcpu": each vCPU),
+described in Firecracker's seccompiler JSON format (pyrite.seccomp.spec), compiled with
+libseccomp (pyrite.seccomp.libseccomp, pyrite.seccomp.program), installed by each thread for
+itself before the guest runs. A refused system call traps: pyrite.seccomp.sigsys logs its
+number and name and ends the process with exit code 148, as Firecracker does.
+
+pyrite's own filters are default.json beside this file: start from it to write your own.
+"""
+from __future__ import annotations
+
+import os
+
+from .program import Program, SeccompInstallError, compile_filters, name_thread  # noqa: F401
+from .spec import CATEGORIES, SeccompFilterError  # noqa: F401
+
+DEFAULT_FILTER = os.path.join(os.path.dirname(__file__), "default.json")
+
+
+def load_filters(path: str | None = None) -> dict[str, Program]:
+    """The programs of the description in `path` (pyrite's default.json when None), by
+    category. SeccompFilterError names the file and what is wrong in it."""
+    from .spec import read
+    return compile_filters(read(path or DEFAULT_FILTER))
