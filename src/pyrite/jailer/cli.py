@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     start_cpu_us = time.process_time_ns() // 1000
     argv = sys.argv[1:] if argv is None else argv
     os.closerange(3, 0x7FFFFFFF)  # close_range(2) underneath
-    os.environ.clear()
+    process.clear_environment()
     try:
         given, extra = args.parse(argv)
     except args.ArgError as e:
