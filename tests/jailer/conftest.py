@@ -152,8 +152,13 @@ def jails():
 def remove_cgroups(parent: str, jail_id: str) -> None:
     for top in CGROUP_ROOTS:
         leaf = Path(top) / parent / jail_id
-        if leaf.exists():
-            leaf.rmdir()
+        deadline = time.monotonic() + 5
+        while leaf.exists():
+            try:
+                leaf.rmdir()
+            except OSError:   # busy until the killed VMM's exit has left the cgroup
+                assert time.monotonic() < deadline, f"{leaf} still in use"
+                time.sleep(0.02)
         try:
             (Path(top) / parent).rmdir()   # only if no other jail uses it
         except OSError:
