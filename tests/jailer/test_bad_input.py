@@ -162,3 +162,13 @@ def test_uid_0_is_accepted_as_firecrackers_jailer_accepts_it(fc_jailer, firecrac
                 proc.wait()
     finally:
         subprocess.run(["rm", "-rf", str(base)])
+
+
+def test_help_and_version_as_firecrackers_jailer(fc_jailer):
+    theirs = subprocess.run([*fc_jailer, "--help"], capture_output=True, text=True)
+    ours = subprocess.run([*PYRITE_JAILER, "--help"], capture_output=True, text=True)
+    assert ours.returncode == theirs.returncode == 0
+    assert ours.stdout.splitlines()[1:] == theirs.stdout.splitlines()[1:]   # all but the version line
+    assert ours.stdout.startswith("Jailer v") and "--resource-limit <resource-limit>" in ours.stdout
+    version = subprocess.run([*PYRITE_JAILER, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("Jailer v") and version.stdout.endswith("\n\n")
