@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-from pathlib import Path
 
 from . import _libc
 from .errors import JailerError, io_text
@@ -17,7 +16,8 @@ def clear_environment() -> None:
     started with (what /proc/<pid>/environ shows). Both are emptied."""
     os.environ.clear()
     try:
-        fields = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
+        with open("/proc/self/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
         start, end = int(fields[47]), int(fields[48])   # env_start, env_end: proc(5) fields 50, 51
     except (OSError, IndexError, ValueError):
         return

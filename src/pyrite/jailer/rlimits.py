@@ -3,18 +3,17 @@ soft = hard = N; RLIMIT_NOFILE is 2048 unless given."""
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass
-
 from .errors import JailerError
 
 DEFAULT_NO_FILE = 2048
 _U64_MAX = 2**64 - 1
 
 
-@dataclass(frozen=True)
 class ResourceLimits:
-    file_size: int | None = None
-    no_file: int = DEFAULT_NO_FILE
+    __slots__ = ("file_size", "no_file")
+
+    def __init__(self, file_size: int | None = None, no_file: int = DEFAULT_NO_FILE):
+        self.file_size, self.no_file = file_size, no_file
 
     def install(self) -> None:
         if self.file_size is not None:
