@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import JailerError, io_text
+from .errors import JailerError, io_text, parse_uint
 
 PROC_MOUNTS = "/proc/mounts"
 
@@ -88,11 +88,9 @@ def plan(version_text: str, files: list[str], instance_id: str, parent: str,
          proc_mounts: str = PROC_MOUNTS) -> CgroupPlan | None:
     """Validated --cgroup arguments (Firecracker's Env::new checks and texts, in its order)."""
     try:
-        version = int(version_text) if version_text.isdigit() else -1
+        version = parse_uint(version_text, 8)
     except ValueError:
-        version = -1
-    if not 0 <= version <= 255:
-        raise JailerError(f"{version_text} is an invalid cgroup version specifier")
+        raise JailerError(f"{version_text} is an invalid cgroup version specifier") from None
     if not files:
         if version != 2:
             return None

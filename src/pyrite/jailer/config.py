@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from . import cgroups, devices, rlimits, target
-from .errors import JailerError, io_text
+from .errors import JailerError, io_text, parse_uint
 
 MAX_ID_LEN = 64
 
@@ -88,9 +88,10 @@ def _canonical(path: str) -> str:
 
 
 def _u32(text: str, what: str) -> int:
-    if not (text.isascii() and text.lstrip("+").isdigit()) or text.count("+") > 1 or int(text) >= 2**32:
-        raise JailerError(f"Invalid {what}: {text}")
-    return int(text)
+    try:
+        return parse_uint(text, 32)
+    except ValueError:
+        raise JailerError(f"Invalid {what}: {text}") from None
 
 
 def _check_jail_is_new(config: JailConfig) -> None:
