@@ -22,7 +22,7 @@ import resource
 import sys
 import time
 
-from . import args, process, rlimits, target
+from . import args, process, target
 from .errors import JailerError, io_text
 
 

@@ -3,6 +3,7 @@ soft = hard = N; RLIMIT_NOFILE is 2048 unless given."""
 from __future__ import annotations
 
 import resource
+
 from .errors import JailerError, parse_uint
 
 DEFAULT_NO_FILE = 2048
