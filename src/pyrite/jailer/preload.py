@@ -100,13 +100,15 @@ def _function_code(module) -> list[types.CodeType]:
     constants)."""
     codes = []
     for value in vars(module).values():
-        if getattr(value, "__module__", None) != module.__name__:
-            continue
-        members = vars(value).values() if isinstance(value, type) else (value,)
-        for member in members:
-            for function in (member, getattr(member, "__func__", None), getattr(member, "fget", None),
-                             getattr(member, "fset", None)):
-                code = getattr(function, "__code__", None)
-                if isinstance(code, types.CodeType):
-                    codes.append(code)
+        if isinstance(value, types.FunctionType):
+            if value.__module__ == module.__name__:
+                codes.append(value.__code__)
+        elif isinstance(value, type) and value.__module__ == module.__name__:
+            for member in vars(value).values():
+                if isinstance(member, (staticmethod, classmethod)):
+                    member = member.__func__
+                if isinstance(member, types.FunctionType):
+                    codes.append(member.__code__)
+                elif isinstance(member, property):
+                    codes += [f.__code__ for f in (member.fget, member.fset) if isinstance(f, types.FunctionType)]
     return codes
