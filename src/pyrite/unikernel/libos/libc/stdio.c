@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <pyrite/console.h>
 #include <pyrite/serial.h>
 #include "format.h"
 #include "../libos_internal.h"
@@ -32,7 +33,7 @@ int fflush(FILE *f)
         return fflush(stderr);
     }
     if (f->len) {
-        serial_write(f->buf, f->len);
+        pyrite_console_write(f->buf, f->len);
         f->len = 0;
     }
     return 0;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#include <pyrite/console.h>
 #include <pyrite/serial.h>
 
 ssize_t write(int fd, const void *buf, size_t n)
@@ -13,7 +14,7 @@ ssize_t write(int fd, const void *buf, size_t n)
         return -1;
     }
     fflush(fd == 1 ? stdout : stderr);
-    serial_write(buf, n);
+    pyrite_console_write(buf, n);
     return (ssize_t)n;
 }
 
