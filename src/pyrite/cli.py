@@ -17,6 +17,7 @@ USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem
        pyrite warm-run SOCKET pyrite-vmm|pyrite [ARG ...]   a VMM forked by it
        pyrite unikernel build APP.c [MORE.c ...] -o APP.img [--cmdline S] [--ring0]
        pyrite unikernel inspect APP.img
+       pyrite functions serve|deploy|invoke|ls|logs|rm ...   (pyrite functions --help)
        pyrite uffd-handler SOCKET MEM_FILE
 
 Boots IMAGE (ELF vmlinux, PVH, bzImage or Multiboot) in a microVM with the serial console on
@@ -293,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "unikernel":
         from pyrite.unikernel.cli import main as unikernel_main
         return unikernel_main(rest)
+    if command == "functions":
+        from pyrite.functions.cli import main as functions_main
+        return functions_main(rest)
     if command == "snapshot":
         from pyrite.snapshot.cli import main as snapshot_main
         return snapshot_main(rest)

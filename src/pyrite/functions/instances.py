@@ -1,0 +1,175 @@
+"""The instance manager: a snapshot per function build, a warm pool of clones per build,
+concurrency limits, and the clean-up of used VMs.
+
+Every invocation runs in its own clone, used once: "warm" means restored ahead of time
+and paused in the pool, "cold" means restored on demand when the pool is empty. A filler
+thread keeps each pool at its size; a reaper thread closes used VMs (closing a KVM VM costs
+milliseconds that no invocation should wait for).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyrite.functions import errors
+from pyrite.functions.guest import Clone, Outcome
+from pyrite.functions.protocol import InvokeContext
+
+DEFAULT_POOL_SIZE = 2
+DEFAULT_MAX_CONCURRENCY = 64
+
+
+@dataclass(frozen=True)
+class Build:
+    """A function's code and configuration as snapshotted: what its clones are made from."""
+    name: str
+    build_id: str
+    directory: Path
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / "vm.state"
+
+    @property
+    def mem_path(self) -> Path:
+        return self.directory / "vm.mem"
+
+
+@dataclass
+class Invocation:
+    outcome: Outcome
+    warm: bool
+    restore_seconds: float
+
+
+class InstanceManager:
+    def __init__(self, pool_size: int = DEFAULT_POOL_SIZE, max_concurrency: int = DEFAULT_MAX_CONCURRENCY):
+        self.pool_size = pool_size
+        self.max_concurrency = max_concurrency
+        self.socket_dir = tempfile.mkdtemp(prefix="pyrite-fn-")     # short paths: AF_UNIX allows 108 bytes
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._pools: dict[str, tuple[Build, deque[Clone]]] = {}
+        self._running: dict[str, int] = {}
+        self._total = 0
+        self._fill = threading.Condition(self._lock)
+        self._closing = False
+        self._reap: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._filler, name="functions-pool", daemon=True),
+                         threading.Thread(target=self._reaper, name="functions-reaper", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    def socket_path(self) -> str:
+        return os.path.join(self.socket_dir, f"{next(self._ids)}.sock")
+
+    # builds
+    def activate(self, build: Build) -> None:
+        """Serve `name` from this build from now on; the previous build's clones are dropped."""
+        with self._lock:
+            old = self._pools.get(build.name)
+            self._pools[build.name] = (build, deque())
+            self._fill.notify()
+        if old:
+            self._discard(old[1])
+
+    def retire(self, name: str) -> None:
+        with self._lock:
+            old = self._pools.pop(name, None)
+        if old:
+            self._discard(old[1])
+
+    def _discard(self, clones: deque[Clone]) -> None:
+        while clones:
+            self._reap.put(clones.popleft())
+
+    # invocations
+    def invoke(self, name: str, reserved: int | None, ctx: InvokeContext, event: bytes, timeout: float) -> Invocation:
+        """Run one invocation in a fresh clone; raises LambdaError (429) over a concurrency limit."""
+        with self._lock:
+            entry = self._pools.get(name)
+            if entry is None:
+                raise errors.service_error(f"function {name} has no snapshot")
+            running = self._running.get(name, 0)
+            if reserved is not None and running >= reserved:
+                raise errors.too_many_requests("ReservedFunctionConcurrentInvocationLimitExceeded")
+            if self._total >= self.max_concurrency:
+                raise errors.too_many_requests("ConcurrentInvocationLimitExceeded")
+            self._running[name] = running + 1
+            self._total += 1
+            build, pool = entry
+            clone = pool.popleft() if pool else None
+            self._fill.notify()
+        warm = clone is not None
+        try:
+            if clone is None:
+                clone = Clone(build.state_path, build.mem_path, self.socket_path())
+            outcome = clone.invoke(ctx, event, timeout)
+            return Invocation(outcome, warm, 0.0 if warm else clone.restore_seconds)
+        finally:
+            if clone is not None:
+                self._reap.put(clone)
+            with self._lock:
+                self._running[name] -= 1
+                self._total -= 1
+
+    def running(self, name: str) -> int:
+        with self._lock:
+            return self._running.get(name, 0)
+
+    # threads
+    def _filler(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closing and not (want := self._wanting()):
+                    self._fill.wait()
+                if self._closing:
+                    return
+            build = want
+            try:
+                clone = Clone(build.state_path, build.mem_path, self.socket_path())
+            except Exception:
+                with self._lock:               # a build whose snapshot cannot load: stop filling it
+                    if self._pools.get(build.name, (None,))[0] is build:
+                        self._pools[build.name] = (build, deque(maxlen=0))
+                continue
+            with self._lock:
+                entry = self._pools.get(build.name)
+                if entry is not None and entry[0] is build and len(entry[1]) < self.pool_size:
+                    entry[1].append(clone)
+                    clone = None
+            if clone is not None:
+                self._reap.put(clone)
+
+    def _wanting(self) -> Build | None:
+        for build, pool in self._pools.values():
+            if pool.maxlen != 0 and len(pool) < self.pool_size:
+                return build
+        return None
+
+    def _reaper(self) -> None:
+        while (clone := self._reap.get()) is not None:
+            try:
+                clone.close()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            pools = list(self._pools.values())
+            self._pools.clear()
+            self._fill.notify_all()
+        for _, pool in pools:
+            self._discard(pool)
+        self._reap.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
