@@ -24,6 +24,7 @@ GUEST_CID = 3
 INIT_TIMEOUT = 10.0                   # Lambda's initialisation limit, in seconds
 RESPONSE_LIMIT = 6291556              # Lambda's synchronous response limit, in bytes
 LOG_KEEP = 1 << 20                    # bytes of an invocation's output kept (the rest is counted)
+CONNECT_ATTEMPTS = 3                  # connections tried when the agent drops one before any frame
 POLL = 0.05                           # how often a waiting invocation checks that its VM still runs
 
 
@@ -102,48 +103,57 @@ class Clone:
             return Outcome(kind, payload, bytes(log), time.perf_counter() - started, dropped)
 
         self.vm.resume()
-        try:
-            sock = self._connect(deadline)
-        except (OSError, TimeoutError) as e:
-            return self._ended(outcome, ctx, timeout, deadline, f"no connection to the function agent: {e}")
-        with sock:
+        for attempt in range(CONNECT_ATTEMPTS):
             try:
-                sock.settimeout(max(0.001, deadline - time.perf_counter()))
-                sock.sendall(protocol.encode_invoke(ctx, event))
-                sock.setblocking(False)
-                while True:
-                    left = deadline - time.perf_counter()
-                    if left <= 0:
-                        return self._ended(outcome, ctx, timeout, deadline, None)
-                    ready, _, _ = select.select([sock], [], [], min(left, POLL))
-                    if not ready:
-                        if self.vm.exit is not None:
-                            return self._ended(outcome, ctx, timeout, deadline, None)
-                        continue
-                    data = sock.recv(1 << 16)
-                    if not data:
-                        return self._ended(outcome, ctx, timeout, deadline, "the function agent closed the connection")
-                    reader.receive(data)
-                    while (frame := reader.next_frame()) is not None:
-                        kind, payload = frame
-                        if kind == protocol.LOG:
-                            log += payload
-                            if len(log) > LOG_KEEP:
-                                dropped += len(log) - LOG_KEEP
-                                del log[:len(log) - LOG_KEEP]
-                        elif kind == protocol.RESULT:
-                            return outcome("result", payload)
-                        else:
-                            return outcome("error", payload)
-            except protocol.ProtocolError as e:
-                if reader.pending > RESPONSE_LIMIT:
-                    return outcome("too_large", lambda_error(
-                        "Function.ResponseSizeTooLarge",
-                        f"Response payload size exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes)."))
-                return outcome("protocol", lambda_error("Runtime.InvalidResponse", f"RequestId: {ctx.request_id} "
-                                                        f"Error: {e}"))
+                sock = self._connect(deadline)
             except (OSError, TimeoutError) as e:
-                return self._ended(outcome, ctx, timeout, deadline, f"connection to the function agent failed: {e}")
+                return self._ended(outcome, ctx, timeout, deadline, f"no connection to the function agent: {e}")
+            with sock:
+                try:
+                    sock.settimeout(max(0.001, deadline - time.perf_counter()))
+                    sock.sendall(protocol.encode_invoke(ctx, event))
+                    sock.setblocking(False)
+                    while True:
+                        left = deadline - time.perf_counter()
+                        if left <= 0:
+                            return self._ended(outcome, ctx, timeout, deadline, None)
+                        ready, _, _ = select.select([sock], [], [], min(left, POLL))
+                        if not ready:
+                            if self.vm.exit is not None:
+                                return self._ended(outcome, ctx, timeout, deadline, None)
+                            continue
+                        data = sock.recv(1 << 16)
+                        if not data:
+                            break
+                        reader.receive(data)
+                        while (frame := reader.next_frame()) is not None:
+                            kind, payload = frame
+                            if kind == protocol.LOG:
+                                log += payload
+                                if len(log) > LOG_KEEP:
+                                    dropped += len(log) - LOG_KEEP
+                                    del log[:len(log) - LOG_KEEP]
+                            else:
+                                return outcome("result" if kind == protocol.RESULT else "error", payload)
+                except protocol.FrameTooLarge as e:
+                    self.vm.stop()
+                    if e.kind == protocol.RESULT:
+                        return outcome("too_large", lambda_error(
+                            "Function.ResponseSizeTooLarge",
+                            f"Response payload size exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes)."))
+                    return outcome("protocol", lambda_error("Runtime.InvalidResponse",
+                                                            f"RequestId: {ctx.request_id} Error: {e}"))
+                except protocol.ProtocolError as e:
+                    self.vm.stop()
+                    return outcome("protocol", lambda_error("Runtime.InvalidResponse",
+                                                            f"RequestId: {ctx.request_id} Error: {e}"))
+                except (OSError, TimeoutError) as e:
+                    return self._ended(outcome, ctx, timeout, deadline, f"connection to the function agent failed: {e}")
+            # The agent closed the connection. Before any frame, that is the restore's transport
+            # reset racing the new connection (the event queue and the rx queue are separate): again.
+            if log or reader.pending or self.vm.exit is not None:
+                break
+        return self._ended(outcome, ctx, timeout, deadline, "the function agent closed the connection")
 
     def _ended(self, outcome, ctx: protocol.InvokeContext, timeout: float, deadline: float,
                why: str | None) -> Outcome:
@@ -156,10 +166,10 @@ class Clone:
             result.log += crash
             return result
         if why is None or time.perf_counter() >= deadline:
-            self.vm.stop("timed out")
+            self.vm.stop()
             return outcome("timeout", lambda_error("Sandbox.Timedout", f"RequestId: {ctx.request_id} Error: Task "
                                                    f"timed out after {timeout:.2f} seconds"))
-        self.vm.stop(why)
+        self.vm.stop()
         return outcome("protocol", lambda_error("Runtime.Unknown", f"RequestId: {ctx.request_id} Error: {why}"))
 
     def _connect(self, deadline: float) -> socket.socket:

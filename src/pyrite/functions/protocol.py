@@ -21,6 +21,14 @@ class ProtocolError(Exception):
     """The guest sent something that is not a frame of the agent protocol."""
 
 
+class FrameTooLarge(ProtocolError):
+    """A frame announced more bytes than the reader takes (`kind`: its type)."""
+
+    def __init__(self, kind: int, length: int, limit: int):
+        super().__init__(f"agent frame of {length} bytes, over the limit of {limit}")
+        self.kind, self.length = kind, length
+
+
 @dataclass(frozen=True)
 class InvokeContext:
     request_id: str
@@ -56,7 +64,7 @@ class FrameReader:
         if kind not in (LOG, RESULT, ERROR):
             raise ProtocolError(f"agent frame of unknown type {kind}")
         if length > self.max_payload:
-            raise ProtocolError(f"agent frame of {length} bytes, over the limit of {self.max_payload}")
+            raise FrameTooLarge(kind, length, self.max_payload)
         if len(self._buf) < HEADER.size + length:
             return None
         payload = bytes(self._buf[HEADER.size:HEADER.size + length])

@@ -78,15 +78,16 @@ def signature(secret: str, amz_date: str, region: str, service: str, request: st
 
 
 def sign(method: str, host: str, raw_path: str, raw_query: str, body: bytes, access_key: str, secret: str,
-         region: str, extra_headers: dict[str, str] | None = None, now: datetime | None = None) -> dict[str, str]:
+         region: str, extra_headers: dict[str, str] | None = None, now: datetime | None = None,
+         service: str = SERVICE) -> dict[str, str]:
     """The headers to send (Host, X-Amz-Date, Authorization, and `extra_headers`), signed."""
     amz_date = (now or datetime.now(timezone.utc)).strftime(AMZ_DATE)
     headers = {"Host": host, "X-Amz-Date": amz_date, **(extra_headers or {})}
     pairs = list(headers.items())
     signed = sorted({name.lower() for name in headers})
     request = canonical_request(method, raw_path, raw_query, pairs, signed, hashlib.sha256(body).hexdigest())
-    sig = signature(secret, amz_date, region, SERVICE, request)
-    headers["Authorization"] = (f"{ALGORITHM} Credential={access_key}/{amz_date[:8]}/{region}/{SERVICE}/aws4_request, "
+    sig = signature(secret, amz_date, region, service, request)
+    headers["Authorization"] = (f"{ALGORITHM} Credential={access_key}/{amz_date[:8]}/{region}/{service}/aws4_request, "
                                 f"SignedHeaders={';'.join(signed)}, Signature={sig}")
     return headers
 

@@ -212,6 +212,9 @@ int fn_agent_main(fn_handler handler, int (*init)(void))
         printf("pyrite-agent: vsock_listen(%u) failed: %d (is there a vsock device?)\n", FN_AGENT_PORT, err);
         return 1;
     }
+    /* rand() reseeds when the VM generation ID differs from the one it last saw: let it see this
+     * one before the snapshot, so that every clone draws its own numbers. */
+    (void)rand();
     printf(FN_AGENT_READY "\n");
     fflush(stdout);
     for (;;) {
