@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <pyrite/clock.h>
 #include <pyrite/virtio.h>
 
 #define SEQ_BYTES   (128u * 1024)

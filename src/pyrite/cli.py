@@ -16,7 +16,9 @@ USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--initrd F] [--cmdline S] [--mem
        pyrite warm-parent SOCKET     a process with pyrite imported that forks VMMs on request
        pyrite warm-run SOCKET pyrite-vmm|pyrite [ARG ...]   a VMM forked by it
        pyrite unikernel build APP.c [MORE.c ...] -o APP.img [--cmdline S] [--ring0]
+       pyrite unikernel build APP.py -o APP.img [--module M ...] [--files DIR] [--mem-mib N]
        pyrite unikernel inspect APP.img
+       pyrite micropython [--mem-mib N]   MicroPython's REPL in a microVM
        pyrite functions serve|deploy|invoke|ls|logs|rm ...   (pyrite functions --help)
        pyrite uffd-handler SOCKET MEM_FILE
 
@@ -277,7 +279,12 @@ def _warm(command: str, argv: list[str]) -> int:
         return 2
 
 
-COMMANDS = {"run": cmd_run}
+def cmd_micropython(argv: list[str]) -> int:
+    from pyrite.unikernel.micropython.cli import cmd_repl
+    return cmd_repl(argv)
+
+
+COMMANDS = {"run": cmd_run, "micropython": cmd_micropython}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import sys
 
-USAGE = """usage: pyrite unikernel build SOURCE [SOURCE ...] -o IMAGE [--cmdline S] [--ring0]
+USAGE = """usage: pyrite unikernel build APP.py -o IMAGE [--module PATH ...] [--files DIR] [--mem-mib N]
+       pyrite unikernel build SOURCE [SOURCE ...] -o IMAGE [--cmdline S] [--ring0]
                               [--name NAME] [--multiboot] [--no-pvh-note]
                               [-DNAME[=VALUE]] [-IDIR] [--cflags "FLAGS"]
        pyrite unikernel inspect IMAGE
@@ -31,6 +32,10 @@ def main(argv: list[str]) -> int:
         print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    if command == "build":
+        from pyrite.unikernel.micropython.cli import cmd_build as cmd_build_python, is_python_build
+        if is_python_build(rest):
+            return cmd_build_python(rest)
     commands = {"build": cmd_build, "inspect": cmd_inspect}
     if command not in commands:
         print(f"pyrite unikernel: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

@@ -5,6 +5,7 @@
 #include <time.h>
 #include <pyrite/arch.h>
 #include <pyrite/boot.h>
+#include <pyrite/clock.h>
 
 static unsigned current_cpl(void)
 {

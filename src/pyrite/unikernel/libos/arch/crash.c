@@ -1,13 +1,19 @@
 /* Crash report for unexpected exceptions; runs at CPL 3 on its own stack
- * (CPL 0 in ring-0 builds), entered from arch/traps.S. */
+ * (CPL 0 in ring-0 builds), entered from arch/traps.S. Formats by hand and writes to the
+ * serial port directly: no C library state is trusted, no floating point is touched. */
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <pyrite/arch.h>
 #include <pyrite/boot.h>
 #include <pyrite/power.h>
+#include <pyrite/serial.h>
 #include "../libos_internal.h"
 
 uint64_t pyrite_fault_cr2;
+
+/* Flush what the program wrote to stdout, if it has stdio (weak: no stdio, nothing to flush). */
+extern int fflush(FILE *) __attribute__((weak));
 
 static const char *const exception_names[32] = {
     "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
@@ -17,6 +23,25 @@ static const char *const exception_names[32] = {
     "#PF page fault", "reserved 15", "#MF x87 error", "#AC alignment check",
     "#MC machine check", "#XM SIMD error", "#VE virtualization", "#CP control protection",
 };
+
+static void put(const char *s) { serial_write(s, strlen(s)); }
+
+static void put_hex(uint64_t v, int digits)
+{
+    char buf[16];
+    for (int i = digits - 1; i >= 0; i--, v >>= 4)
+        buf[i] = "0123456789abcdef"[v & 15];
+    serial_write(buf, (size_t)digits);
+}
+
+static void put_dec(uint64_t v)
+{
+    char buf[24], *p = buf + sizeof buf;
+    do
+        *--p = (char)('0' + v % 10);
+    while (v /= 10);
+    serial_write(p, (size_t)(buf + sizeof buf - p));
+}
 
 static int stack_readable(uint64_t addr, uint64_t n)
 {
@@ -38,27 +63,61 @@ __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame)
     int status = PYRITE_CRASH_STATUS_BASE + (int)(vector & 0x7F);
     if (crashing++)
         pyrite_poweroff(status);             /* crashed while reporting a crash */
-    pyrite_stdio_flush();
+    if (fflush && f.rip)
+        fflush(NULL);
 
     const char *name = vector < 32 && exception_names[vector] ? exception_names[vector] : "unexpected interrupt";
-    printf("\npyrite: crash: %s (vector %u) error=%#lx at rip=0x%016lx cpl=%lu\n",
-           name, vector, f.error, f.rip, f.cs & 3);
-    if (vector == 14)
-        printf("  cr2=0x%016lx (%s %s, %s)\n", pyrite_fault_cr2,
-               f.error & 2 ? "write" : "read", f.error & 1 ? "protection" : "not present",
-               f.error & 16 ? "instruction fetch" : (f.error & 4 ? "user" : "kernel"));
-    printf("  rax=%016lx rbx=%016lx rcx=%016lx rdx=%016lx\n", f.rax, f.rbx, f.rcx, f.rdx);
-    printf("  rsi=%016lx rdi=%016lx rbp=%016lx rsp=%016lx\n", f.rsi, f.rdi, f.rbp, f.rsp);
-    printf("  r8 =%016lx r9 =%016lx r10=%016lx r11=%016lx\n", f.r8, f.r9, f.r10, f.r11);
-    printf("  r12=%016lx r13=%016lx r14=%016lx r15=%016lx\n", f.r12, f.r13, f.r14, f.r15);
-    printf("  rflags=%016lx cs=%04lx ss=%04lx\n", f.rflags, f.cs, f.ss);
-    printf("  stack:\n");
+    put("\npyrite: crash: ");
+    put(name);
+    put(" (vector ");
+    put_dec(vector);
+    put(") error=0x");
+    int digits = 1;
+    while (digits < 16 && (f.error >> (4 * digits)))
+        digits++;
+    put_hex(f.error, digits);
+    put(" at rip=0x");
+    put_hex(f.rip, 16);
+    put(" cpl=");
+    put_dec(f.cs & 3);
+    put("\n");
+    if (vector == 14) {
+        put("  cr2=0x");
+        put_hex(pyrite_fault_cr2, 16);
+        put(f.error & 2 ? " (write " : " (read ");
+        put(f.error & 1 ? "protection, " : "not present, ");
+        put(f.error & 16 ? "instruction fetch)\n" : (f.error & 4 ? "user)\n" : "kernel)\n"));
+    }
+    /* General registers in Linux's order, as indexes into the frame (arch.h's layout). */
+    static const char names[] = "raxrbxrcxrdxrsirdirbprspr8 r9 r10r11r12r13r14r15";
+    static const uint8_t slots[16] = {14, 13, 12, 11, 10, 9, 8, 20, 7, 6, 5, 4, 3, 2, 1, 0};
+    for (int i = 0; i < 16; i++) {
+        put(i % 4 ? " " : "  ");
+        serial_write(names + 3 * i, 3);
+        put("=");
+        put_hex(((const uint64_t *)&f)[slots[i]], 16);
+        if (i % 4 == 3)
+            put("\n");
+    }
+    put("  rflags=");
+    put_hex(f.rflags, 16);
+    put(" cs=");
+    put_hex(f.cs, 4);
+    put(" ss=");
+    put_hex(f.ss, 4);
+    put("\n  stack:\n");
     for (unsigned i = 0; i < 8; i++) {
         uint64_t addr = f.rsp + 8 * i;
         if (!stack_readable(addr, 8))
             break;
-        printf("    %016lx: %016lx\n", addr, *(const uint64_t *)(uintptr_t)addr);
+        put("    ");
+        put_hex(addr, 16);
+        put(": ");
+        put_hex(*(const uint64_t *)(uintptr_t)addr, 16);
+        put("\n");
     }
-    printf("pyrite: exit status %d\n", status);
+    put("pyrite: exit status ");
+    put_dec((uint64_t)status);
+    put("\n");
     pyrite_poweroff(status);
 }

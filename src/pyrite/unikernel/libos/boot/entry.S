@@ -76,6 +76,36 @@ multiboot_header:
 3:
 .endm
 
+/* Floating point as the CPU requires it (Intel SDM vol. 3, 13.1): CR0.EM and TS off, MP on;
+ * CR4.OSFXSR and OSXMMEXCPT on, so SSE instructions do not #UD; with XSAVE, CR4.OSXSAVE on
+ * and XCR0 = x87 | SSE (| AVX when the CPU has it), so AVX code runs too. x87 and MXCSR
+ * control words are set by boot/start.c. Works in .code32 and .code64 (`reg` is the
+ * 32- or 64-bit accumulator for the control-register moves); clobbers eax..edx. */
+.macro ENABLE_FPU reg
+        mov     %cr0, \reg
+        andl    $~(CR0_EM | CR0_TS), %eax
+        orl     $CR0_MP, %eax
+        mov     \reg, %cr0
+        mov     %cr4, \reg
+        orl     $(CR4_OSFXSR | CR4_OSXMMEXCPT), %eax
+        mov     \reg, %cr4
+        movl    $1, %eax
+        cpuid
+        btl     $26, %ecx               /* XSAVE */
+        jnc     1f
+        mov     %cr4, \reg
+        orl     $CR4_OSXSAVE, %eax
+        mov     \reg, %cr4
+        movl    $XCR0_X87_SSE, %eax
+        btl     $28, %ecx               /* AVX */
+        jnc     2f
+        orl     $XCR0_AVX, %eax
+2:      xorl    %edx, %edx
+        xorl    %ecx, %ecx
+        xsetbv
+1:
+.endm
+
         .section .boot.text, "ax"
         .code32
         .globl  pvh_entry32
@@ -97,6 +127,7 @@ multiboot_entry32:
 
 enter_long_mode32:
         BUILD_PAGE_TABLES
+        ENABLE_FPU %eax
         movl    $pyrite_pml4, %eax
         movl    %eax, %cr3
         movl    %cr4, %eax
@@ -121,6 +152,7 @@ enter_long_mode32:
 linux64_entry:
         movl    $BOOT_LINUX64, %edi     /* rsi = boot_params already */
         BUILD_PAGE_TABLES
+        ENABLE_FPU %rax
         movl    $pyrite_pml4, %eax
         movq    %rax, %cr3
         movq    %cr4, %rax

@@ -87,11 +87,37 @@ static void probe(uintptr_t base, uint32_t size, int irq, const char *source)
     };
 }
 
+/* A number as strtoull(s, end, 0) reads it (0x hex, 0 octal, else decimal), without
+ * strtoull's locale and errno machinery; *end == s when there is none. */
+static uint64_t parse_number(const char *s, const char **end)
+{
+    unsigned base = 10;
+    const char *p = s;
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+        base = 16;
+        p += 2;
+    } else if (p[0] == '0') {
+        base = 8;
+    }
+    uint64_t v = 0;
+    const char *digits = p;
+    for (;; p++) {
+        unsigned d = (*p >= '0' && *p <= '9') ? (unsigned)(*p - '0')
+                   : (*p >= 'a' && *p <= 'f') ? (unsigned)(*p - 'a' + 10)
+                   : (*p >= 'A' && *p <= 'F') ? (unsigned)(*p - 'A' + 10) : 99;
+        if (d >= base)
+            break;
+        v = v * base + d;
+    }
+    *end = p == digits ? (base == 16 ? s + 1 : s) : p;     /* "0x" alone is the number 0 */
+    return v;
+}
+
 /* Linux's memparse: a number (0x hex, 0 octal, else decimal) with an optional K/M/G suffix. */
 static int parse_size(const char *s, const char **end, uint64_t *out)
 {
-    char *after;
-    uint64_t v = strtoull(s, &after, 0);
+    const char *after;
+    uint64_t v = parse_number(s, &after);
     if (after == s)
         return -1;
     switch (*after) {
@@ -113,8 +139,8 @@ static void parse_device_word(const char *value)
         return;
     if (parse_size(p + 1, &p, &base) != 0 || *p != ':')
         return;
-    char *after;
-    irq = strtoull(p + 1, &after, 0);
+    const char *after;
+    irq = parse_number(p + 1, &after);
     if (after == p + 1 || base > UINT32_MAX || size > UINT32_MAX)
         return;                         /* the page tables map only the first 4 GiB as MMIO */
     probe((uintptr_t)base, (uint32_t)size, (int)irq, "cmdline");

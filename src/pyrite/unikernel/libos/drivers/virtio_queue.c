@@ -8,10 +8,11 @@
  * polling used->idx, an ordinary memory read at CPL 3: no VM exit and no CPL-0 code.
  */
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <pyrite/arch.h>
 #include "virtio_internal.h"
+#include "../sys/sys.h"
 
 #ifndef ENOSPC
 #define ENOSPC 28
@@ -32,15 +33,15 @@ int virtq_setup(struct virtq *q, struct virtio_mmio_device *dev, unsigned index,
     size_t desc_bytes = 16u * size;
     size_t avail_off = desc_bytes, avail_bytes = 6 + 2u * size;
     size_t used_off = align_up(avail_off + avail_bytes, PAGE), used_bytes = 6 + 8u * size;
-    size_t total = align_up(used_off + used_bytes, PAGE);
-    char *rings = aligned_alloc(PAGE, total);
-    void **cookies = calloc(size, sizeof *cookies);
-    if (!rings || !cookies) {
-        free(rings);
-        free(cookies);
-        return -ENOMEM;
-    }
-    memset(rings, 0, total);
+    size_t cookies_off = align_up(used_off + used_bytes, 8);
+    size_t total = align_up(cookies_off + sizeof(void *) * size, PAGE);
+    /* Pages straight from the page allocator: aligned, zeroed, and no malloc in images
+     * whose only virtio use is getrandom. */
+    long mapped = sys_mmap(0, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapped < 0)
+        return (int)mapped;
+    char *rings = (char *)mapped;
+    void **cookies = (void **)(rings + cookies_off);
     *q = (struct virtq){
         .dev = dev, .index = index, .size = size,
         .desc = (volatile struct virtq_desc *)rings,

@@ -3,7 +3,6 @@
  * The device may fill less than a whole buffer, so a read is repeated until n bytes came.
  */
 #include <stdint.h>
-#include <stdlib.h>
 #include "virtio_internal.h"
 
 #define QUEUE_SIZE 8
@@ -23,21 +22,16 @@ static struct virtio_rng *rng_open(int *err)
     }
     if (dev->driver)
         return dev->driver;
-    struct virtio_rng *rng = calloc(1, sizeof *rng);
-    if (!rng) {
-        *err = -ENOMEM;
-        return NULL;
-    }
+    static struct virtio_rng first;             /* only the first entropy device is used */
+    struct virtio_rng *rng = &first;
     *err = virtio_mmio_negotiate(dev, 0);
     if (!*err) {
         *err = virtq_setup(&rng->queue, dev, 0, QUEUE_SIZE);
         if (*err)
             virtio_mmio_fail(dev);
     }
-    if (*err) {
-        free(rng);
+    if (*err)
         return NULL;
-    }
     rng->dev = dev;
     virtio_mmio_driver_ok(dev);
     dev->driver = rng;

@@ -27,8 +27,16 @@
 #define PTE_UNCACHED    0x18                /* PWT | PCD */
 
 #define CR0_PE          0x00000001
+#define CR0_MP          0x00000002          /* wait/fwait honour TS */
+#define CR0_EM          0x00000004          /* x87 emulation: must be off */
+#define CR0_TS          0x00000008          /* task switched: #NM on FP use */
 #define CR0_PG          0x80000000
 #define CR4_PAE         0x00000020
+#define CR4_OSFXSR      0x00000200          /* SSE and fxsave/fxrstor enabled */
+#define CR4_OSXMMEXCPT  0x00000400          /* SIMD exceptions as #XM */
+#define CR4_OSXSAVE     0x00040000          /* XCR0 (xgetbv/xsetbv) enabled */
+#define XCR0_X87_SSE    0x3
+#define XCR0_AVX        0x4
 #define CR4_SMEP        0x00100000
 #define CR4_SMAP        0x00200000
 #define MSR_EFER        0xC0000080

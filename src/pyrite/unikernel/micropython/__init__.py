@@ -1,0 +1,1 @@
+"""Python unikernels: MicroPython (Debian's source, fetched and cached) on pyrite's library OS."""
