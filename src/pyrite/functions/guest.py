@@ -85,11 +85,21 @@ class Clone:
 
     def __init__(self, state_path: Path, mem_path: Path, socket_path: str):
         self.socket_path = socket_path
+        self._sock: socket.socket | None = None
         started = time.perf_counter()
         self.vm = pyrite.MicroVM.restore(state_path, mem_path, resume=False, vsock_uds_path=socket_path)
         self.restore_seconds = time.perf_counter() - started
 
+    def preconnect(self, timeout: float = 5.0) -> None:
+        """For the warm pool: run the clone until the agent has accepted a connection, then
+        pause it again, so that an invocation only resumes it and sends the event."""
+        self.vm.resume()
+        self._sock = self._connect(time.perf_counter() + timeout)
+        self.vm.pause()
+
     def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
         self.vm.close()
 
     def invoke(self, ctx: protocol.InvokeContext, event: bytes, timeout: float) -> Outcome:
@@ -105,7 +115,7 @@ class Clone:
         self.vm.resume()
         for attempt in range(CONNECT_ATTEMPTS):
             try:
-                sock = self._connect(deadline)
+                sock, self._sock = self._sock or self._connect(deadline), None
             except (OSError, TimeoutError) as e:
                 return self._ended(outcome, ctx, timeout, deadline, f"no connection to the function agent: {e}")
             with sock:

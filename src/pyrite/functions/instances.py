@@ -135,6 +135,11 @@ class InstanceManager:
             build = want
             try:
                 clone = Clone(build.state_path, build.mem_path, self.socket_path())
+                try:
+                    clone.preconnect()
+                except Exception:
+                    self._reap.put(clone)
+                    raise
             except Exception:
                 with self._lock:               # a build whose snapshot cannot load: stop filling it
                     if self._pools.get(build.name, (None,))[0] is build:
