@@ -22,6 +22,7 @@ from pyrite.devices.legacy.exit_port import ExitPort
 from pyrite.devices.legacy.i8042 import I8042
 from pyrite.devices.legacy.serial import Serial
 from pyrite.memory import GuestMemory, GuestMemoryError
+from . import memory_cgroup
 from .bus import Bus
 from .console import FdSink, SerialConsole
 from .devices import attach_devices, create_devices, kernel_cmdline, plan_slots, vmgenid_gsi
@@ -192,6 +193,9 @@ def _create_memory(vm, mem_size: int, closers: list, track_dirty_pages: bool = F
     host_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
     if mem_size >> 20 > host_mib:
         raise MemorySetupError(f"memory size {mem_size >> 20} MiB is more than this host has ({host_mib} MiB)")
+    problem = memory_cgroup.fit_problem(mem_size)
+    if problem is not None:
+        raise MemorySetupError(problem)
     try:
         memory = GuestMemory(layout.ram_regions(mem_size))
     except (GuestMemoryError, OSError) as e:

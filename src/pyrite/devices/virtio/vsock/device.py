@@ -120,8 +120,10 @@ class Vsock(VirtioDevice):
     def send_transport_reset(self) -> bool:
         """VIRTIO_VSOCK_EVENT_TRANSPORT_RESET on the event queue (after a snapshot restore the
         guest must drop its connections); False if the guest gave no event buffer."""
+        if not self.activated:   # a guest that never set the device up has no queues to use
+            return False
         queue, mem = self.queues[EVQ], self.mem
-        if not self.activated or not queue.ready:
+        if not queue.ready:
             return False
         chain = queue.pop(mem)
         if chain is None:
