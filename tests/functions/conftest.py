@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import tempfile
 import threading
 import zipfile
 from pathlib import Path
@@ -74,11 +76,19 @@ class Running:
         self.service.close()
 
 
+def short_state_dir() -> Path:
+    """Under /tmp with a short name: jailed clones' sockets live below it (108-byte paths)."""
+    return Path(tempfile.mkdtemp(prefix="pfn-", dir="/tmp"))
+
+
 @pytest.fixture(scope="module")
-def running(tmp_path_factory):
-    service = Running(tmp_path_factory.mktemp("functions-state"), pool_size=1, max_concurrency=8)
+def running():
+    """The service as a user gets it: clones jailed when the tests run as root."""
+    state = short_state_dir()
+    service = Running(state, pool_size=1, max_concurrency=8)
     yield service
     service.close()
+    shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

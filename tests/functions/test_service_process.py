@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HANDLERS, create, handler_zip, requirements
+from conftest import HANDLERS, create, requirements, short_state_dir
 
 pytestmark = requirements
 PYRITE = [sys.executable, "-m", "pyrite.cli"]
@@ -55,8 +56,15 @@ def client(state: Path, port: int):
                         config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=120))
 
 
-def test_restart_with_queued_events(tmp_path):
-    state, port = tmp_path / "state", free_port()
+@pytest.fixture
+def state():
+    path = short_state_dir() / "state"
+    yield path
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def test_restart_with_queued_events(state):
+    port = free_port()
     first = Serve(state, port, "--async-workers", "0")          # accepts Event invocations, runs none
     assert any(f"made credentials in {state / 'credentials'}" in line for line in first.lines)
     lam = client(state, port)
@@ -92,8 +100,8 @@ def _logs(state: Path, port: int, name: str) -> str:
                           check=True).stdout
 
 
-def test_cli_deploy_invoke_ls_logs_rm(tmp_path):
-    state, port = tmp_path / "state", free_port()
+def test_cli_deploy_invoke_ls_logs_rm(tmp_path, state):
+    port = free_port()
     creds = tmp_path / "my-credentials"
     creds.write_text("[default]\naws_access_key_id = AKIDPYRITETEST\naws_secret_access_key = cli-test-secret\n")
     serve = Serve(state, port, "--credentials", str(creds))

@@ -25,6 +25,7 @@ INIT_TIMEOUT = 10.0                   # Lambda's initialisation limit, in second
 RESPONSE_LIMIT = 6291556              # Lambda's synchronous response limit, in bytes
 LOG_KEEP = 1 << 20                    # bytes of an invocation's output kept (the rest is counted)
 CONNECT_ATTEMPTS = 3                  # connections tried when the agent drops one before any frame
+EXIT_SETTLE = 1.0                     # seconds a dropped connection waits to learn whether the VM ended
 POLL = 0.05                           # how often a waiting invocation checks that its VM still runs
 
 
@@ -81,14 +82,19 @@ def _memory_in_use(mem_file: Path) -> int:
 
 
 class Clone:
-    """A VM restored (paused) from a function's snapshot, for one invocation."""
+    """A VM restored (paused) from a function's snapshot, for one invocation: in this process
+    (`Clone.restore`), or jailed in its own (pyrite.functions.jail). `vm` has MicroVM's
+    resume/pause/stop/close, `exit` and `console_output`."""
 
-    def __init__(self, state_path: Path, mem_path: Path, socket_path: str):
-        self.socket_path = socket_path
+    def __init__(self, vm, socket_path: str, restore_seconds: float):
+        self.vm, self.socket_path, self.restore_seconds = vm, socket_path, restore_seconds
         self._sock: socket.socket | None = None
+
+    @classmethod
+    def restore(cls, state_path: Path, mem_path: Path, socket_path: str) -> "Clone":
         started = time.perf_counter()
-        self.vm = pyrite.MicroVM.restore(state_path, mem_path, resume=False, vsock_uds_path=socket_path)
-        self.restore_seconds = time.perf_counter() - started
+        vm = pyrite.MicroVM.restore(state_path, mem_path, resume=False, vsock_uds_path=socket_path)
+        return cls(vm, socket_path, time.perf_counter() - started)
 
     def preconnect(self, timeout: float = 5.0) -> None:
         """For the warm pool: run the clone until the agent has accepted a connection, then
@@ -168,6 +174,10 @@ class Clone:
     def _ended(self, outcome, ctx: protocol.InvokeContext, timeout: float, deadline: float,
                why: str | None) -> Outcome:
         """The invocation ends without an answer: the VM exited, the time ran out, or `why`."""
+        if why is not None:                     # a dropped connection is often the VM ending: let it
+            settle = min(deadline, time.perf_counter() + EXIT_SETTLE)
+            while self.vm.exit is None and time.perf_counter() < settle:
+                time.sleep(0.005)
         end = self.vm.exit
         if end is not None:
             crash = self.vm.console_output[-2000:]

@@ -24,14 +24,17 @@ from pyrite.functions.protocol import InvokeContext
 
 DEFAULT_POOL_SIZE = 2
 DEFAULT_MAX_CONCURRENCY = 64
+SOCKET_DIR_MAX = 80                   # leaves room for "/N.sock_PORT" within AF_UNIX's 108 bytes
 
 
 @dataclass(frozen=True)
 class Build:
-    """A function's code and configuration as snapshotted: what its clones are made from."""
+    """A function's code and configuration as snapshotted: what its clones are made from
+    (`jail_uid`: the unprivileged uid its jailed clones run as; 0 when clones are not jailed)."""
     name: str
     build_id: str
     directory: Path
+    jail_uid: int = 0
 
     @property
     def state_path(self) -> Path:
@@ -50,10 +53,20 @@ class Invocation:
 
 
 class InstanceManager:
-    def __init__(self, pool_size: int = DEFAULT_POOL_SIZE, max_concurrency: int = DEFAULT_MAX_CONCURRENCY):
+    def __init__(self, pool_size: int = DEFAULT_POOL_SIZE, max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+                 jail_base: Path | None = None, socket_dir: Path | None = None):
+        """`jail_base`: run every clone jailed, its jail under this folder (None: in this process).
+        `socket_dir`: where in-process clones' vsock sockets go (emptied first; default: a new
+        folder in /tmp, as AF_UNIX paths hold 108 bytes)."""
         self.pool_size = pool_size
         self.max_concurrency = max_concurrency
-        self.socket_dir = tempfile.mkdtemp(prefix="pyrite-fn-")     # short paths: AF_UNIX allows 108 bytes
+        self.jail_base = jail_base
+        if socket_dir is None or len(str(socket_dir)) > SOCKET_DIR_MAX:
+            self.socket_dir = tempfile.mkdtemp(prefix="pyrite-fn-")
+        else:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+            socket_dir.mkdir(parents=True)
+            self.socket_dir = str(socket_dir)
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._pools: dict[str, tuple[Build, deque[Clone]]] = {}
@@ -69,6 +82,13 @@ class InstanceManager:
 
     def socket_path(self) -> str:
         return os.path.join(self.socket_dir, f"{next(self._ids)}.sock")
+
+    def _clone(self, build: Build) -> Clone:
+        if self.jail_base is None:
+            return Clone.restore(build.state_path, build.mem_path, self.socket_path())
+        from pyrite.functions.jail import jailed_clone
+        jail_id = f"{build.name[:16].replace('_', '-')}-{next(self._ids)}"     # the jailer's ids: [a-zA-Z0-9-]
+        return jailed_clone(build.state_path, build.mem_path, self.jail_base, jail_id, build.jail_uid, build.jail_uid)
 
     # builds
     def activate(self, build: Build) -> None:
@@ -110,7 +130,10 @@ class InstanceManager:
         warm = clone is not None
         try:
             if clone is None:
-                clone = Clone(build.state_path, build.mem_path, self.socket_path())
+                try:
+                    clone = self._clone(build)
+                except Exception as e:
+                    raise errors.service_error(f"could not start an instance of {name}: {e}") from None
             outcome = clone.invoke(ctx, event, timeout)
             return Invocation(outcome, warm, 0.0 if warm else clone.restore_seconds)
         finally:
@@ -134,7 +157,7 @@ class InstanceManager:
                     return
             build = want
             try:
-                clone = Clone(build.state_path, build.mem_path, self.socket_path())
+                clone = self._clone(build)
                 try:
                     clone.preconnect()
                 except Exception:
@@ -167,14 +190,16 @@ class InstanceManager:
                 pass
 
     def close(self) -> None:
+        filler, reaper = self._threads
         with self._lock:
             self._closing = True
+            self._fill.notify_all()
+        filler.join(timeout=60)                # a clone it is making now goes to the reaper too
+        with self._lock:
             pools = list(self._pools.values())
             self._pools.clear()
-            self._fill.notify_all()
         for _, pool in pools:
             self._discard(pool)
         self._reap.put(None)
-        for thread in self._threads:
-            thread.join(timeout=10)
+        reaper.join(timeout=60)
         shutil.rmtree(self.socket_dir, ignore_errors=True)

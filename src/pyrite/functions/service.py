@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 import threading
@@ -33,6 +34,7 @@ ASYNC_PAYLOAD_LIMIT = 256 * 1024                # and asynchronous
 ZIP_LIMIT = 50 * 1024 * 1024                    # Lambda's direct upload limit (zipped)
 ENV_LIMIT = 4096                                # Lambda's limit on all environment variables
 TAIL_BYTES = 4096
+JAIL_UID_BASE = 200000                          # functions' jail uids: one each, from here up
 NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}\Z")
 FUNCTION_REF = re.compile(r"(?:arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:|\d{12}:function:)?"
                           r"([a-zA-Z0-9_-]{1,64})(?::([a-zA-Z0-9_$-]+))?\Z")
@@ -45,7 +47,10 @@ def _now_iso() -> str:
 
 class FunctionService:
     def __init__(self, state_dir: Path, region: str = "us-east-1", pool_size: int = 2, max_concurrency: int = 64,
-                 async_workers: int = 2, on_report=None, endpoint: str = ""):
+                 async_workers: int = 2, on_report=None, endpoint: str = "", jail: bool | None = None,
+                 jail_uid_base: int = JAIL_UID_BASE):
+        """`jail`: run every clone under pyrite-jailer (default: when running as root); each
+        function gets its own uid from `jail_uid_base` up."""
         from pyrite import kvm
         kvm.install_kick_handler()          # VMs are built on request threads; the handler needs the main one
         self.region = region
@@ -53,11 +58,22 @@ class FunctionService:
         self.store = Store(state_dir)
         self.queue = EventQueue(Path(state_dir) / "queue")
         self.metrics = Metrics()
-        self.instances = InstanceManager(pool_size=pool_size, max_concurrency=max_concurrency)
+        self.jail = os.geteuid() == 0 if jail is None else jail
+        self.jail_uid_base = jail_uid_base
+        jail_base = None
+        if self.jail:
+            from pyrite.functions.jail import check_base, remove_stale_jails
+            jail_base = Path(state_dir) / "jails"
+            check_base(jail_base)
+            jail_base.mkdir(parents=True, exist_ok=True)
+            remove_stale_jails(jail_base)
+        self.instances = InstanceManager(pool_size=pool_size, max_concurrency=max_concurrency, jail_base=jail_base,
+                                         socket_dir=Path(state_dir) / "run")
         self.on_report = on_report
         self._lock = threading.Lock()
         self._records: dict[str, FunctionRecord] = {}
         self._updating: set[str] = set()
+        self._uids_given: set[int] = set()
         self._stopping = threading.Event()
         for record in self.store.load_all():
             self._restore(record)
@@ -68,17 +84,18 @@ class FunctionService:
 
     def _restore(self, record: FunctionRecord) -> None:
         """A function found in the state directory: serve its snapshot, remade if it is missing."""
-        build = Build(record.name, record.build_id, self.store.build_dir(record.name, record.build_id))
-        if not (build.state_path.exists() and build.mem_path.exists()):
+        if not (self._build_of(record).state_path.exists() and self._build_of(record).mem_path.exists()):
             try:
-                code = self.store.code_path(record.name).read_bytes()
-                record = self._build(record, code)
+                record = self._build(record, self.store.code_path(record.name).read_bytes())
                 self.store.save(record)
-                build = Build(record.name, record.build_id, self.store.build_dir(record.name, record.build_id))
             except (OSError, errors.LambdaError):
                 return
         self._records[record.name] = record
-        self.instances.activate(build)
+        self.instances.activate(self._build_of(record))
+
+    def _build_of(self, record: FunctionRecord) -> Build:
+        return Build(record.name, record.build_id, self.store.build_dir(record.name, record.build_id),
+                     record.jail_uid if self.jail else 0)
 
     def close(self) -> None:
         self._stopping.set()
@@ -191,9 +208,22 @@ class FunctionService:
             shutil.rmtree(directory, ignore_errors=True)
             raise
         shutil.rmtree(directory / "code", ignore_errors=True)
+        if self.jail:
+            from pyrite.functions.jail import give_to
+            record = replace(record, jail_uid=record.jail_uid or self._new_jail_uid())
+            give_to(record.jail_uid, record.jail_uid, directory / "vm.state", directory / "vm.mem")
         return replace(record, build_id=build_id, memory_used_mb=used, revision_id=str(uuid.uuid4()),
                        last_modified=_now_iso(), code_sha256=base64.b64encode(hashlib.sha256(code).digest()).decode(),
                        code_size=len(code))
+
+    def _new_jail_uid(self) -> int:
+        with self._lock:
+            taken = {r.jail_uid for r in self._records.values()} | self._uids_given
+            uid = self.jail_uid_base
+            while uid in taken:
+                uid += 1
+            self._uids_given.add(uid)           # a concurrent create must not take it too
+            return uid
 
     def _begin_update(self, name: str, creating: bool = False) -> None:
         with self._lock:
@@ -211,7 +241,7 @@ class FunctionService:
                 return
             self.store.save(record, code)
             self._records[name] = record
-        self.instances.activate(Build(name, record.build_id, self.store.build_dir(name, record.build_id)))
+        self.instances.activate(self._build_of(record))
         self.store.remove_builds_except(name, record.build_id)
 
     # --------------------------------------------------------------- operations

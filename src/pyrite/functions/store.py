@@ -37,6 +37,7 @@ class FunctionRecord:
     revision_id: str = ""
     build_id: str = ""
     memory_used_mb: int = 0             # guest memory in use after init (from the snapshot)
+    jail_uid: int = 0                   # the uid (and gid) its jailed clones run as; 0: not jailed
 
 
 def write_atomically(path: Path, data: bytes) -> None:
