@@ -21,6 +21,7 @@ import pyrite
 from pyrite.functions import protocol
 
 GUEST_CID = 3
+READY = protocol.READY_LINE
 INIT_TIMEOUT = 10.0                   # Lambda's initialisation limit, in seconds
 RESPONSE_LIMIT = 6291556              # Lambda's synchronous response limit, in bytes
 LOG_KEEP = 1 << 20                    # bytes of an invocation's output kept (the rest is counted)
@@ -52,22 +53,35 @@ def _env_cmdline(environment: dict[str, str]) -> str:
 
 
 def snapshot_function(image: Path, directory: Path, memory_mb: int, environment: dict[str, str],
-                      socket_path: str) -> int:
-    """Boot, initialise, snapshot into directory/vm.state + vm.mem; returns the MiB in use."""
+                      socket_path: str, jail=None) -> int:
+    """Boot, initialise, snapshot into directory/vm.state + vm.mem; returns the MiB in use.
+    `jail` = (base, jail_id, uid, gid): boot in a jail (pyrite.functions.jail) instead of here."""
+    if jail is not None:
+        from pyrite.functions.jail import jailed_snapshot
+        jailed_snapshot(image, directory, memory_mb, _env_cmdline(environment), *jail, wait_ready=_wait_ready)
+        return _memory_in_use(directory / "vm.mem")
     vm = pyrite.MicroVM(kernel=str(image), mem_mib=memory_mb, vsock=(GUEST_CID, socket_path),
                         cmdline=_env_cmdline(environment))
     try:
         vm.start()
-        if not vm.wait_for_output(protocol.READY_LINE, INIT_TIMEOUT):
-            end = vm.exit
-            why = f"it ended ({end.reason}, status {end.status})" if end else f"no ready line within {INIT_TIMEOUT:.0f} s"
-            raise InitError(f"the function did not initialise: {why}; console: "
-                            f"{vm.console_output[-2000:].decode(errors='replace')}")
+        _wait_ready(vm)
         vm.pause()
         vm.snapshot(directory / "vm.state", directory / "vm.mem")
     finally:
         vm.close()
     return _memory_in_use(directory / "vm.mem")
+
+
+def _wait_ready(vm) -> None:
+    """Until the agent's ready line is on the console; InitError if the VM ends or time runs out."""
+    deadline = time.monotonic() + INIT_TIMEOUT
+    while READY not in vm.console_output:
+        end = vm.exit
+        if end is not None or time.monotonic() > deadline:
+            why = f"it ended (status {end.status})" if end else f"no ready line within {INIT_TIMEOUT:.0f} s"
+            raise InitError(f"the function did not initialise: {why}; console: "
+                            f"{vm.console_output[-2000:].decode(errors='replace')}")
+        time.sleep(0.005)
 
 
 def _memory_in_use(mem_file: Path) -> int:

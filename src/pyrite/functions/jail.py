@@ -89,9 +89,9 @@ class _UnixHTTP(http.client.HTTPConnection):
 
 
 class JailedVm:
-    """One pyrite-vmm in its jail, with a snapshot loaded: MicroVM's interface over the API."""
+    """One pyrite-vmm in its jail, driven over its API: MicroVM's interface for Clone."""
 
-    def __init__(self, state_path: Path, mem_path: Path, base: Path, jail_id: str, uid: int, gid: int):
+    def __init__(self, base: Path, jail_id: str, uid: int, gid: int):
         self.jail_dir = base / "pyrite-vmm" / jail_id
         self.root = self.jail_dir / "root"
         self.output_path = base / f"{jail_id}.out"
@@ -103,14 +103,33 @@ class JailedVm:
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd="/")
         try:
             self._wait_for_api()
-            for source, name in ((state_path, "vm.state"), (mem_path, "vm.mem")):
-                os.link(source, self.root / name)
-            self._request("PUT", "/snapshot/load", {
-                "snapshot_path": "/vm.state", "mem_backend": {"backend_type": "File", "backend_path": "/vm.mem"},
-                "vsock_override": {"uds_path": f"/{VSOCK_SOCKET}"}, "resume_vm": False})
         except BaseException:
             self.close()
             raise
+
+    def load_snapshot(self, state_path: Path, mem_path: Path) -> None:
+        """The function's snapshot, hard-linked into the jail and loaded paused."""
+        for source, name in ((state_path, "vm.state"), (mem_path, "vm.mem")):
+            os.link(source, self.root / name)
+        self._request("PUT", "/snapshot/load", {
+            "snapshot_path": "/vm.state", "mem_backend": {"backend_type": "File", "backend_path": "/vm.mem"},
+            "vsock_override": {"uds_path": f"/{VSOCK_SOCKET}"}, "resume_vm": False})
+
+    def boot(self, image: Path, uid: int, gid: int, memory_mb: int, cmdline: str) -> None:
+        """Boot `image` (copied into the jail, owned by the jail's uid)."""
+        shutil.copyfile(image, self.root / "image")
+        os.chown(self.root / "image", uid, gid)
+        self._request("PUT", "/boot-source", {"kernel_image_path": "/image", "boot_args": cmdline})
+        self._request("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": memory_mb})
+        self._request("PUT", "/vsock", {"guest_cid": 3, "uds_path": f"/{VSOCK_SOCKET}"})
+        self._request("PUT", "/actions", {"action_type": "InstanceStart"})
+
+    def snapshot(self, directory: Path) -> None:
+        """Pause and snapshot into the jail, then move the two files to `directory`."""
+        self.pause()
+        self._request("PUT", "/snapshot/create", {"snapshot_path": "/vm.state", "mem_file_path": "/vm.mem"})
+        for name in ("vm.state", "vm.mem"):
+            os.replace(self.root / name, directory / name)
 
     @property
     def vsock_path(self) -> str:
@@ -184,5 +203,23 @@ class JailedVm:
 
 def jailed_clone(state_path: Path, mem_path: Path, base: Path, jail_id: str, uid: int, gid: int) -> Clone:
     started = time.perf_counter()
-    vm = JailedVm(state_path, mem_path, base, jail_id, uid, gid)
+    vm = JailedVm(base, jail_id, uid, gid)
+    try:
+        vm.load_snapshot(state_path, mem_path)
+    except BaseException:
+        vm.close()
+        raise
     return Clone(vm, vm.vsock_path, time.perf_counter() - started)
+
+
+def jailed_snapshot(image: Path, directory: Path, memory_mb: int, cmdline: str, base: Path, jail_id: str,
+                    uid: int, gid: int, wait_ready) -> None:
+    """Boot the function's image in a jail, wait for its agent's ready line (`wait_ready(vm)`),
+    snapshot it into `directory`: the function's own code never runs outside a jail."""
+    vm = JailedVm(base, jail_id, uid, gid)
+    try:
+        vm.boot(image, uid, gid, memory_mb, cmdline)
+        wait_ready(vm)
+        vm.snapshot(directory)
+    finally:
+        vm.close()

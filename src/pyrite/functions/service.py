@@ -197,10 +197,14 @@ class FunctionService:
         build_id = uuid.uuid4().hex[:12]
         directory = self.store.build_dir(record.name, build_id)
         directory.mkdir(parents=True, exist_ok=True)
+        if self.jail:
+            record = replace(record, jail_uid=record.jail_uid or self._new_jail_uid())
+        jail = None if not self.jail else (self.instances.jail_base, f"boot-{build_id}", record.jail_uid,
+                                           record.jail_uid)
         try:
             image = runtimes.build_image_for(record.runtime, record.handler, code, record.name, directory)
             used = snapshot_function(image, directory, record.memory_size, record.environment,
-                                     self.instances.socket_path())
+                                     self.instances.socket_path(), jail)
         except InitError as e:
             shutil.rmtree(directory, ignore_errors=True)
             raise errors.invalid_parameter(str(e)) from None
@@ -210,7 +214,6 @@ class FunctionService:
         shutil.rmtree(directory / "code", ignore_errors=True)
         if self.jail:
             from pyrite.functions.jail import give_to
-            record = replace(record, jail_uid=record.jail_uid or self._new_jail_uid())
             give_to(record.jail_uid, record.jail_uid, directory / "vm.state", directory / "vm.mem")
         return replace(record, build_id=build_id, memory_used_mb=used, revision_id=str(uuid.uuid4()),
                        last_modified=_now_iso(), code_sha256=base64.b64encode(hashlib.sha256(code).digest()).decode(),
