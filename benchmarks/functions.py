@@ -67,12 +67,14 @@ def row(label: str, seconds: list[float]) -> str:
 
 
 # ----------------------------------------------------------------------------- in process
-def inside_service(runs: int, state: Path) -> None:
+def inside_service(runs: int, state: Path, modes: list[bool]) -> None:
     import base64
     from pyrite.functions.service import FunctionService
     print("1. inside the service (FunctionService.run, no HTTP)")
-    for label, pool in (("cold (restored on demand)", 0), ("warm (paused clone from the pool)", 1)):
-        service = FunctionService(state / f"inproc-{pool}", pool_size=pool, async_workers=0)
+    for jail, (label, pool) in [(j, c) for j in modes for c in (("cold (restored on demand)", 0),
+                                                              ("warm (paused clone from the pool)", 1))]:
+        label = f"{'jailed' if jail else 'in-process'}, {label}"
+        service = FunctionService(state / f"s-{int(jail)}{pool}", pool_size=pool, async_workers=0, jail=jail)
         try:
             service.create_function({"FunctionName": "bench", "Runtime": "provided.al2023", "Handler": "handler",
                                      "Code": {"ZipFile": base64.b64encode(code_zip()).decode()}})
@@ -104,13 +106,14 @@ def wait_for_pool(service, name: str) -> None:
 
 # ----------------------------------------------------------------------------- over HTTP
 class Serve:
-    def __init__(self, state: Path, pool: int):
+    def __init__(self, state: Path, pool: int, jail: bool = False):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.proc = subprocess.Popen([sys.executable, "-m", "pyrite.cli", "functions", "serve", "--quiet",
                                       "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(state),
-                                      "--pool-size", str(pool), "--max-concurrency", "64"],
+                                      "--pool-size", str(pool), "--max-concurrency", "64",
+                                      "--jail" if jail else "--no-jail"],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in self.proc.stdout:
             if "serving Lambda's API" in line:
@@ -144,18 +147,20 @@ class RawClient:
         self.sigv4, self.serve = sigv4, serve
         self.conn = http.client.HTTPConnection("127.0.0.1", serve.port, timeout=60)
 
-    def invoke(self, payload: bytes = b'{"n": 1}') -> int:
+    def invoke(self, payload: bytes = b'{"n": 1}') -> tuple[int, bytes]:
         path = "/2015-03-31/functions/bench/invocations"
         headers = self.sigv4.sign("POST", f"127.0.0.1:{self.serve.port}", path, "", payload, self.serve.key,
                                   self.serve.secret, "us-east-1")
         self.conn.request("POST", path, body=payload, headers=headers)
         response = self.conn.getresponse()
-        response.read()
-        return response.status
+        body = response.read()
+        if response.getheader("X-Amz-Function-Error"):
+            return 599, body                    # the invocation failed in the function
+        return response.status, body
 
 
 def over_http(runs: int, state: Path) -> None:
-    print("2. through HTTP (pyrite functions serve in its own process)")
+    print("2. through HTTP (pyrite functions serve --no-jail in its own process)")
     for label, pool in (("cold", 0), ("warm", 2)):
         serve = Serve(state / f"http-{pool}", pool)
         try:
@@ -179,23 +184,25 @@ def over_http(runs: int, state: Path) -> None:
 
 
 def throughput(seconds: float, state: Path, clients_list: list[int]) -> None:
-    print(f"3. throughput (raw HTTP clients back to back for {seconds:.0f} s, --pool-size 8)")
+    print(f"3. throughput (raw HTTP clients back to back for {seconds:.0f} s, --pool-size 8 --no-jail)")
     serve = Serve(state / "throughput", 8)
     try:
         serve.boto3().create_function(FunctionName="bench", Runtime="provided.al2023", Role="r",
                                       Handler="handler", Code={"ZipFile": code_zip()})
         for clients in clients_list:
             before = metrics(serve)
-            counts, errors = [0] * clients, [0] * clients
+            counts, errors, kinds = [0] * clients, [0] * clients, {}
             stop = time.monotonic() + seconds
 
             def work(i: int) -> None:
                 raw = RawClient(serve)
                 while time.monotonic() < stop:
-                    if raw.invoke() == 200:
+                    status, body = raw.invoke()
+                    if status == 200:
                         counts[i] += 1
                     else:
                         errors[i] += 1
+                        kinds.setdefault(status, body[:200])
             threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
             started = time.monotonic()
             for t in threads:
@@ -207,7 +214,9 @@ def throughput(seconds: float, state: Path, clients_list: list[int]) -> None:
             warm = after.get("warm_starts", 0) - before.get("warm_starts", 0)
             cold = after.get("cold_starts", 0) - before.get("cold_starts", 0)
             print(f"  {clients:>2} clients: {sum(counts) / elapsed:8.1f} invocations/s   "
-                  f"({sum(counts)} ok, {sum(errors)} refused or failed; {warm} warm, {cold} cold clones)")
+                  f"({sum(counts)} ok, {sum(errors)} refused or failed; {warm:.0f} warm, {cold:.0f} cold clones)")
+            for status, body in kinds.items():
+                print(f"     first answer with status {status}: {body.decode(errors='replace')}")
     finally:
         serve.stop()
 
@@ -229,13 +238,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, nargs="*", default=[4, 32])
+    parser.add_argument("--no-jailed", action="store_true", help="skip the jailed measurements (they need root)")
     args = parser.parse_args()
     from pyrite import kvm
     kvm.install_kick_handler()
-    state = Path(tempfile.mkdtemp(prefix="pyrite-bench-functions-"))
+    state = Path(tempfile.mkdtemp(prefix="pbf-", dir="/tmp"))        # short: jails' socket paths
     try:
         print(f"function service benchmark ({os.cpu_count()} CPUs); every invocation in a fresh clone")
-        inside_service(args.runs, state)
+        modes = [False] + ([True] if os.geteuid() == 0 and not args.no_jailed else [])
+        inside_service(args.runs, state, modes)
         over_http(args.runs, state)
         throughput(args.seconds, state, args.clients)
         print("published anchors (not measured here):")

@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--async-workers", type=int, default=2,
                        help="threads running queued Event invocations (0: queue only)")
     serve.add_argument("--quiet", action="store_true", help="do not print REPORT lines")
+    serve.add_argument("--jail", action=argparse.BooleanOptionalAction, default=None,
+                       help="run every microVM under pyrite-jailer (default: when running as root)")
     for name, text in (("deploy", "create a function, or update its code"), ("invoke", "invoke a function"),
                        ("ls", "list functions"), ("logs", "print a function's log"), ("rm", "delete a function")):
         c = sub.add_parser(name, help=text)
@@ -113,7 +115,7 @@ def serve(args) -> int:
     endpoint = f"http://{host}:{port}"
     service = FunctionService(args.state_dir, region=args.region, pool_size=args.pool_size,
                               max_concurrency=args.max_concurrency, async_workers=args.async_workers,
-                              on_report=report, endpoint=endpoint)
+                              on_report=report, endpoint=endpoint, jail=args.jail)
     try:
         server = make_server(Api(service, secrets), host, int(port))
     except OSError as e:

@@ -143,12 +143,13 @@ class Clone:
                     sock.settimeout(max(0.001, deadline - time.perf_counter()))
                     sock.sendall(protocol.encode_invoke(ctx, event))
                     sock.setblocking(False)
+                    poller = select.poll()              # not select(): a busy service has fds past 1024
+                    poller.register(sock, select.POLLIN)
                     while True:
                         left = deadline - time.perf_counter()
                         if left <= 0:
                             return self._ended(outcome, ctx, timeout, deadline, None)
-                        ready, _, _ = select.select([sock], [], [], min(left, POLL))
-                        if not ready:
+                        if not poller.poll(min(left, POLL) * 1000):
                             if self.vm.exit is not None:
                                 return self._ended(outcome, ctx, timeout, deadline, None)
                             continue

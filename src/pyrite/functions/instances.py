@@ -138,6 +138,7 @@ class InstanceManager:
             return Invocation(outcome, warm, 0.0 if warm else clone.restore_seconds)
         finally:
             if clone is not None:
+                clone.vm.stop()                 # its vCPU polls while it waits: no more CPU for it
                 self._reap.put(clone)
             with self._lock:
                 self._running[name] -= 1

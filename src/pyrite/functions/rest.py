@@ -131,6 +131,7 @@ class Api:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pyrite-functions"
+    disable_nagle_algorithm = True      # headers and body leave at once, not after a delayed ACK
     api: Api
 
     def log_message(self, format, *args):         # the service logs REPORT lines, not every request

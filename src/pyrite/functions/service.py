@@ -41,6 +41,14 @@ FUNCTION_REF = re.compile(r"(?:arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:functi
 ENV_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*\Z")
 
 
+def _raise_fd_limit() -> None:
+    """Every microVM holds a dozen fds (KVM, eventfds, sockets): take the hard limit."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
 
@@ -53,6 +61,7 @@ class FunctionService:
         function gets its own uid from `jail_uid_base` up."""
         from pyrite import kvm
         kvm.install_kick_handler()          # VMs are built on request threads; the handler needs the main one
+        _raise_fd_limit()
         self.region = region
         self.endpoint = endpoint
         self.store = Store(state_dir)
