@@ -55,7 +55,7 @@ def _env_cmdline(environment: dict[str, str]) -> str:
 def snapshot_function(image: Path, directory: Path, memory_mb: int, environment: dict[str, str],
                       socket_path: str, jail=None) -> int:
     """Boot, initialise, snapshot into directory/vm.state + vm.mem; returns the MiB in use.
-    `jail` = (base, jail_id, uid, gid): boot in a jail (pyrite.functions.jail) instead of here."""
+    `jail` = (base, jail_id, uid, gid, spawner): boot in a jail (pyrite.functions.jail) instead."""
     if jail is not None:
         from pyrite.functions.jail import jailed_snapshot
         jailed_snapshot(image, directory, memory_mb, _env_cmdline(environment), *jail, wait_ready=_wait_ready)

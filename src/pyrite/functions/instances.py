@@ -61,6 +61,10 @@ class InstanceManager:
         self.pool_size = pool_size
         self.max_concurrency = max_concurrency
         self.jail_base = jail_base
+        self.spawner = None
+        if jail_base is not None:
+            from pyrite.functions.jail import Spawner
+            self.spawner = Spawner(jail_base)
         if socket_dir is None or len(str(socket_dir)) > SOCKET_DIR_MAX:
             self.socket_dir = tempfile.mkdtemp(prefix="pyrite-fn-")
         else:
@@ -88,7 +92,8 @@ class InstanceManager:
             return Clone.restore(build.state_path, build.mem_path, self.socket_path())
         from pyrite.functions.jail import jailed_clone
         jail_id = f"{build.name[:16].replace('_', '-')}-{next(self._ids)}"     # the jailer's ids: [a-zA-Z0-9-]
-        return jailed_clone(build.state_path, build.mem_path, self.jail_base, jail_id, build.jail_uid, build.jail_uid)
+        return jailed_clone(build.state_path, build.mem_path, self.jail_base, jail_id, build.jail_uid, build.jail_uid,
+                            self.spawner)
 
     # builds
     def activate(self, build: Build) -> None:
@@ -203,4 +208,6 @@ class InstanceManager:
             self._discard(pool)
         self._reap.put(None)
         reaper.join(timeout=60)
+        if self.spawner is not None:
+            self.spawner.close()
         shutil.rmtree(self.socket_dir, ignore_errors=True)

@@ -49,17 +49,20 @@ def check_base(base: Path) -> None:
 
 def remove_stale_jails(base: Path) -> int:
     """Jails left by a service that ended without closing them (killed, perhaps while a jailer
-    was still starting): every jailer process with this chroot base is killed (found by its
-    exact command-line argument, so no other process matches), and the jails removed.
+    was still starting): every jailer process with this chroot base, and the warm parent of
+    this base with its forks, is killed (found by their exact command-line arguments, so no
+    other process matches), and the jails removed.
     Returns how many processes there were."""
-    marker = f"--chroot-base-dir\0{base}\0".encode()
+    markers = (f"--chroot-base-dir\0{base}\0".encode(),            # a jailer started as a process
+               f"warm-parent\0{base / 'warm.sock'}\0".encode())    # the warm parent and its forks
     killed = 0
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if marker in f.read():
+                cmdline = f.read()
+                if any(marker in cmdline for marker in markers):
                     os.kill(int(entry), 9)
                     killed += 1
         except OSError:
@@ -88,19 +91,72 @@ class _UnixHTTP(http.client.HTTPConnection):
         self.sock.connect(self.unix_path)
 
 
+class Spawner:
+    """Starts jailers: forked by a warm parent (pyrite.warm: pyrite and the VMM already
+    imported, so a jail costs a fork instead of an interpreter start), or as new processes."""
+
+    def __init__(self, base: Path, warm: bool = True):
+        self.base = base
+        self.socket = str(base / "warm.sock")
+        self.parent = None
+        if warm:
+            self.parent = subprocess.Popen([sys.executable, "-m", "pyrite.cli", "warm-parent", self.socket],
+                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.PIPE, cwd="/")
+            line = self.parent.stderr.readline().decode(errors="replace")
+            if "ready" not in line:
+                raise JailError(f"the warm parent did not start: {line}")
+
+    def spawn(self, argv: list[str], out) -> "_Process":
+        if self.parent is None:
+            return _Process(subprocess.Popen([sys.executable, "-m", "pyrite.jailer", *argv[1:]], stdout=out,
+                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd="/"))
+        from pyrite import warm
+        with open(os.devnull, "rb") as null:
+            return _Process(warm.spawn(self.socket, argv, stdin=null.fileno(), stdout=out.fileno(),
+                                       stderr=out.fileno(), cwd="/", env={}))
+
+    def close(self) -> None:
+        if self.parent is not None:
+            self.parent.terminate()
+            self.parent.wait(30)
+
+
+class _Process:
+    """subprocess.Popen's poll/kill/wait/returncode over a Popen or a warm parent's child."""
+
+    def __init__(self, child):
+        self.child, self.pid = child, child.pid
+        self.returncode = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.child.poll() if hasattr(self.child, "poll") else self.child.wait(0)
+        return self.returncode
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, 9)
+        except ProcessLookupError:
+            pass
+
+    def wait(self) -> int:
+        self.returncode = self.child.wait()
+        return self.returncode
+
+
 class JailedVm:
     """One pyrite-vmm in its jail, driven over its API: MicroVM's interface for Clone."""
 
-    def __init__(self, base: Path, jail_id: str, uid: int, gid: int):
+    def __init__(self, base: Path, jail_id: str, uid: int, gid: int, spawner: Spawner):
         self.jail_dir = base / "pyrite-vmm" / jail_id
         self.root = self.jail_dir / "root"
         self.output_path = base / f"{jail_id}.out"
         self._exit: VmExit | None = None
         with open(self.output_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pyrite.jailer", "--id", jail_id, "--exec-file", pyrite_vmm(),
-                 "--uid", str(uid), "--gid", str(gid), "--chroot-base-dir", str(base)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd="/")
+            self.proc = spawner.spawn(
+                ["pyrite-jailer", "--id", jail_id, "--exec-file", pyrite_vmm(),
+                 "--uid", str(uid), "--gid", str(gid), "--chroot-base-dir", str(base)], out)
         try:
             self._wait_for_api()
         except BaseException:
@@ -201,9 +257,10 @@ class JailedVm:
             pass
 
 
-def jailed_clone(state_path: Path, mem_path: Path, base: Path, jail_id: str, uid: int, gid: int) -> Clone:
+def jailed_clone(state_path: Path, mem_path: Path, base: Path, jail_id: str, uid: int, gid: int,
+                 spawner: Spawner) -> Clone:
     started = time.perf_counter()
-    vm = JailedVm(base, jail_id, uid, gid)
+    vm = JailedVm(base, jail_id, uid, gid, spawner)
     try:
         vm.load_snapshot(state_path, mem_path)
     except BaseException:
@@ -213,10 +270,10 @@ def jailed_clone(state_path: Path, mem_path: Path, base: Path, jail_id: str, uid
 
 
 def jailed_snapshot(image: Path, directory: Path, memory_mb: int, cmdline: str, base: Path, jail_id: str,
-                    uid: int, gid: int, wait_ready) -> None:
+                    uid: int, gid: int, spawner: Spawner, wait_ready) -> None:
     """Boot the function's image in a jail, wait for its agent's ready line (`wait_ready(vm)`),
     snapshot it into `directory`: the function's own code never runs outside a jail."""
-    vm = JailedVm(base, jail_id, uid, gid)
+    vm = JailedVm(base, jail_id, uid, gid, spawner)
     try:
         vm.boot(image, uid, gid, memory_mb, cmdline)
         wait_ready(vm)

@@ -209,7 +209,7 @@ class FunctionService:
         if self.jail:
             record = replace(record, jail_uid=record.jail_uid or self._new_jail_uid())
         jail = None if not self.jail else (self.instances.jail_base, f"boot-{build_id}", record.jail_uid,
-                                           record.jail_uid)
+                                           record.jail_uid, self.instances.spawner)
         try:
             image = runtimes.build_image_for(record.runtime, record.handler, code, record.name, directory)
             used = snapshot_function(image, directory, record.memory_size, record.environment,
