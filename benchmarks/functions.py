@@ -110,16 +110,17 @@ class Serve:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
+        self.log = open(state.parent / f"{state.name}.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "pyrite.cli", "functions", "serve", "--quiet",
                                       "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(state),
                                       "--pool-size", str(pool), "--max-concurrency", "64",
                                       "--jail" if jail else "--no-jail"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
         for line in self.proc.stdout:
             if "serving Lambda's API" in line:
                 break
         else:
-            raise RuntimeError("the service did not start")
+            raise RuntimeError(f"the service did not start: {Path(self.log.name).read_text()[-2000:]}")
         threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
         from pyrite.functions.credentials import load
         profile = load(state / "credentials")["default"]
@@ -136,7 +137,14 @@ class Serve:
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(60)
+        try:
+            self.proc.wait(120)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(12)            # SIGUSR2: the service's stacks, into its log
+            time.sleep(1)
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"the service did not stop; its log: {Path(self.log.name).read_text()[-6000:]}")
 
 
 class RawClient:
@@ -239,6 +247,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, nargs="*", default=[4, 32])
     parser.add_argument("--no-jailed", action="store_true", help="skip the jailed measurements (they need root)")
+    parser.add_argument("--only", choices=["inside", "http", "throughput"], help="run one part")
     args = parser.parse_args()
     from pyrite import kvm
     kvm.install_kick_handler()
@@ -246,9 +255,12 @@ def main() -> int:
     try:
         print(f"function service benchmark ({os.cpu_count()} CPUs); every invocation in a fresh clone")
         modes = [False] + ([True] if os.geteuid() == 0 and not args.no_jailed else [])
-        inside_service(args.runs, state, modes)
-        over_http(args.runs, state)
-        throughput(args.seconds, state, args.clients)
+        if args.only in (None, "inside"):
+            inside_service(args.runs, state, modes)
+        if args.only in (None, "http"):
+            over_http(args.runs, state)
+        if args.only in (None, "throughput"):
+            throughput(args.seconds, state, args.clients)
         print("published anchors (not measured here):")
         for what, figure in ANCHORS:
             print(f"  {what:<38} {figure}")

@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--region", default="us-east-1")
     serve.add_argument("--pool-size", type=int, default=2, help="warm clones kept per function (default 2)")
     serve.add_argument("--max-concurrency", type=int, default=64, help="invocations at once, all functions")
+    serve.add_argument("--max-running", type=int, default=None,
+                       help="microVMs running at once (default: 2 per CPU); admitted invocations wait their turn")
     serve.add_argument("--async-workers", type=int, default=2,
                        help="threads running queued Event invocations (0: queue only)")
     serve.add_argument("--quiet", action="store_true", help="do not print REPORT lines")
@@ -115,7 +117,7 @@ def serve(args) -> int:
     endpoint = f"http://{host}:{port}"
     service = FunctionService(args.state_dir, region=args.region, pool_size=args.pool_size,
                               max_concurrency=args.max_concurrency, async_workers=args.async_workers,
-                              on_report=report, endpoint=endpoint, jail=args.jail)
+                              on_report=report, endpoint=endpoint, jail=args.jail, max_running=args.max_running)
     try:
         server = make_server(Api(service, secrets), host, int(port))
     except OSError as e:
@@ -125,6 +127,8 @@ def serve(args) -> int:
     print(f"pyrite functions: serving Lambda's API on http://{host}:{server.server_address[1]} "
           f"(state in {args.state_dir})", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    import faulthandler
+    faulthandler.register(signal.SIGUSR2, all_threads=True)     # `kill -USR2 PID`: every thread's stack
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

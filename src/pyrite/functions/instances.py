@@ -24,6 +24,8 @@ from pyrite.functions.protocol import InvokeContext
 
 DEFAULT_POOL_SIZE = 2
 DEFAULT_MAX_CONCURRENCY = 64
+RUN_WAIT = 60.0                       # seconds an admitted invocation waits for a turn to run (then 429)
+REAPERS = 4                           # threads closing used VMs (KVM teardown is kernel time, in parallel)
 SOCKET_DIR_MAX = 80                   # leaves room for "/N.sock_PORT" within AF_UNIX's 108 bytes
 
 
@@ -54,10 +56,12 @@ class Invocation:
 
 class InstanceManager:
     def __init__(self, pool_size: int = DEFAULT_POOL_SIZE, max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-                 jail_base: Path | None = None, socket_dir: Path | None = None):
+                 jail_base: Path | None = None, socket_dir: Path | None = None, max_running: int | None = None):
         """`jail_base`: run every clone jailed, its jail under this folder (None: in this process).
         `socket_dir`: where in-process clones' vsock sockets go (emptied first; default: a new
-        folder in /tmp, as AF_UNIX paths hold 108 bytes)."""
+        folder in /tmp, as AF_UNIX paths hold 108 bytes). `max_running`: VMs that run at once
+        (default: 2 per CPU); the other admitted invocations wait their turn, since a guest
+        polls while it waits for the host and more of them than CPUs only slow each other."""
         self.pool_size = pool_size
         self.max_concurrency = max_concurrency
         self.jail_base = jail_base
@@ -79,15 +83,41 @@ class InstanceManager:
         self._fill = threading.Condition(self._lock)
         self._closing = False
         self._reap: queue.SimpleQueue = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._filler, name="functions-pool", daemon=True),
-                         threading.Thread(target=self._reaper, name="functions-reaper", daemon=True)]
+        # VMs alive (pooled, running, or waiting to be closed) are bounded: under load the
+        # closing can lag behind, and the pool waits, then cold starts wait, for room.
+        self.max_live = 2 * max_concurrency + pool_size
+        self.max_running = max_running or 2 * (os.cpu_count() or 1)
+        self._cpu = threading.BoundedSemaphore(self.max_running)
+        self._live = 0
+        self._room = threading.Condition(self._lock)
+        self._threads = [threading.Thread(target=self._filler, name="functions-pool", daemon=True)]
+        self._threads += [threading.Thread(target=self._reaper, name=f"functions-reaper-{i}", daemon=True)
+                          for i in range(REAPERS)]
         for thread in self._threads:
             thread.start()
 
     def socket_path(self) -> str:
         return os.path.join(self.socket_dir, f"{next(self._ids)}.sock")
 
-    def _clone(self, build: Build) -> Clone:
+    def _clone(self, build: Build, wait: float) -> Clone:
+        """A new clone, once there is room for one more live VM (LambdaError 429 after `wait` s)."""
+        with self._room:
+            if not self._room.wait_for(lambda: self._live < self.max_live or self._closing, wait):
+                raise errors.too_many_requests("ConcurrentInvocationLimitExceeded")
+            self._live += 1
+        try:
+            return self._make_clone(build)
+        except BaseException:
+            self._vm_gone()
+            raise
+
+    def _vm_gone(self) -> None:
+        with self._room:
+            self._live -= 1
+            self._room.notify_all()
+            self._fill.notify()                 # the pool may have been waiting for room
+
+    def _make_clone(self, build: Build) -> Clone:
         if self.jail_base is None:
             return Clone.restore(build.state_path, build.mem_path, self.socket_path())
         from pyrite.functions.jail import jailed_clone
@@ -133,10 +163,19 @@ class InstanceManager:
             clone = pool.popleft() if pool else None
             self._fill.notify()
         warm = clone is not None
+        if not self._cpu.acquire(timeout=RUN_WAIT):
+            with self._lock:
+                self._running[name] -= 1
+                self._total -= 1
+                if clone is not None:
+                    pool.appendleft(clone)
+            raise errors.too_many_requests("ConcurrentInvocationLimitExceeded")
         try:
             if clone is None:
                 try:
-                    clone = self._clone(build)
+                    clone = self._clone(build, wait=timeout)
+                except errors.LambdaError:
+                    raise
                 except Exception as e:
                     raise errors.service_error(f"could not start an instance of {name}: {e}") from None
             outcome = clone.invoke(ctx, event, timeout)
@@ -145,6 +184,7 @@ class InstanceManager:
             if clone is not None:
                 clone.vm.stop()                 # its vCPU polls while it waits: no more CPU for it
                 self._reap.put(clone)
+            self._cpu.release()
             with self._lock:
                 self._running[name] -= 1
                 self._total -= 1
@@ -163,7 +203,7 @@ class InstanceManager:
                     return
             build = want
             try:
-                clone = self._clone(build)
+                clone = self._clone(build, wait=1.0)
                 try:
                     clone.preconnect()
                 except Exception:
@@ -183,6 +223,8 @@ class InstanceManager:
                 self._reap.put(clone)
 
     def _wanting(self) -> Build | None:
+        if self._live >= self.max_live - self.max_concurrency:     # invocations first
+            return None
         for build, pool in self._pools.values():
             if pool.maxlen != 0 and len(pool) < self.pool_size:
                 return build
@@ -194,9 +236,10 @@ class InstanceManager:
                 clone.close()
             except Exception:
                 pass
+            self._vm_gone()
 
     def close(self) -> None:
-        filler, reaper = self._threads
+        filler, *reapers = self._threads
         with self._lock:
             self._closing = True
             self._fill.notify_all()
@@ -206,8 +249,10 @@ class InstanceManager:
             self._pools.clear()
         for _, pool in pools:
             self._discard(pool)
-        self._reap.put(None)
-        reaper.join(timeout=60)
+        for _ in reapers:
+            self._reap.put(None)
+        for reaper in reapers:
+            reaper.join(timeout=60)
         if self.spawner is not None:
             self.spawner.close()
         shutil.rmtree(self.socket_dir, ignore_errors=True)

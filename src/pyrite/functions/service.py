@@ -56,7 +56,7 @@ def _now_iso() -> str:
 class FunctionService:
     def __init__(self, state_dir: Path, region: str = "us-east-1", pool_size: int = 2, max_concurrency: int = 64,
                  async_workers: int = 2, on_report=None, endpoint: str = "", jail: bool | None = None,
-                 jail_uid_base: int = JAIL_UID_BASE):
+                 jail_uid_base: int = JAIL_UID_BASE, max_running: int | None = None):
         """`jail`: run every clone under pyrite-jailer (default: when running as root); each
         function gets its own uid from `jail_uid_base` up."""
         from pyrite import kvm
@@ -77,7 +77,7 @@ class FunctionService:
             jail_base.mkdir(parents=True, exist_ok=True)
             remove_stale_jails(jail_base)
         self.instances = InstanceManager(pool_size=pool_size, max_concurrency=max_concurrency, jail_base=jail_base,
-                                         socket_dir=Path(state_dir) / "run")
+                                         socket_dir=Path(state_dir) / "run", max_running=max_running)
         self.on_report = on_report
         self._lock = threading.Lock()
         self._records: dict[str, FunctionRecord] = {}
