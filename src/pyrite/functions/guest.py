@@ -26,7 +26,7 @@ INIT_TIMEOUT = 10.0                   # Lambda's initialisation limit, in second
 RESPONSE_LIMIT = 6291556              # Lambda's synchronous response limit, in bytes
 LOG_KEEP = 1 << 20                    # bytes of an invocation's output kept (the rest is counted)
 CONNECT_ATTEMPTS = 3                  # connections tried when the agent drops one before any frame
-EXIT_SETTLE = 1.0                     # seconds a dropped connection waits to learn whether the VM ended
+EXIT_SETTLE = 3.0                     # seconds a dropped connection waits to learn whether the VM ended
 POLL = 0.05                           # how often a waiting invocation checks that its VM still runs
 
 

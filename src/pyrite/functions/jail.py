@@ -244,12 +244,13 @@ class JailedVm:
             return b""
 
     def stop(self) -> None:
+        """SIGKILL, without waiting: the reaper's close() waits."""
         if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.wait()
 
     def close(self) -> None:
         self.stop()
+        self.proc.wait()
         shutil.rmtree(self.jail_dir, ignore_errors=True)
         try:
             os.unlink(self.output_path)
