@@ -180,7 +180,7 @@ def test_import_inside_try_is_an_import_error_at_run_time(tmp_path):
 def test_heap_grows_to_the_memory_of_the_vm_and_running_out_is_memory_error(tmp_path):
     image = image_of(tmp_path, """
         import gc
-        print("start_mib", (gc.mem_free() + gc.mem_alloc()) // (1024 * 1024))
+        print("free_mib", (gc.mem_free() + gc.mem_alloc()) // (1024 * 1024))
         hoard = []
         try:
             while True:
@@ -196,10 +196,10 @@ def test_heap_grows_to_the_memory_of_the_vm_and_running_out_is_memory_error(tmp_
         proc = run(image, mem_mib=mem)
         out = proc.stdout.decode()
         assert proc.returncode == 0, out + proc.stderr.decode()
-        start = int(out.split("start_mib ")[1].split()[0])
+        free = int(out.split("free_mib ")[1].split()[0])
         grabbed = int(out.split("MemoryError after ")[1].split()[0])
-        assert start < mem / 4, out                 # the heap starts small ...
-        assert grabbed >= mem * 0.8, out            # ... and grows to all memory but the C library's share
+        assert free >= mem * 0.8, out               # gc.mem_free counts what the heap can grow into
+        assert grabbed >= mem * 0.8, out            # all memory but the C library's share
         assert "still alive 499500" in out, out
 
 
