@@ -2,10 +2,10 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # Debian packages: gcc builds guests, qemu is a side-by-side reference, kvm.h for the ABI check.
-APT_PKGS := gcc make linux-libc-dev qemu-system-x86 xz-utils zstd lz4 bzip2 binutils
+APT_PKGS := gcc make linux-libc-dev qemu-system-x86 xz-utils zstd lz4 bzip2 binutils e2fsprogs cpio
 STAMP  := $(VENV)/.installed
 
-.PHONY: all deps setup bytecode run test bench clean
+.PHONY: all deps setup musl micropython bytecode run test bench clean
 
 all: run
 
@@ -30,7 +30,18 @@ $(STAMP): pyproject.toml
 bytecode:
 	$(PY) -m compileall -q src > /dev/null
 
-setup: $(STAMP)
+# The C library of pyrite images: fetched from Debian's pool (pinned), built once, cached
+# (~/.cache/pyrite/musl); the first image build does it too if this was skipped.
+musl: $(STAMP)
+	$(PY) -c "from pyrite.unikernel.musl import musl_build; print('musl:', musl_build())"
+
+# MicroPython (Debian's source, ~/.cache/pyrite/micropython): mpy-cross, the core for the
+# library OS, the REPL image and the host unix reference; the first Python image build
+# (or `pyrite micropython`) does it too if this was skipped.
+micropython: $(STAMP) musl
+	$(PY) -c "from pyrite.unikernel.micropython import build as b; print('micropython:', b.repl_image(), b.unix_reference())"
+
+setup: $(STAMP) musl
 
 run: setup bytecode
 	$(VENV)/bin/pyrite run

@@ -18,7 +18,7 @@ int main(void)
     printf("[%#x] [%#X] [%#o] [%#x] [%08x] [%-8x|]\n", 255u, 255u, 8u, 0u, 0xabcu, 0xabcu);
     printf("[%.3d] [%8.3d] [%-8.3d|] [%.0d] [%.0x]\n", 7, 7, 7, 0, 0u);
     printf("[%s] [%10s] [%-10s|] [%.3s] [%*s] [%-*s|] [%.*s]\n", "abc", "abc", "abc", "abcdef", 6, "ab", 6, "ab", 2, "xyz");
-    printf("[%c] [%3c] [%-3c|] [%%] [%5%]\n", 'x', 'y', 'z');
+    printf("[%c] [%3c] [%-3c|] [%%]\n", 'x', 'y', 'z');
     printf("[%p] [%p]\n", (void *)0x1234, (void *)0xffff8000deadbeefull);
     printf("[%d] [%d] [%u] [%x]\n", INT_MIN, INT_MAX, UINT_MAX, UINT_MAX);
     n = snprintf(buf, sizeof buf, "%s-%d-%x", "snprintf", 99, 0x99u);

@@ -16,7 +16,7 @@
 static volatile unsigned notified;
 static int counting;
 
-static void on_notify(void) { notified++; }             /* CPL 0: keep it tiny */
+PYRITE_IRQ_HANDLER static void on_notify(void) { notified++; }   /* CPL 0: keep it tiny */
 
 static void report(void)
 {

@@ -1,7 +1,9 @@
 """Build the test guests in tests/guests/ with pyrite's library OS (cached by content)."""
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,14 @@ from pyrite.unikernel.build import build_image
 
 GUESTS = Path(__file__).resolve().parents[1] / "guests"
 
+# Ring-0 images run the C library (musl, which uses SSE) at CPL 0. KVM's PVM back end
+# emulates guest CPL 0 with an emulator that has no SSE arithmetic (pxor is an emulation
+# failure), so there they stop at their first SSE instruction; VT-x/AMD-V run them natively.
+PVM = os.path.exists("/sys/module/kvm_pvm")
+needs_native_cpl0 = pytest.mark.skipif(
+    PVM, reason="KVM is PVM here: guest CPL 0 is emulated without SSE, and ring-0 images run musl "
+                "(SSE) at CPL 0; they need hardware virtualization (VT-x/AMD-V)")
+
 
 def guest_image(name: str, **options) -> Path:
     """tests/guests/<name>.c built into an image; skips only when gcc is missing (a guest
@@ -17,6 +27,19 @@ def guest_image(name: str, **options) -> Path:
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed (apt-get install gcc): cannot build the test guests")
     return build_image([GUESTS / f"{name}.c"], **options)
+
+
+def host_musl_build(source: Path, exe: Path) -> Path:
+    """`source` built for the host with the images' own musl: its system calls made by the
+    `syscall` instruction (tests/guests/host/musl_start.c), everything else the same, so a
+    guest's output can be compared byte for byte with the host's."""
+    from pyrite.unikernel.build import APP_CFLAGS, include_flags
+    from pyrite.unikernel.musl import musl_build
+    musl = musl_build()
+    subprocess.run(["gcc", *APP_CFLAGS, *include_flags(musl), "-static", "-nostdlib", "-no-pie", str(source),
+                    str(GUESTS / "host" / "musl_start.c"), str(musl / "lib" / "libc.a"), "-lgcc", "-o", str(exe)],
+                   check=True, capture_output=True)
+    return exe
 
 
 def parse_facts(console: bytes) -> dict:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from guests import PVM, needs_native_cpl0
+
 GUESTS = Path(__file__).resolve().parents[1] / "guests"
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed (apt-get install gcc)")
@@ -27,13 +29,23 @@ def build(tmp_path: Path, source: str, *options) -> Path:
     return image
 
 
-@pytest.mark.parametrize("ring0", [False, True], ids=["cpl3", "ring0"])
+@pytest.mark.parametrize("ring0", [False, pytest.param(True, marks=needs_native_cpl0)], ids=["cpl3", "ring0"])
 def test_build_then_run_with_arguments(kvm, tmp_path, ring0):
     image = build(tmp_path, "args", *(["--ring0"] if ring0 else []))
     r = pyrite("run", image, "a", "b", "c", "GREETING=hello")
     assert r.returncode == 3, r.stderr
     assert r.stdout.decode() == ("argc=4\nargv[1]=a\nargv[2]=b\nargv[3]=c\nGREETING=hello\n"
                                  "NOT_SET=(unset)\nenv GREETING=hello\n")
+
+
+@pytest.mark.skipif(not PVM, reason="only KVM's PVM back end emulates guest CPL 0 (without SSE)")
+def test_ring0_image_under_pvm_stops_with_a_clear_emulation_report(kvm, tmp_path):
+    """Not a hang and not silence: the VMM names the emulation failure, the CPL and the
+    function (musl's code uses SSE, which PVM's CPL-0 emulator lacks)."""
+    r = pyrite("run", build(tmp_path, "hello", "--ring0"))
+    assert r.returncode != 0
+    assert b"KVM_INTERNAL_ERROR_EMULATION" in r.stderr and b"CPL=0" in r.stderr
+    assert b"hello from pyrite" not in r.stdout
 
 
 def test_run_reads_stdin_and_returns_mains_status(kvm, tmp_path):

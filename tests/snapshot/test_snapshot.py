@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -248,3 +250,28 @@ def test_clone_gives_independent_vms_and_the_original_goes_on(counter):
                 clone.close()
         assert vm.wait(20).status == 0
         expect_complete_run(vm.console_output)
+
+
+def test_wall_clock_after_a_restore_is_the_time_of_the_restore(tmp_path):
+    """Real time in the guest is monotonic time (the TSC) plus kvmclock's wall clock at boot:
+    restored (clock_realtime, as Firecracker's), time() is the time of the restore, not
+    of the snapshot."""
+    if not os.path.exists("/dev/kvm"):
+        pytest.skip("/dev/kvm is not present")
+    image = guest_image("wallclock")
+    state, mem = tmp_path / "vm.state", tmp_path / "vm.mem"
+    with pyrite.MicroVM(image, cmdline="1000", mem_mib=64) as vm:
+        vm.start()
+        assert vm.wait_for_output(b"time=", 20)
+        vm.pause()
+        vm.snapshot(state, mem)
+    taken_at = time.time()
+    time.sleep(4)
+    with pyrite.MicroVM.restore(state, mem, clock_realtime=True) as vm:
+        restored_at = time.time()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and vm.console_output.count(b"time=") < 5:
+            time.sleep(0.05)
+        times = [int(t) for t in re.findall(rb"time=(\d+)", vm.console_output)]
+    assert restored_at - taken_at >= 4
+    assert times and restored_at - 2 <= times[-1] <= time.time() + 2, (times, taken_at, restored_at)

@@ -46,7 +46,8 @@ APP_CFLAGS = (
     "-ffunction-sections", "-fdata-sections", "-fno-common", "-nostdinc",
 )
 # The library OS: freestanding, general registers only (its CPL-0 code must leave the
-# application's x87/SSE state alone, and guest CPL 0 may be an emulator without SSE).
+# application's x87/SSE state alone, and guest CPL 0 may be an emulator without SSE), for
+# size (every image carries it; its costs are device round trips, not instructions).
 LIBOS_CFLAGS = APP_CFLAGS + ("-ffreestanding", "-mgeneral-regs-only", "-D_GNU_SOURCE", "-Os")
 LIBOS_WARNINGS = ("-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration")
 LINK_FLAGS = (
@@ -93,6 +94,12 @@ def include_flags(musl: Path | None = None) -> list[str]:
     (intrinsics such as <immintrin.h>)."""
     musl = musl or _musl()
     return ["-isystem", str(LIBOS_DIR / "include"), "-isystem", str(musl / "include"), "-isystem", _gcc()[2]]
+
+
+def compile_flags(*, protocol: str = "default", ring0: bool = False, pvh_note: bool = True) -> list[str]:
+    """gcc flags that compile application code for a pyrite image (as build_image does):
+    APP_CFLAGS, the image's defines and the include directories (musl built if needed)."""
+    return [*APP_CFLAGS, *_defines(protocol, ring0, pvh_note), *include_flags()]
 
 
 def _syscall_names_source(musl: Path) -> str:
@@ -258,7 +265,8 @@ def build_image(
                         + [bytes(str(p.relative_to(LIBOS_DIR)), "utf-8") + b"\0" + p.read_bytes()
                            for p in _libos_files()] + [(LIBOS_DIR / "libos.lds.in").read_bytes()])
     image_key = _digest([libos_key.encode(), _build_info_source(name, cmdline, ring0).encode(), protocol.encode(),
-                         "\0".join(cflags).encode(), " ".join(LINK_FLAGS).encode()]
+                         "\0".join(cflags).encode(), " ".join(LINK_FLAGS).encode(),
+                         " ".join(sorted(FILE_FUNCTIONS)).encode()]
                         + [src.name.encode() + b"\0" + src.read_bytes() for src in srcs]
                         + _local_headers(srcs, cflags))
     cached = cache_dir() / f"{name}-{image_key}.elf"
@@ -275,6 +283,38 @@ def build_image(
     return out
 
 
+# The file systems (libos/fs) go into an image only when the program calls a C library
+# function that reaches files by name or descriptor: else the console-only calls of
+# libos/sys/files.c serve stdin/stdout/stderr and hello world stays small.
+FS_OBJECT_PREFIX = "fs_"
+FILE_FUNCTIONS = frozenset("""
+    open open64 openat openat64 creat creat64 fopen fopen64 freopen freopen64 opendir fdopendir
+    stat stat64 lstat lstat64 fstatat fstatat64 statx mkdir mkdirat rmdir unlink unlinkat remove
+    rename renameat renameat2 link linkat symlink symlinkat readlink readlinkat access faccessat
+    euidaccess eaccess chdir fchdir getcwd truncate truncate64 ftruncate ftruncate64 chmod fchmod
+    fchmodat utime utimes utimensat futimens futimesat statvfs statfs fstatvfs fstatfs realpath
+    mkstemp mkostemp mkstemps mkdtemp tmpfile tmpfile64 tmpnam tempnam dup dup2 dup3 nftw ftw glob
+    scandir fsync fdatasync sync syncfs flock lockf
+""".split())
+
+
+def _uses_files(image: Path, tmp: Path) -> bool:
+    """Whether the linked image holds one of FILE_FUNCTIONS (from its symbol table)."""
+    proc = _run(["nm", "--defined-only", str(image)], "nm", tmp)
+    if proc.returncode != 0:
+        return True                     # cannot tell: keep the file systems
+    return any(line.rsplit(" ", 1)[-1] in FILE_FUNCTIONS for line in proc.stdout.splitlines())
+
+
+def _link_once(gcc: str, musl: Path, defines: list[str], srcs: list[Path], info: Path, objects: list[Path],
+               cflags: list[str], protocol: str, script: Path, out: Path, tmp: Path) -> subprocess.CompletedProcess:
+    cmd = [gcc, *APP_CFLAGS, *defines, *include_flags(musl),
+           *cflags, *[str(s.resolve()) for s in srcs], str(info), *[str(o) for o in objects],
+           *LINK_FLAGS, f"-Wl,-e,{ENTRY_SYMBOLS[protocol]}", "-T", str(script),
+           "-Wl,--start-group", str(musl / "lib" / "libc.a"), "-lgcc", "-Wl,--end-group", "-o", str(out)]
+    return _run(cmd, "build", tmp)
+
+
 def _link(gcc: str, musl: Path, defines: list[str], srcs: list[Path], objects: list[Path],
           cflags: list[str], name: str, cmdline: str, protocol: str, ring0: bool, target: Path) -> str:
     """Compile and link the image into `target`; returns gcc's warnings (empty if none)."""
@@ -288,11 +328,10 @@ def _link(gcc: str, musl: Path, defines: list[str], srcs: list[Path], objects: l
         if proc.returncode != 0:
             raise BuildError(f"linker script {LIBOS_DIR / 'libos.lds.in'} does not preprocess:\n{proc.stderr}")
         out = tmp / "image.elf"
-        cmd = [gcc, *APP_CFLAGS, *defines, *include_flags(musl),
-               *cflags, *[str(s.resolve()) for s in srcs], str(info), *[str(o) for o in objects],
-               *LINK_FLAGS, f"-Wl,-e,{ENTRY_SYMBOLS[protocol]}", "-T", str(script),
-               "-Wl,--start-group", str(musl / "lib" / "libc.a"), "-lgcc", "-Wl,--end-group", "-o", str(out)]
-        proc = _run(cmd, "build", tmp)
+        core = [o for o in objects if not o.name.startswith(FS_OBJECT_PREFIX)]
+        proc = _link_once(gcc, musl, defines, srcs, info, core, cflags, protocol, script, out, tmp)
+        if proc.returncode == 0 and len(core) < len(objects) and _uses_files(out, tmp):
+            proc = _link_once(gcc, musl, defines, srcs, info, objects, cflags, protocol, script, out, tmp)
         if proc.returncode != 0:
             if "undefined reference to `main'" in proc.stderr:
                 raise BuildError(

@@ -6,7 +6,7 @@ import sys
 USAGE = """usage: pyrite unikernel build APP.py -o IMAGE [--module PATH ...] [--files DIR] [--mem-mib N]
        pyrite unikernel build SOURCE [SOURCE ...] -o IMAGE [--cmdline S] [--ring0]
                               [--name NAME] [--multiboot] [--no-pvh-note]
-                              [-DNAME[=VALUE]] [-IDIR] [--cflags "FLAGS"]
+                              [-DNAME[=VALUE]] [-IDIR] [--cflags "FLAGS"] [--files DIR]
        pyrite unikernel inspect IMAGE
 
 build    compiles C (and assembly) SOURCEs with pyrite's library OS into IMAGE, one ELF64
@@ -19,6 +19,10 @@ build    compiles C (and assembly) SOURCEs with pyrite's library OS into IMAGE, 
            --name NAME    argv[0] (default: IMAGE's name without its suffix)
            --multiboot    build a Multiboot 1 image instead (GRUB, QEMU -kernel)
            --no-pvh-note  leave out the PVH note: boots by the Linux 64-bit protocol only
+           --files DIR    pack DIR's files into IMAGE's initrd, IMAGE with the suffix .cpio
+                          (newc cpio, as Linux's initramfs): the application finds them in its
+                          root file system. Boot with `pyrite run IMAGE --initrd IMAGE.cpio`,
+                          QEMU -initrd, or Firecracker's boot-source initrd_path.
 inspect  prints an image's entry points, sections, library OS version and default
          command line."""
 
@@ -49,9 +53,9 @@ def main(argv: list[str]) -> int:
 
 def parse_build(argv: list[str]) -> dict:
     opts: dict = {"sources": [], "output": None, "cmdline": None, "ring0": False, "name": None,
-                  "protocol": "default", "pvh_note": True, "cflags": []}
+                  "protocol": "default", "pvh_note": True, "cflags": [], "files": None}
     valued = {"-o": "output", "--output": "output", "--cmdline": "cmdline", "--name": "name",
-              "--cflags": "cflags"}
+              "--cflags": "cflags", "--files": "files"}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -88,6 +92,10 @@ def parse_build(argv: list[str]) -> dict:
         i += 1
     if not opts["sources"]:
         raise UsageError("no source files given (e.g. `pyrite unikernel build app.c -o app.img`)")
+    if opts["files"] is not None:
+        from pathlib import Path
+        if not Path(opts["files"]).is_dir():
+            raise UsageError(f"--files {opts['files']}: not a directory")
     if opts["output"] is None:
         from pathlib import Path
         opts["output"] = Path(opts["sources"][0]).with_suffix(".img").name
@@ -97,6 +105,7 @@ def parse_build(argv: list[str]) -> dict:
 def cmd_build(argv: list[str]) -> int:
     opts = parse_build(argv)
     from pyrite.unikernel.build import BuildError, build_image
+    from pyrite.unikernel.files import FilesError, initrd_path, write_archive
 
     def show_warnings(text: str) -> None:
         sys.stderr.write(text if text.endswith("\n") else text + "\n")
@@ -111,11 +120,24 @@ def cmd_build(argv: list[str]) -> int:
     except OSError as e:
         print(f"pyrite unikernel build: {opts['output']}: {e.strerror}", file=sys.stderr)
         return 1
-    size = image.stat().st_size
+    from pyrite.unikernel.image_info import read_image_info
+    size, loaded = image.stat().st_size, read_image_info(image).loaded_size
     boots = "Multiboot 1" if opts["protocol"] == "multiboot" else (
         "PVH and Linux 64-bit" if opts["pvh_note"] else "Linux 64-bit")
     privilege = "ring 0" if opts["ring0"] else "CPL 3"
-    print(f"{image}: {size} bytes ({size / 1024:.1f} KiB), boots by {boots}, application at {privilege}")
+    print(f"{image}: {loaded} bytes loaded ({loaded / 1024:.1f} KiB; the file, {size} bytes, adds the symbol "
+          f"table for crash reports), boots by {boots}, application at {privilege}")
+    if opts["files"] is not None:
+        try:
+            archive, entries = write_archive(opts["files"], initrd_path(image))
+        except FilesError as e:
+            print(f"pyrite unikernel build: {e}", file=sys.stderr)
+            return 1
+        except OSError as e:
+            print(f"pyrite unikernel build: {initrd_path(image)}: {e.strerror}", file=sys.stderr)
+            return 1
+        print(f"{archive}: {entries} files from {opts['files']} ({archive.stat().st_size} bytes, newc cpio): "
+              f"run with `pyrite run {image} --initrd {archive}`")
     return 0
 
 

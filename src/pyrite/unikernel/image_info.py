@@ -55,6 +55,7 @@ class ImageInfo:
     info: dict[str, str] = field(default_factory=dict)      # version, name, cmdline, ...
     load_start: int = 0
     load_end: int = 0                                         # end of memory used (bss included)
+    loaded_size: int = 0          # bytes a VMM copies into guest memory (PT_LOAD file sizes)
 
     @property
     def memory_size(self) -> int:
@@ -97,6 +98,7 @@ def describe_image(data: bytes, name: str = "image") -> ImageInfo:
     if loads:
         result.load_start = min(p[4] for p in loads if p[0] == PT_LOAD)
         result.load_end = max(p[4] + p[6] for p in loads if p[0] == PT_LOAD)
+        result.loaded_size = sum(p[5] for p in loads if p[0] == PT_LOAD)
     from pyrite.arch.x86_64.loader.symbols import parse_symbols
     symbols = parse_symbols(data)
 
@@ -188,8 +190,8 @@ def format_image_info(image: ImageInfo) -> str:
     cmdline = info.get("cmdline", "")
     lines = [
         f"{image.path}: pyrite unikernel image, ELF64 x86-64, {image.file_size} bytes "
-        f"({image.file_size / 1024:.1f} KiB); {image.memory_size / 1024:.0f} KiB in memory "
-        f"at {image.load_start:#x}",
+        f"({image.file_size / 1024:.1f} KiB), {image.loaded_size} loaded (the rest: symbol table "
+        f"for crash reports); {image.memory_size / 1024:.0f} KiB in memory at {image.load_start:#x}",
         f"  library OS      {info.get('version', '?')}",
         f"  name (argv[0])  {info.get('name', '?')}",
         f"  default cmdline {cmdline!r}" if cmdline else "  default cmdline (none)",

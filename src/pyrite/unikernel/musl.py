@@ -59,9 +59,9 @@ PATCHES = (
 # stack), position-dependent code (images are linked at 1 MiB), no CET notes or endbr64.
 # SSE stays on: musl's printf, strtod and libm need floating point.
 MUSL_CFLAGS = ("-mno-red-zone", "-fno-pic", "-fno-pie", "-fcf-protection=none", "-fno-stack-protector")
-# Components compiled at -O3 (the rest at musl's -Os): as musl's configure's default
-# (internal, malloc, string) plus the maths library.
-MUSL_OPTIMIZE = "internal,malloc,string,math"
+# Components compiled at -O3 (the rest at musl's -Os): musl's configure's default
+# (internal, malloc, string) plus the maths library, stdio (printf) and stdlib.
+MUSL_OPTIMIZE = "internal,malloc,string,math,stdio,stdlib"
 
 
 class MuslError(Exception):
@@ -164,16 +164,27 @@ def _locked(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _roots() -> list[Path]:
+    """Where built musls are: under the cache in use, then (read only: a build is named by
+    its key, so any copy is as good) under the default cache, so that a private
+    $PYRITE_CACHE (tests use one per test) does not build musl again."""
+    default = Path(os.path.expanduser("~")) / ".cache" / "pyrite" / "musl"
+    roots = [Path(cache_root()) / "musl"]
+    return roots if roots[0] == default else roots + [default]
+
+
 def musl_build(gcc: str | None = None, gcc_version: str | None = None) -> Path:
     """Directory holding musl's include/ and lib/libc.a, built on first use (a minute or two)."""
     gcc = gcc or _gcc()
     if gcc_version is None:
         gcc_version = subprocess.run([gcc, "-dumpfullversion", "-dumpversion"], capture_output=True,
                                      text=True).stdout.strip()
-    root = Path(cache_root()) / "musl"
-    out = root / f"musl-{MUSL_VERSION}-{build_key(gcc, gcc_version)}"
-    if (out / "lib" / "libc.a").exists():
-        return out
+    name = f"musl-{MUSL_VERSION}-{build_key(gcc, gcc_version)}"
+    for root in _roots():
+        if (root / name / "lib" / "libc.a").exists():
+            return root / name
+    root = _roots()[0]
+    out = root / name
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root / ".lock"):
         if not (out / "lib" / "libc.a").exists():        # another process may have built it meanwhile

@@ -70,7 +70,7 @@ def _run(cmd: Sequence[str], what: str, cwd: Path | None = None, env: dict | Non
 
 
 def _port_digest(extra: Sequence[str] = ()) -> str:
-    h = hashlib.sha256(source.SHA256.encode())
+    h = hashlib.sha256(source.TREE_KEY.encode())
     for path in sorted(PORT_DIR.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
             h.update(str(path.relative_to(PORT_DIR)).encode() + b"\0" + path.read_bytes())
@@ -108,6 +108,16 @@ def _once(target: Path, build) -> Path:
     return target
 
 
+def _headers_digest(toolchain: Toolchain) -> list[str]:
+    """Digests of the headers in the toolchain's -isystem directories of our own (the library
+    OS's <pyrite/*.h>; musl's directory is named by its own digest already)."""
+    from pyrite.unikernel.build import LIBOS_DIR
+    include = LIBOS_DIR / "include"
+    if str(include) not in toolchain.cflags:
+        return []
+    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(include.rglob("*.h"))]
+
+
 def mpy_cross() -> Path:
     """MicroPython's bytecode compiler for the host, built from the same tree."""
     tree = source.source_tree()
@@ -124,7 +134,7 @@ def mpy_cross() -> Path:
 def core_library(toolchain: Toolchain) -> Path:
     """The build directory holding libmicropython.a, genhdr/ and cflags for `toolchain`."""
     tree = source.source_tree()
-    key = _port_digest([toolchain.name, toolchain.cc, *toolchain.cflags])
+    key = _port_digest([toolchain.name, toolchain.cc, *toolchain.cflags, *_headers_digest(toolchain)])
     target = source.micropython_dir() / f"core-{toolchain.name}-{key}"
 
     def build(tmp: Path) -> None:
@@ -218,6 +228,8 @@ def _check_program(program: Program, cross: Path, core: Path) -> set[str]:
     problems = check_imports(files, available)
     if problems:
         raise BuildError("\n".join(problems))
+    if program.main is None:
+        return set(LIBRARY_PACKAGES)            # the REPL: what a user might import
     return {name for path in files for name, _ in imported_names(path) if name in LIBRARY_PACKAGES}
 
 

@@ -13,7 +13,8 @@ into IMAGE, which boots on pyrite, QEMU and Firecracker. `pyrite run IMAGE ARG .
 sys.argv = ["APP.py", ARG, ...], NAME=VALUE words before `--` go to os.environ, sys.exit(n)
 is the exit status, an uncaught exception prints its traceback and gives status 1.
   --module PATH  a module (x.py) or package (a directory) the program imports
-  --files DIR    files the program reads at run time (and modules it imports from them)
+  --files DIR    files the program reads at run time (and modules it imports from them):
+                 packed into IMAGE.cpio, the initrd (`pyrite run IMAGE --initrd IMAGE.cpio`)
   --mem-mib N    the memory the image needs: it refuses to run in a smaller VM
   --name NAME    the image's name (default: APP)"""
 
@@ -97,8 +98,21 @@ def cmd_build(argv: list[str]) -> int:
     except OSError as e:
         print(f"pyrite unikernel build: {opts['output']}: {e.strerror}", file=sys.stderr)
         return 1
-    size = Path(image).stat().st_size
-    print(f"{image}: {size} bytes ({size / 1024:.1f} KiB), MicroPython program {main.name}")
+    from pyrite.unikernel.image_info import read_image_info
+    size, loaded = Path(image).stat().st_size, read_image_info(image).loaded_size
+    print(f"{image}: {loaded} bytes loaded ({loaded / 1024:.1f} KiB; the file, {size} bytes, adds the symbol "
+          f"table), MicroPython program {main.name}")
+    if opts["files"] is not None:
+        from pyrite.unikernel.files import FilesError, initrd_path, write_archive
+        try:
+            archive, entries = write_archive(opts["files"], initrd_path(Path(image)))
+        except FilesError as e:
+            print(f"pyrite unikernel build: {e}", file=sys.stderr)
+            return 1
+        except OSError as e:
+            print(f"pyrite unikernel build: {initrd_path(Path(image))}: {e.strerror}", file=sys.stderr)
+            return 1
+        print(f"{archive}: {entries} files from {opts['files']}: run with `pyrite run {image} --initrd {archive}`")
     return 0
 
 

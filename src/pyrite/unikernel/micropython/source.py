@@ -25,10 +25,17 @@ URL = f"http://deb.debian.org/debian/pool/main/m/micropython/{TARBALL}"
 SIZE = 5_983_992
 SHA256 = "7b25be99a502f070b2de81dafc08da7051d992325d6e67daa9045a918fffdbea"
 
-# Our changes to the fetched tree, each an exact text that must occur once. random draws
-# first ask the port whether the VM generation ID changed (a snapshot restore, maybe one
-# of many clones) and reseed from the entropy source if so.
+# Our changes to the fetched tree, each an exact text that must occur once.
 PATCHES = (
+    # random draws first ask the port whether the VM generation ID changed (a snapshot
+    # restore, maybe one of many clones) and reseed from the entropy source if so; a seed
+    # (explicit, or at import) records the generation it was made in, so it stands.
+    ("extmod/modrandom.c",
+     "    yasmarang_pad = (uint32_t)seed;\n",
+     "    #ifdef MICROPY_PY_RANDOM_GENERATION_CHANGED\n"
+     "    (void)MICROPY_PY_RANDOM_GENERATION_CHANGED();\n"
+     "    #endif\n"
+     "    yasmarang_pad = (uint32_t)seed;\n"),
     ("extmod/modrandom.c",
      "static uint32_t yasmarang(void) {\n",
      "static uint32_t yasmarang(void) {\n"
@@ -40,7 +47,47 @@ PATCHES = (
      "        yasmarang_dat = 0;\n"
      "    }\n"
      "    #endif\n"),
+    # gc_init need not clear the allocation and finaliser tables of a heap the port knows
+    # to be zero (fresh from calloc): at boot, that is megabytes not written (and no host
+    # page faults for them).
+    ("py/gc.c",
+     "    memset(area->gc_alloc_table_start, 0, gc_finaliser_table_byte_len + "
+     "area->gc_alloc_table_byte_len + ALLOC_TABLE_GAP_BYTE);\n",
+     "    #ifdef MICROPY_GC_AREA_IS_ZERO\n"
+     "    if (!MICROPY_GC_AREA_IS_ZERO)\n"
+     "    #endif\n"
+     "    memset(area->gc_alloc_table_start, 0, gc_finaliser_table_byte_len + "
+     "area->gc_alloc_table_byte_len + ALLOC_TABLE_GAP_BYTE);\n"),
+    # Frozen float constants as exact C hex literals (mpy-tool's %.16g can be off by one
+    # bit, and prints inf/nan as C cannot read them), and no crash on doubles beyond the
+    # float32 range in the (unused here) 30-bit float representation.
+    ("tools/mpy-tool.py",
+     '"static const mp_obj_float_t %s = {{&mp_type_float}, (mp_float_t)%.16g};"\n'
+     '                % (obj_name, obj)',
+     '"static const mp_obj_float_t %s = {{&mp_type_float}, (mp_float_t)%s};"\n'
+     '                % (obj_name, c_float_literal(obj))'),
+    ("tools/mpy-tool.py",
+     'n = struct.unpack("<I", struct.pack("<f", obj))[0]',
+     'n = struct.unpack("<I", struct.pack("<f", obj if abs(obj) <= 3.4e38 or obj != obj '
+     'else obj * float("inf")))[0]'),
+    ("tools/mpy-tool.py",
+     '"static const mp_obj_complex_t %s = {{&mp_type_complex}, (mp_float_t)%.16g, (mp_float_t)%.16g};"\n'
+     '                % (obj_name, obj.real, obj.imag)',
+     '"static const mp_obj_complex_t %s = {{&mp_type_complex}, (mp_float_t)%s, (mp_float_t)%s};"\n'
+     '                % (obj_name, c_float_literal(obj.real), c_float_literal(obj.imag))'),
+    ("tools/mpy-tool.py",
+     "\nclass FreezeError(Exception):",
+     "\ndef c_float_literal(x):\n"
+     "    if x != x:\n"
+     "        return \"__builtin_nan(\\\"\\\")\"\n"
+     "    if x in (float(\"inf\"), -float(\"inf\")):\n"
+     "        return \"__builtin_inf()\" if x > 0 else \"-__builtin_inf()\"\n"
+     "    return x.hex()\n"
+     "\n\nclass FreezeError(Exception):"),
 )
+
+# Names the patched tree: a change of PATCHES unpacks a new one (and rebuilds what uses it).
+TREE_KEY = hashlib.sha256(repr((SHA256, PATCHES)).encode()).hexdigest()[:12]
 
 
 class SourceError(Exception):
@@ -53,7 +100,7 @@ def micropython_dir() -> Path:
 
 def source_tree() -> Path:
     """The unpacked, patched tree (fetched and unpacked on first use)."""
-    tree = micropython_dir() / f"micropython-{VERSION}"
+    tree = micropython_dir() / f"micropython-{VERSION}-{TREE_KEY}"
     if (tree / ".pyrite-ready").exists():
         return tree
     tarball = fetch_tarball()

@@ -62,7 +62,7 @@ __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame)
     unsigned vector = (unsigned)f.vector;
     int status = PYRITE_CRASH_STATUS_BASE + (int)(vector & 0x7F);
     if (crashing++)
-        pyrite_poweroff(status);             /* crashed while reporting a crash */
+        pyrite_poweroff_now(status);             /* crashed while reporting a crash */
     if (fflush && f.rip)
         fflush(NULL);
 
@@ -119,5 +119,5 @@ __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame)
     put("pyrite: exit status ");
     put_dec((uint64_t)status);
     put("\n");
-    pyrite_poweroff(status);
+    pyrite_poweroff_now(status);
 }

@@ -11,7 +11,7 @@
 #include <pyrite/serial.h>
 #include "../libos_internal.h"
 
-#define MAX_ARGS 128
+#define MAX_ARGS (PYRITE_CMDLINE_MAX / 2)     /* a word and a blank each: every word fits */
 #define AUX_PAIRS 16
 
 extern char __bss_start[], __bss_end[], __image_start[];
@@ -30,12 +30,12 @@ int main(int argc, char **argv, char **envp);
 int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv,
                       void (*init)(void), void (*fini)(void), void (*ldso)(void));
 
-/* x87 and SSE control as Linux starts a process: x87 double-extended precision, round to
- * nearest, all exceptions masked (FCW 0x37F; a CPU's reset value is 0x40); MXCSR 0x1F80. */
+/* x87 control as Linux starts a process: double-extended precision, round to nearest, all
+ * exceptions masked (FCW 0x37F; the CPU's power-up value is 0x40). MXCSR's power-up value
+ * is already Linux's 0x1F80 (and KVM's emulation of CPL 0 has no ldmxcsr). */
 static void fpu_init(void)
 {
-    const uint32_t mxcsr = 0x1F80;
-    __asm__ volatile("fninit\n\tldmxcsr %0" : : "m"(mxcsr));
+    __asm__ volatile("fninit");
 }
 
 static const char *command_line(void)

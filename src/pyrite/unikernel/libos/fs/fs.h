@@ -77,5 +77,17 @@ long fs_pipe2(int fds[2], int flags);
 long fs_fallocate(int fd, int mode, off_t offset, off_t len);
 long fs_poll(struct pollfd *fds, unsigned long nfds, int timeout_ms);
 long fs_ppoll(struct pollfd *fds, unsigned long nfds, const struct timespec *timeout, const void *sigmask, size_t sigsetsize);
+long fs_flock(int fd, int operation);
+long fs_fchown(int fd, unsigned uid, unsigned gid);
+long fs_fchownat(int dirfd, const char *path, unsigned uid, unsigned gid, int flags);
+long fs_chown(const char *path, unsigned uid, unsigned gid);
+long fs_lchown(const char *path, unsigned uid, unsigned gid);
+long fs_fadvise64(int fd, off_t offset, off_t len, int advice);
+long fs_sync(void);
+long fs_syncfs(int fd);
+
+/* Write every file system's cache back to its drive and flush the drive, leaving it marked
+ * clean (libos/fs runs it before the VM ends). */
+void fs_sync_all(void);
 
 #endif

@@ -232,8 +232,6 @@ long sys_mmap(uintptr_t addr, size_t len, int prot, int flags, int fd, off_t off
         return -EINVAL;
     if (!(flags & MAP_ANONYMOUS))
         return -ENODEV;                       /* no file mappings: read the file instead */
-    if ((flags & MAP_TYPE) == MAP_SHARED && !(flags & MAP_ANONYMOUS))
-        return -ENODEV;
     uint64_t size = page_up(len);
     if (size < len)
         return -ENOMEM;
@@ -314,4 +312,13 @@ long sys_madvise(uintptr_t addr, size_t len, int advice)
         memset((void *)addr, 0, end - addr);
     }
     return 0;                                 /* other advice (MADV_FREE included) is only advice */
+}
+
+/* Nothing to write back: there are no file mappings. */
+long sys_msync(uintptr_t addr, size_t len, int flags)
+{
+    if ((addr & (PAGE - 1)) || (flags & ~(MS_ASYNC | MS_SYNC | MS_INVALIDATE)) ||
+        ((flags & MS_ASYNC) && (flags & MS_SYNC)))
+        return -EINVAL;
+    return range_managed(addr, page_up(addr + len)) ? 0 : -ENOMEM;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "py/builtin.h"
 #include "py/compile.h"
@@ -26,13 +27,12 @@
 extern const char pyrite_mp_main_module[];      // frozen path of the program, "" for the REPL
 extern const unsigned pyrite_mp_min_mem_mib;    // memory the image was built for, 0 for any
 
-#ifndef PYRITE_STACK_BYTES
-#define PYRITE_STACK_BYTES (256 * 1024)
-#endif
 // Python recursion stops with RuntimeError this far short of the end of the C stack.
-#define STACK_LIMIT (PYRITE_STACK_BYTES - 32 * 1024)
+#define STACK_MARGIN (32 * 1024)
+#define STACK_FALLBACK (256 * 1024)
 
-static char *heap;
+
+static char *heap;                              // the first area; the GC adds more as it needs
 static size_t heap_size;
 
 static void start_interpreter(void) {
@@ -57,6 +57,7 @@ static void start_interpreter(void) {
 static void stop_interpreter(void) {
     gc_sweep_all();
     mp_deinit();
+    pyrite_heap_release_grown(&MP_STATE_MEM(area));     // a soft reset starts from the first area
 }
 
 // 0, SystemExit's status, or 1 after printing the traceback (as the unix port does).
@@ -137,6 +138,16 @@ static int run_repl(void) {
     }
 }
 
+// The C stack's size: the library OS reports it as RLIMIT_STACK (the image's --stack-size).
+static size_t stack_limit(void) {
+    struct rlimit r;
+    size_t size = STACK_FALLBACK;
+    if (getrlimit(RLIMIT_STACK, &r) == 0 && r.rlim_cur != RLIM_INFINITY && r.rlim_cur > 2 * STACK_MARGIN) {
+        size = r.rlim_cur;
+    }
+    return size - STACK_MARGIN;
+}
+
 static int check_memory(void) {
     unsigned long have = pyrite_memory_mib();
     if (pyrite_mp_min_mem_mib != 0 && have != 0 && have < pyrite_mp_min_mem_mib) {
@@ -153,8 +164,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     mp_stack_ctrl_init();
-    mp_stack_set_limit(STACK_LIMIT);
-    heap = pyrite_heap_alloc(&heap_size);
+    mp_stack_set_limit(stack_limit());
+    heap_size = PYRITE_HEAP_FIRST_AREA;
+    heap = pyrite_heap_grow(heap_size);
     if (heap == NULL) {
         fprintf(stderr, "pyrite: no memory for the Python heap\n");
         return 1;

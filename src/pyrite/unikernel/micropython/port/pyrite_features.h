@@ -17,6 +17,9 @@
 #define MICROPY_EMERGENCY_EXCEPTION_BUF_SIZE (256)
 #define MICROPY_STACK_CHECK               (1)
 #define MICROPY_OPT_COMPUTED_GOTO         (1)
+// Bytecode only: no native/viper emitter (its code generator would cost ~40 KiB of image).
+#define MICROPY_EMIT_X64                  (0)
+#define MICROPY_EMIT_INLINE_X64           (0)
 #define MICROPY_PY_SYS_ATEXIT             (1)
 #define MICROPY_PY_SYS_EXC_INFO           (1)
 #define MICROPY_PY_SYS_STDFILES           (1)

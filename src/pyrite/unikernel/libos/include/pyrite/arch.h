@@ -56,7 +56,13 @@ struct pyrite_trap_frame {
 
 typedef void (*pyrite_irq_handler)(void);
 
-/* Route IOAPIC pin `gsi` (edge, active high) to the boot CPU and call `handler` at CPL 0. */
+/* Interrupt handlers run at CPL 0 in the middle of the application, whose x87/SSE
+ * registers are not saved: a handler must use general registers only. Declare it so
+ * (gcc then refuses floating point in it and emits no SSE). */
+#define PYRITE_IRQ_HANDLER __attribute__((target("general-regs-only")))
+
+/* Route IOAPIC pin `gsi` (edge, active high) to the boot CPU and call `handler` at CPL 0
+ * (see PYRITE_IRQ_HANDLER). */
 int pyrite_irq_route(unsigned gsi, pyrite_irq_handler handler);
 void pyrite_irq_eoi(void);
 
