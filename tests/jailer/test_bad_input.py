@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -162,3 +163,28 @@ def test_uid_0_is_accepted_as_firecrackers_jailer_accepts_it(fc_jailer, firecrac
                 proc.wait()
     finally:
         subprocess.run(["rm", "-rf", str(base)])
+
+
+def test_help_and_version_as_firecrackers_jailer(fc_jailer):
+    theirs = subprocess.run([*fc_jailer, "--help"], capture_output=True, text=True)
+    ours = subprocess.run([*PYRITE_JAILER, "--help"], capture_output=True, text=True)
+    assert ours.returncode == theirs.returncode == 0
+    assert ours.stdout.splitlines()[1:] == theirs.stdout.splitlines()[1:]   # all but the version line
+    assert ours.stdout.startswith("Jailer v") and "--resource-limit <resource-limit>" in ours.stdout
+    version = subprocess.run([*PYRITE_JAILER, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("Jailer v") and version.stdout.endswith("\n\n")
+
+
+def test_a_pyrite_vmm_launcher_of_another_python_is_refused(base):
+    """pyrite's VMM runs in the jailer's own interpreter, so a launcher naming another one would
+    silently run a different pyrite: refused, naming both."""
+    launcher = base / "pyrite-vmm"
+    launcher.write_text("#!/usr/bin/python3\nimport sys\nfrom pyrite.api.cli import main\nsys.exit(main())\n")
+    launcher.chmod(0o755)
+    jails_dir = base / "jails"
+    jails_dir.mkdir()
+    code, text = run(PYRITE_JAILER, jails_dir, exec_file=launcher)
+    assert code == ABORTED
+    assert text == (f"Jailer error: {launcher} runs pyrite's VMM with /usr/bin/python3, but this jailer runs in "
+                    f"{sys.executable}: use the pyrite-jailer installed beside that VMM")
+    assert contents(jails_dir) == []

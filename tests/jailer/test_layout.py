@@ -25,9 +25,19 @@ def tree(root: Path, rename: tuple[str, str] | None = None) -> dict:
     return found
 
 
+def command_line(pid: int) -> list[str]:
+    """The VMM's argv with the numbers (times) and the jail id blanked."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+    return ["N" if a.isdigit() else "ID" if a in (b"fc-jailer", b"pyrite-jailer") else a.decode() for a in argv]
+
+
 def test_jail_of_firecracker_matches_firecrackers_jailer(jails, fc_jailer, firecracker):
-    theirs = jails(fc_jailer, firecracker, "fc-jailer")
-    ours = jails(PYRITE_JAILER, firecracker, "pyrite-jailer")
+    theirs = jails(fc_jailer, firecracker, "fc-jailer", vmm_args=["--boot-timer"])
+    ours = jails(PYRITE_JAILER, firecracker, "pyrite-jailer", vmm_args=["--boot-timer"])
+    assert command_line(ours.pid) == command_line(theirs.pid) == [
+        "/firecracker", "--id", "ID", "--start-time-us", "N", "--start-time-cpu-us", "N", "--parent-cpu-time-us", "N",
+        "--boot-timer"]
+    assert Path(f"/proc/{ours.pid}/environ").read_bytes() == Path(f"/proc/{theirs.pid}/environ").read_bytes() == b""
     expected = tree(theirs.root)
     assert tree(ours.root) == expected
     # What the comparison covered, so that an empty or trivial jail cannot pass it.

@@ -3,7 +3,7 @@ VMM and for the real Firecracker binary.
 
     args.py      the command line, with Firecracker's texts (parse errors, --help, --version)
     config.py    validation into a JailConfig (Firecracker's Env::new), no side effect
-    errors.py    JailerError and Rust's io::Error wording
+    errors.py    JailerError (Firecracker's texts)
     cgroups.py   cgroup v1 / v2 set-up from /proc/mounts, undone on failure
     rlimits.py   --resource-limit
     chroot.py    new mount namespace + pivot_root into the jail

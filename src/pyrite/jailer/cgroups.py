@@ -10,74 +10,68 @@ hierarchy's root and removes the directories this jailer made (Firecracker leave
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from .errors import JailerError, io_text
+from .errors import JailerError, io_text, parse_uint
 
 PROC_MOUNTS = "/proc/mounts"
-# Firecracker's regex over /proc/mounts lines (dir, "2" for cgroup2, mount options).
-_MOUNT_LINE = re.compile(r"^([a-z2]*)\s(?P<dir>.*)\scgroup(?P<ver>2?)\s(?P<options>.*)\s0\s0$")
 
 
-@dataclass
 class Cgroup:
     """One microVM cgroup: its directory in one hierarchy and the files to write there."""
-    mount: Path
-    location: Path
-    version: int
-    properties: list[tuple[str, str]] = field(default_factory=list)
-    parent_depth: int = 0
+    __slots__ = ("mount", "location", "version", "properties", "parent_depth")
+
+    def __init__(self, mount: str, location: str, version: int, parent_depth: int):
+        self.mount, self.location, self.version, self.parent_depth = mount, location, version, parent_depth
+        self.properties: list[tuple[str, str]] = []
 
 
-@dataclass
 class CgroupPlan:
-    version: int
-    cgroups: list[Cgroup]
-    move_to: Path | None = None          # v2 with no --cgroup: join <unified>/<parent> if it exists
-    created: list[Path] = field(default_factory=list)
-    attached: list[Cgroup] = field(default_factory=list)
+    def __init__(self, version: int, cgroups: list[Cgroup], move_to: str | None = None):
+        self.version, self.cgroups = version, cgroups
+        self.move_to = move_to           # v2 with no --cgroup: join <unified>/<parent> if it exists
+        self.created: list[str] = []
+        self.attached: list[Cgroup] = []
 
     def setup(self) -> None:
         if self.move_to is not None:
-            if self.move_to.exists():
+            if os.path.exists(self.move_to):
                 try:
-                    (self.move_to / "cgroup.procs").write_text(str(os.getpid()))
+                    with open(os.path.join(self.move_to, "cgroup.procs"), "w") as f:
+                        f.write(str(os.getpid()))
                 except OSError as e:
                     raise JailerError(f"Failed to write to cgroups file: {io_text(e)}") from None
             return
         for cgroup in self.cgroups:     # every value first: cpuset needs cpus and mems before a task
             self._write_values(cgroup)
         for cgroup in self.cgroups:
-            _writeln(cgroup.location / ("tasks" if self.version == 1 else "cgroup.procs"), os.getpid())
+            _writeln(os.path.join(cgroup.location, "tasks" if self.version == 1 else "cgroup.procs"), os.getpid())
             self.attached.append(cgroup)
 
     def undo(self) -> None:
         """Back to each hierarchy's root cgroup, then remove the directories made here."""
         for cgroup in self.attached:
             try:
-                _writeln(cgroup.mount / "cgroup.procs", os.getpid())
+                _writeln(os.path.join(cgroup.mount, "cgroup.procs"), os.getpid())
             except JailerError:
                 pass
         for path in reversed(self.created):
             try:
-                path.rmdir()
+                os.rmdir(path)
             except OSError:
                 pass
 
     def _write_values(self, cgroup: Cgroup) -> None:
         missing = []
         probe = cgroup.location
-        while not probe.exists():
+        while not os.path.exists(probe):
             missing.append(probe)
-            probe = probe.parent
+            probe = os.path.dirname(probe)
         try:
-            cgroup.location.mkdir(parents=True, exist_ok=True)
+            os.makedirs(cgroup.location, exist_ok=True)
         except OSError as e:
             raise JailerError(f"Failed to create directory {cgroup.location}: {io_text(e)}") from None
         finally:
-            self.created.extend(p for p in reversed(missing) if p.exists())
+            self.created.extend(p for p in reversed(missing) if os.path.exists(p))
         enabled: set[str] = set()
         for file, value in cgroup.properties:
             if cgroup.version == 1:
@@ -85,27 +79,25 @@ class CgroupPlan:
             else:
                 controller = file.split(".")[0]
                 if controller not in enabled:
-                    _enable_in_subtree(cgroup.location.parent, controller)
+                    _enable_in_subtree(os.path.dirname(cgroup.location), controller)
                     enabled.add(controller)
-            _writeln(cgroup.location / file, value)
+            _writeln(os.path.join(cgroup.location, file), value)
 
 
 def plan(version_text: str, files: list[str], instance_id: str, parent: str,
          proc_mounts: str = PROC_MOUNTS) -> CgroupPlan | None:
     """Validated --cgroup arguments (Firecracker's Env::new checks and texts, in its order)."""
     try:
-        version = int(version_text) if version_text.isdigit() else -1
+        version = parse_uint(version_text, 8)
     except ValueError:
-        version = -1
-    if not 0 <= version <= 255:
-        raise JailerError(f"{version_text} is an invalid cgroup version specifier")
+        raise JailerError(f"{version_text} is an invalid cgroup version specifier") from None
     if not files:
         if version != 2:
             return None
         unified = _hierarchies(version, proc_mounts).get("unified")
         if unified is None:
             raise JailerError("Hierarchy not found: cgroupsv2 hierarchy missing")
-        return CgroupPlan(2, [], move_to=unified / parent)
+        return CgroupPlan(2, [], move_to=os.path.join(unified, parent))
     mounts = _hierarchies(version, proc_mounts)
     if version not in (1, 2):
         raise JailerError(f"{version} is an invalid cgroup version specifier")
@@ -132,8 +124,10 @@ def plan(version_text: str, files: list[str], instance_id: str, parent: str,
             if controller not in _available_controllers(mount):
                 raise JailerError(f"Controller {controller} is unavailable")
             key = "unified"
-        cgroup = by_key.setdefault(key, Cgroup(mount, mount / parent / instance_id, version,
-                                               parent_depth=len(Path(parent).parts)))
+        if key not in by_key:
+            by_key[key] = Cgroup(mount, os.path.join(mount, parent, instance_id), version,
+                                 len([p for p in parent.split("/") if p]))
+        cgroup = by_key[key]
         cgroup.properties.append((file, value))
     return CgroupPlan(version, list(by_key.values()))
 
@@ -149,68 +143,74 @@ def _has_special_component(path: str) -> bool:
     return path.startswith("/") or ".." in parts or parts[0] == "."
 
 
-def _hierarchies(version: int, proc_mounts: str) -> dict[str, Path]:
-    """{controller: v1 mount} or {"unified": v2 mount}, from /proc/mounts."""
+def _hierarchies(version: int, proc_mounts: str) -> dict[str, str]:
+    """{controller: v1 mount} or {"unified": v2 mount}, from the cgroup and cgroup2 lines of
+    /proc/mounts (what Firecracker's regex over them picks)."""
     try:
-        lines = Path(proc_mounts).read_text().splitlines()
+        with open(proc_mounts) as f:
+            lines = f.read().splitlines()
     except OSError as e:
         raise JailerError(f"Failed to open file {proc_mounts}: {io_text(e)}") from None
-    found: dict[str, Path] = {}
+    found: dict[str, str] = {}
     for line in lines:
-        m = _MOUNT_LINE.match(line)
-        if m is None:
+        fields = line.split()
+        if len(fields) != 6 or fields[2] not in ("cgroup", "cgroup2"):
             continue
-        if version == 2 and m["ver"] == "2":
-            return {"unified": Path(m["dir"])}
-        if version == 1 and m["ver"] == "":
-            for option in m["options"].split(","):
-                found.setdefault(option, Path(m["dir"]))
+        target, fstype, options = fields[1], fields[2], fields[3]
+        if version == 2 and fstype == "cgroup2":
+            return {"unified": target}
+        if version == 1 and fstype == "cgroup":
+            for option in options.split(","):
+                found.setdefault(option, target)
     if not found:
         raise JailerError("Hierarchy not found: No hierarchy found for this cgroup version.")
     return found
 
 
-def _available_controllers(mount: Path) -> set[str]:
+def _available_controllers(mount: str) -> set[str]:
     try:
-        return set((mount / "cgroup.controllers").read_text().split())
+        with open(os.path.join(mount, "cgroup.controllers")) as f:
+            return set(f.read().split())
     except OSError:
         return set()
 
 
-def _enable_in_subtree(path: Path, controller: str) -> None:
+def _enable_in_subtree(path: str, controller: str) -> None:
     """+controller in cgroup.subtree_control from the top of the hierarchy down to `path`."""
-    control = path / "cgroup.subtree_control"
-    if not control.exists():
+    control = os.path.join(path, "cgroup.subtree_control")
+    if not os.path.exists(control):
         return
-    if path.parent != path:
-        _enable_in_subtree(path.parent, controller)
+    if os.path.dirname(path) != path:
+        _enable_in_subtree(os.path.dirname(path), controller)
     _writeln(control, f"+{controller}")
 
 
-def _inherit_from_parent(path: Path, file: str, depth: int) -> None:
+def _inherit_from_parent(path: str, file: str, depth: int) -> None:
     """Copy the parent's value of `file` into `path` (an empty parent inherits from its own)."""
-    parent_file = path.parent / file
+    parent_file = os.path.join(os.path.dirname(path), file)
     line = _readln(parent_file)
     if not line and depth > 0:
         try:
-            _inherit_from_parent(path.parent, file, depth - 1)
+            _inherit_from_parent(os.path.dirname(path), file, depth - 1)
         except JailerError:
             pass
         line = _readln(parent_file)
     if not line:
         raise JailerError(f"Failed to inherit cgroups configurations from file {file} in path {path}")
-    _writeln(path / file, line)
+    _writeln(os.path.join(path, file), line)
 
 
-def _readln(path: Path) -> str:
+def _readln(path: str) -> str:
     try:
-        return path.read_text()[:-1]
+        with open(path) as f:
+            return f.read()[:-1]
     except OSError as e:
         raise JailerError(f"Failed to read file {path} into a string: {io_text(e)}") from None
 
 
-def _writeln(path: Path, value) -> None:
+def _writeln(path: str, value) -> None:
     try:
-        path.write_text(f"{value}\n")
+        with open(path, "w") as f:
+            f.write(f"{value}\n")
     except OSError as e:
         raise JailerError(f"Failed to write to {path}: {io_text(e)}") from None

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import sys
 import time
 
-from . import args, process, rlimits, target
+from . import args, process, target
 from .errors import JailerError, io_text
 
 
@@ -32,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     start_cpu_us = time.process_time_ns() // 1000
     argv = sys.argv[1:] if argv is None else argv
     os.closerange(3, 0x7FFFFFFF)  # close_range(2) underneath
-    os.environ.clear()
+    process.clear_environment()
     try:
         given, extra = args.parse(argv)
     except args.ArgError as e:
@@ -128,8 +127,7 @@ class _Made:
         """A copy, not a hard link, as Firecracker (its threat model: no page shared between VMMs)."""
         existed = os.path.lexists(dest)
         try:
-            shutil.copyfile(source, dest)
-            shutil.copymode(source, dest)
+            _copy_file(source, dest)
         except OSError as e:
             raise JailerError(f"Failed to copy {source} to {dest}: {io_text(e)}") from None
         finally:
@@ -149,6 +147,19 @@ class _Made:
                 os.rmdir(d)
             except OSError:
                 pass
+
+
+def _copy_file(source: str, dest: str) -> None:
+    """Contents and mode, as Rust's fs::copy."""
+    with open(source, "rb") as src:
+        mode = os.fstat(src.fileno()).st_mode & 0o7777
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            while os.sendfile(fd, src.fileno(), None, 1 << 30):
+                pass
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
 
 
 def _abort(message: str) -> None:

@@ -5,30 +5,24 @@ would make is refused here, with the text Firecracker gives when it trips over i
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from . import cgroups, devices, rlimits, target
-from .errors import JailerError, io_text
+from .errors import JailerError, io_text, parse_uint
 
 MAX_ID_LEN = 64
 
 
-@dataclass(frozen=True)
 class JailConfig:
-    id: str
-    exec_file: str            # canonical host path
-    exec_name: str
-    pyrite_vmm: bool          # run pyrite's VMM in this process instead of exec'ing
-    chroot_dir: str           # <base>/<exec name>/<id>/root
-    uid: int
-    gid: int
-    netns: str | None
-    daemonize: bool
-    new_pid_ns: bool
-    cgroups: cgroups.CgroupPlan | None
-    resource_limits: rlimits.ResourceLimits
-    uffd_minor: int | None
-    extra_args: tuple[str, ...]
+    """A validated jailer command line."""
+    FIELDS = ("id", "exec_file", "exec_name", "pyrite_vmm", "chroot_dir", "uid", "gid", "netns", "daemonize",
+              "new_pid_ns", "cgroups", "resource_limits", "uffd_minor", "extra_args")
+    __slots__ = FIELDS
+    # exec_file: canonical host path; pyrite_vmm: run pyrite's VMM in this process instead of
+    # exec'ing; chroot_dir: <base>/<exec name>/<id>/root; cgroups: a CgroupPlan or None.
+
+    def __init__(self, **values):
+        for name in self.FIELDS:
+            setattr(self, name, values[name])
 
     @property
     def jailed_exec_file(self) -> str:
@@ -54,8 +48,10 @@ def validate(given: dict, extra: list[str], proc_mounts: str = cgroups.PROC_MOUN
     plan = cgroups.plan(given["cgroup-version"], given.get("cgroup", []), instance_id, parent, proc_mounts)
     limits = rlimits.parse(given.get("resource-limit", []))
     uffd_minor = devices.userfaultfd_minor()
-    config = JailConfig(instance_id, exec_file, exec_name, pyrite_vmm, chroot_dir, uid, gid, given.get("netns"),
-                        "daemonize" in given, "new-pid-ns" in given, plan, limits, uffd_minor, tuple(extra))
+    config = JailConfig(id=instance_id, exec_file=exec_file, exec_name=exec_name, pyrite_vmm=pyrite_vmm,
+                        chroot_dir=chroot_dir, uid=uid, gid=gid, netns=given.get("netns"),
+                        daemonize="daemonize" in given, new_pid_ns="new-pid-ns" in given, cgroups=plan,
+                        resource_limits=limits, uffd_minor=uffd_minor, extra_args=tuple(extra))
     _check_jail_is_new(config)
     return config
 
@@ -92,9 +88,10 @@ def _canonical(path: str) -> str:
 
 
 def _u32(text: str, what: str) -> int:
-    if not (text.isascii() and text.lstrip("+").isdigit()) or text.count("+") > 1 or int(text) >= 2**32:
-        raise JailerError(f"Invalid {what}: {text}")
-    return int(text)
+    try:
+        return parse_uint(text, 32)
+    except ValueError:
+        raise JailerError(f"Invalid {what}: {text}") from None
 
 
 def _check_jail_is_new(config: JailConfig) -> None:

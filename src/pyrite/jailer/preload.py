@@ -20,10 +20,13 @@ from dis import opmap
 VMM_PACKAGES = ("pyrite.api", "pyrite.vmm", "pyrite.kvm", "pyrite.devices", "pyrite.arch",
                 "pyrite.config", "pyrite.snapshot")
 VMM_MODULES = ("pyrite", "pyrite.memory")
+# Modules of those packages that run in other processes (`pyrite snapshot`, `pyrite uffd-handler`).
+NOT_IN_THE_VMM = ("pyrite.snapshot.cli", "pyrite.snapshot.uffd_handler")
 CODECS = ("ascii", "latin-1", "utf-8", "idna")
 # Imported lazily by the standard library itself when something goes wrong (tracebacks in logs).
 _LOAD_CONST, _IMPORT_NAME = opmap["LOAD_CONST"], opmap["IMPORT_NAME"]
 _EXTENDED_ARG, _CACHE = opmap["EXTENDED_ARG"], opmap.get("CACHE", -1)
+_IMPORT_NAME_BYTE = bytes([_IMPORT_NAME])
 STDLIB_EXTRAS = ("traceback", "linecache", "tokenize", "encodings.idna")
 
 
@@ -33,7 +36,7 @@ def vmm_module_names() -> list[str]:
         module = importlib.import_module(package)
         names.append(package)
         names += [info.name for info in pkgutil.walk_packages(module.__path__, package + ".")]
-    return names
+    return [name for name in names if name not in NOT_IN_THE_VMM]
 
 
 def preload_vmm() -> list[str]:
@@ -42,7 +45,7 @@ def preload_vmm() -> list[str]:
     seen: set[str] = set()
     while queue:
         name = queue.pop()
-        if name in seen:
+        if name in seen or name in NOT_IN_THE_VMM:
             continue
         seen.add(name)
         module = _import(name)
@@ -61,24 +64,21 @@ def _import(name: str):
 
 
 def _imports_in(module) -> list[str]:
-    """Every module an import statement of `module` names, wherever the statement is (module
-    level or inside a function), read from its compiled code: IMPORT_NAME with the level and
-    from-list loaded just before it."""
+    """The modules that `module`'s functions import when they run (its module-level imports
+    have run already): IMPORT_NAME in their compiled code, with the level and from-list
+    loaded just before it."""
     spec = getattr(module, "__spec__", None)
-    loader = getattr(spec, "loader", None)
-    try:
-        code = loader.get_code(spec.name)
-    except (AttributeError, ImportError, OSError):
-        return []
-    if code is None:
+    if spec is None:
         return []
     package = spec.parent if spec.submodule_search_locations is None else spec.name
     found: list[str] = []
-    stack = [code]
+    stack = _function_code(module)
     while stack:
         code = stack.pop()
         stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
         ops = code.co_code
+        if _IMPORT_NAME_BYTE not in ops:   # most functions import nothing: skip the walk
+            continue
         consts: list = []  # the last two LOAD_CONST values: level, from-list
         for i in range(0, len(ops), 2):
             op, arg = ops[i], ops[i + 1]
@@ -93,3 +93,22 @@ def _imports_in(module) -> list[str]:
             elif op != _EXTENDED_ARG and op != _CACHE:
                 consts = []
     return found
+
+
+def _function_code(module) -> list[types.CodeType]:
+    """The code of the functions and methods defined in `module` (nested ones are in their
+    constants)."""
+    codes = []
+    for value in vars(module).values():
+        if isinstance(value, types.FunctionType):
+            if value.__module__ == module.__name__:
+                codes.append(value.__code__)
+        elif isinstance(value, type) and value.__module__ == module.__name__:
+            for member in vars(value).values():
+                if isinstance(member, (staticmethod, classmethod)):
+                    member = member.__func__
+                if isinstance(member, types.FunctionType):
+                    codes.append(member.__code__)
+                elif isinstance(member, property):
+                    codes += [f.__code__ for f in (member.fget, member.fset) if isinstance(f, types.FunctionType)]
+    return codes

@@ -3,10 +3,26 @@ fork, setsid, stdio to /dev/null), a new pid namespace (the child is pid 1 there
 writes its host pid and exits), the `<exec file>.pid` file, and the drop to uid:gid."""
 from __future__ import annotations
 
+import ctypes
 import os
 
 from . import _libc
 from .errors import JailerError, io_text
+
+
+def clear_environment() -> None:
+    """Firecracker's clean_env_vars, and more: an exec gives Firecracker an empty environment,
+    but pyrite's VMM runs on in this process, whose stack still holds the environment it was
+    started with (what /proc/<pid>/environ shows). Both are emptied."""
+    os.environ.clear()
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        start, end = int(fields[47]), int(fields[48])   # env_start, env_end: proc(5) fields 50, 51
+    except (OSError, IndexError, ValueError):
+        return
+    if 0 < start < end:
+        ctypes.memset(start, 0, end - start)
 
 
 def join_netns(path: str) -> None:

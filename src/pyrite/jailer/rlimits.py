@@ -3,18 +3,18 @@ soft = hard = N; RLIMIT_NOFILE is 2048 unless given."""
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass
 
-from .errors import JailerError
+from .errors import JailerError, parse_uint
 
 DEFAULT_NO_FILE = 2048
 _U64_MAX = 2**64 - 1
 
 
-@dataclass(frozen=True)
 class ResourceLimits:
-    file_size: int | None = None
-    no_file: int = DEFAULT_NO_FILE
+    __slots__ = ("file_size", "no_file")
+
+    def __init__(self, file_size: int | None = None, no_file: int = DEFAULT_NO_FILE):
+        self.file_size, self.no_file = file_size, no_file
 
     def install(self) -> None:
         if self.file_size is not None:
@@ -39,16 +39,10 @@ def parse(values: list[str]) -> ResourceLimits:
 
 
 def _parse_u64(value: str) -> int:
-    """Rust's u64::from_str, with its error texts."""
-    if value == "":
-        reason = "cannot parse integer from empty string"
-    elif not all(c in "0123456789" for c in value.removeprefix("+")) or value == "+":
-        reason = "invalid digit found in string"
-    elif int(value) > _U64_MAX:
-        reason = "number too large to fit in target type"
-    else:
-        return int(value)
-    raise JailerError(f"Invalid limit value for resource: {value}: {reason}")
+    try:
+        return parse_uint(value, 64)
+    except ValueError as e:
+        raise JailerError(f"Invalid limit value for resource: {value}: {e}") from None
 
 
 def _set(which: int, value: int, name: str) -> None:

@@ -23,9 +23,18 @@ def pin(proc: str = "/proc/self") -> bool:
     if found is None:
         return False
     limits, usage = found
+    unpin()
     _pinned = ([(p, os.open(p, os.O_RDONLY | os.O_CLOEXEC)) for p in limits],
                (usage, os.open(usage, os.O_RDONLY | os.O_CLOEXEC)))
     return True
+
+
+def unpin() -> None:
+    global _pinned
+    if _pinned is not None:
+        for _, fd in [*_pinned[0], _pinned[1]]:
+            os.close(fd)
+        _pinned = None
 
 
 def fit_problem(guest_bytes: int) -> str | None:
