@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
-import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import Running, create, requirements, short_state_dir
+from lambda_service import Running, create, requirements, short_state_dir
 
 pytestmark = requirements
 

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ROLE, create, handler_zip, requirements, zip_of
+from lambda_service import create, handler_zip, requirements, zip_of
 
 pytestmark = requirements
 

@@ -9,7 +9,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import HANDLERS, create, requirements, zip_of
+from lambda_service import HANDLERS, create, requirements, zip_of
 
 pytestmark = requirements
 SOURCES = HANDLERS / "python"

@@ -3,7 +3,6 @@ still queued on disk, and the `pyrite functions` client commands."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HANDLERS, create, requirements, short_state_dir
+from lambda_service import HANDLERS, create, requirements, short_state_dir
 
 pytestmark = requirements
 PYRITE = [sys.executable, "-m", "pyrite.cli"]

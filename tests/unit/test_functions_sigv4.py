@@ -31,7 +31,7 @@ def test_aws_documentation_iam_list_users():
 
 
 def botocore_signed(method: str, url: str, body: bytes, headers: dict | None = None, secret: str = SECRET):
-    botocore = pytest.importorskip("botocore", reason="botocore (boto3's core, a test dependency) is the reference")
+    pytest.importorskip("botocore", reason="botocore (boto3's core, a test dependency) is the reference")
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials

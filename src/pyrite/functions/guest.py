@@ -10,7 +10,6 @@ with an Outcome that says so, never with an exception.
 """
 from __future__ import annotations
 
-import os
 import select
 import socket
 import time

@@ -173,7 +173,7 @@ class FunctionService:
                                                    "quotes, line breaks or NUL in a pyrite function")
             if len(json.dumps(variables)) > ENV_LIMIT:
                 raise errors.invalid_parameter("Lambda was unable to configure your environment variables because "
-                                               f"the environment variables you have provided exceeded the 4KB limit.")
+                                               "the environment variables you have provided exceeded the 4KB limit.")
             changes["environment"] = dict(variables)
         for field, key in (("Description", "description"), ("Role", "role"), ("Handler", "handler")):
             if field in body:
@@ -197,7 +197,9 @@ class FunctionService:
         except (ValueError, TypeError):
             raise errors.invalid_parameter(runtimes.BAD_ZIP) from None
         if len(data) > ZIP_LIMIT:
-            raise LambdaErrorTooLarge(len(data))
+            raise errors.LambdaError(413, "RequestEntityTooLargeException",
+                                     f"Request must be smaller than {ZIP_LIMIT} bytes for the CreateFunction "
+                                     f"operation (zip of {len(data)} bytes)")
         return data
 
     # --------------------------------------------------------------- builds
@@ -460,9 +462,11 @@ class FunctionService:
                 continue
             try:
                 outcome, _ = self.run(record, entry["request_id"], base64.b64decode(entry["payload"]))
-            except errors.LambdaError:
-                time.sleep(0.05)                    # throttled: the event waits for its turn
-                self.queue.retry(name, dict(entry, attempts=entry["attempts"] - 1))
+            except errors.LambdaError as e:
+                if e.status == 429:                 # throttled: the event waits for its turn, uncounted
+                    time.sleep(0.05)
+                    entry = dict(entry, attempts=entry["attempts"] - 1)
+                self.queue.retry(name, entry)
                 continue
             except Exception:
                 self.queue.retry(name, entry)
@@ -472,9 +476,3 @@ class FunctionService:
             else:
                 self.queue.done(name)
 
-
-class LambdaErrorTooLarge(errors.LambdaError):
-    def __init__(self, size: int):
-        super().__init__(413, "RequestEntityTooLargeException",
-                         f"Request must be smaller than {ZIP_LIMIT} bytes for the CreateFunction operation "
-                         f"(zip of {size} bytes)")
