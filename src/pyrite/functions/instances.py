@@ -161,7 +161,6 @@ class InstanceManager:
             self._total += 1
             build, pool = entry
             clone = pool.popleft() if pool else None
-            self._fill.notify()
         warm = clone is not None
         if not self._cpu.acquire(timeout=RUN_WAIT):
             with self._lock:
@@ -188,6 +187,7 @@ class InstanceManager:
             with self._lock:
                 self._running[name] -= 1
                 self._total -= 1
+                self._fill.notify()             # refill after, not during: the GIL is one
 
     def running(self, name: str) -> int:
         with self._lock:
