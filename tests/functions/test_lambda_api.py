@@ -278,3 +278,16 @@ def test_metrics(running, lam, fn):
         lines[f'pyrite_function_invocations_total{{function="{fn}"}}']
     assert lines[f'pyrite_function_duration_seconds{{function="{fn}",quantile="0.5"}}'] > 0
     assert f'pyrite_function_duration_seconds{{function="{fn}",quantile="0.99"}}' in lines
+
+
+def test_failed_event_is_retried_twice(lam, running, fn):
+    """As Lambda: an asynchronous invocation that fails runs twice more, then is dropped."""
+    answer = lam.invoke(FunctionName=fn, InvocationType="Event", Payload=b'"fail"')
+    request_id = answer["ResponseMetadata"]["RequestId"]
+    deadline = time.monotonic() + 90
+    while running.service.logs(fn).decode().count(f"START RequestId: {request_id}") < 3 \
+            or running.service.queue.pending():
+        assert time.monotonic() < deadline, "the failed Event invocation was not retried twice"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert running.service.logs(fn).decode().count(f"START RequestId: {request_id}") == 3
