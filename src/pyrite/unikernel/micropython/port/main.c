@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "py/builtin.h"
 #include "py/compile.h"
@@ -124,6 +125,9 @@ static int run_program(int argc, char **argv) {
 
 static int run_repl(void) {
     for (;;) {
+        if (chdir("/") != 0) {                  // a soft reset starts afresh where the program did
+            perror("pyrite: chdir /");
+        }
         start_interpreter();
         int ret;
         do {
