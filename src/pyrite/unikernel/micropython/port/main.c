@@ -32,7 +32,6 @@ extern const unsigned pyrite_mp_min_mem_mib;    // memory the image was built fo
 #define STACK_MARGIN (32 * 1024)
 #define STACK_FALLBACK (256 * 1024)
 
-
 static char *heap;                              // the first area; the GC adds more as it needs
 static size_t heap_size;
 
@@ -188,10 +187,3 @@ void nlr_jump_fail(void *val) {
     fprintf(stderr, "pyrite: uncaught exception outside the interpreter (%p)\n", val);
     exit(1);
 }
-
-#ifndef NDEBUG
-void MP_WEAK __assert_func(const char *file, int line, const char *func, const char *expr) {
-    fprintf(stderr, "assertion \"%s\" failed: file \"%s\", line %d\n", expr, file, line);
-    exit(1);
-}
-#endif
