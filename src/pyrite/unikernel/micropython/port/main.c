@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "py/builtin.h"
 #include "py/compile.h"
@@ -30,7 +31,6 @@ extern const unsigned pyrite_mp_min_mem_mib;    // memory the image was built fo
 // Python recursion stops with RuntimeError this far short of the end of the C stack.
 #define STACK_MARGIN (32 * 1024)
 #define STACK_FALLBACK (256 * 1024)
-
 
 static char *heap;                              // the first area; the GC adds more as it needs
 static size_t heap_size;
@@ -124,6 +124,9 @@ static int run_program(int argc, char **argv) {
 
 static int run_repl(void) {
     for (;;) {
+        if (chdir("/") != 0) {                  // a soft reset starts afresh where the program did
+            perror("pyrite: chdir /");
+        }
         start_interpreter();
         int ret;
         do {
@@ -184,10 +187,3 @@ void nlr_jump_fail(void *val) {
     fprintf(stderr, "pyrite: uncaught exception outside the interpreter (%p)\n", val);
     exit(1);
 }
-
-#ifndef NDEBUG
-void MP_WEAK __assert_func(const char *file, int line, const char *func, const char *expr) {
-    fprintf(stderr, "assertion \"%s\" failed: file \"%s\", line %d\n", expr, file, line);
-    exit(1);
-}
-#endif
