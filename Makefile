@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 APT_PKGS := gcc make linux-libc-dev qemu-system-x86 xz-utils zstd lz4 bzip2 binutils e2fsprogs cpio libseccomp2
 STAMP  := $(VENV)/.installed
 
-.PHONY: all deps setup musl bytecode run test bench clean
+.PHONY: all deps setup musl micropython bytecode run test bench clean
 
 all: run
 
@@ -35,6 +35,12 @@ bytecode:
 # (~/.cache/pyrite/musl); the first image build does it too if this was skipped.
 musl: $(STAMP)
 	$(PY) -c "from pyrite.unikernel.musl import musl_build; print('musl:', musl_build())"
+
+# MicroPython (Debian's source, ~/.cache/pyrite/micropython): mpy-cross, the core for the
+# library OS, the REPL image and the host unix reference; the first Python image build
+# (or `pyrite micropython`) does it too if this was skipped.
+micropython: $(STAMP) musl
+	$(PY) -c "from pyrite.unikernel.micropython import build as b; print('micropython:', b.repl_image(), b.unix_reference())"
 
 setup: $(STAMP) musl
 

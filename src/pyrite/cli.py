@@ -20,6 +20,7 @@ USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--env NAME=VALUE ...] [--initrd 
        pyrite unikernel build APP.py -o APP.img [--module M ...] [--files DIR] [--mem-mib N]
        pyrite unikernel inspect APP.img
        pyrite micropython [--mem-mib N]   MicroPython's REPL in a microVM
+       pyrite functions serve|deploy|invoke|ls|logs|rm ...   (pyrite functions --help)
        pyrite uffd-handler SOCKET MEM_FILE
 
 Boots IMAGE (ELF vmlinux, PVH, bzImage or Multiboot) in a microVM with the serial console on
@@ -311,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "unikernel":
         from pyrite.unikernel.cli import main as unikernel_main
         return unikernel_main(rest)
+    if command == "functions":
+        from pyrite.functions.cli import main as functions_main
+        return functions_main(rest)
     if command == "snapshot":
         from pyrite.snapshot.cli import main as snapshot_main
         return snapshot_main(rest)

@@ -11,7 +11,8 @@ Protocol, over a Unix stream socket (mode 0600): the client sends one JSON objec
 attached as SCM_RIGHTS; the parent forks, the child takes those as fds 0-2, the directory and
 environment, and runs the program's main(); the parent answers {"pid": N} at once and
 {"status": S} when the child has ended (S as a shell reports it: the exit code, or 128 + the
-signal). Programs: "pyrite-vmm" (Firecracker's command line) and "pyrite".
+signal). Programs: "pyrite-vmm" (Firecracker's command line), "pyrite" and "pyrite-jailer"
+(which then finds the VMM it jails already loaded).
 
 The parent stays single-threaded (fork and threads do not mix) and watches its children
 through pidfds. Each child creates its own KVM VM: a VM belongs to the process that made it.
@@ -26,7 +27,7 @@ import socket
 import sys
 import time
 
-PROGRAMS = {"pyrite-vmm": "pyrite.api.cli", "pyrite": "pyrite.cli"}
+PROGRAMS = {"pyrite-vmm": "pyrite.api.cli", "pyrite": "pyrite.cli", "pyrite-jailer": "pyrite.jailer.cli"}
 MAX_REQUEST = 1 << 20
 
 
@@ -45,6 +46,8 @@ def serve(path: str) -> int:
     for module in ("pyrite.api.boot", "pyrite.api.controller", "pyrite.api.server", "pyrite.vmm.builder",
                    "pyrite.snapshot.microvm", "pyrite.snapshot.cli", "pyrite.config.resources"):
         __import__(module)
+    from pyrite.jailer.preload import preload_vmm
+    preload_vmm()                                   # what a jailed VMM loads before its chroot
     kvm.install_kick_handler()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

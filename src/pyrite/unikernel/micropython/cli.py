@@ -98,8 +98,10 @@ def cmd_build(argv: list[str]) -> int:
     except OSError as e:
         print(f"pyrite unikernel build: {opts['output']}: {e.strerror}", file=sys.stderr)
         return 1
-    size = Path(image).stat().st_size
-    print(f"{image}: {size} bytes ({size / 1024:.1f} KiB), MicroPython program {main.name}")
+    from pyrite.unikernel.image_info import read_image_info
+    size, loaded = Path(image).stat().st_size, read_image_info(image).loaded_size
+    print(f"{image}: {loaded} bytes loaded ({loaded / 1024:.1f} KiB; the file, {size} bytes, adds the symbol "
+          f"table), MicroPython program {main.name}")
     if opts["files"] is not None:
         from pyrite.unikernel.files import FilesError, initrd_path, write_archive
         try:

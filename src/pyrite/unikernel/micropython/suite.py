@@ -96,6 +96,9 @@ def compare(pyrite: SuiteResult, unix: SuiteResult) -> list[str]:
     only_unix = sorted(set(unix.failed) - set(pyrite.failed))
     if only_unix:
         lines.append("failed on unix only: " + " ".join(only_unix))
+    skipped_pyrite = sorted(set(pyrite.skipped) - set(unix.skipped))
+    if skipped_pyrite:
+        lines.append("skipped in pyrite only: " + " ".join(skipped_pyrite))
     return lines
 
 

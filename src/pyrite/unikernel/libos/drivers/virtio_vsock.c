@@ -290,15 +290,9 @@ static void poll_device(void)
     uint32_t written;
     void *cookie;
     int reposted = 0;
-    while ((cookie = virtq_get_used(&vs->rxq, &written)) != NULL) {
-        handle_packet(cookie, written);
-        post_rx(cookie);
-        reposted = 1;
-    }
-    if (reposted)
-        virtq_kick(&vs->rxq);
+    /* TRANSPORT_RESET (the VM was restored): every connection is gone (5.10.6.7). Handled
+     * before the rx packets: a connection the host opened after the restore must survive it. */
     if (virtq_get_used(&vs->evq, &written)) {
-        /* TRANSPORT_RESET (the VM was restored): every connection is gone (5.10.6.7). */
         for (unsigned i = 0; i < VSOCK_MAX_CONNECTIONS; i++)
             if (vs->conns[i].state != CONN_FREE) {
                 vs->conns[i].reset = 1;
@@ -307,6 +301,13 @@ static void poll_device(void)
         post_event();
         virtq_kick(&vs->evq);
     }
+    while ((cookie = virtq_get_used(&vs->rxq, &written)) != NULL) {
+        handle_packet(cookie, written);
+        post_rx(cookie);
+        reposted = 1;
+    }
+    if (reposted)
+        virtq_kick(&vs->rxq);
     cpu_relax();
 }
 
@@ -349,7 +350,7 @@ int vsock_accept(uint32_t port, uint64_t timeout_us)
         poll_device();
         for (unsigned i = 0; i < VSOCK_MAX_CONNECTIONS; i++) {
             struct vconn *c = &vs->conns[i];
-            if (c->state != CONN_FREE && c->from_listener && !c->accepted && c->local_port == port) {
+            if (c->state != CONN_FREE && !c->reset && c->from_listener && !c->accepted && c->local_port == port) {
                 c->accepted = 1;
                 return (int)i;
             }

@@ -1,6 +1,7 @@
 /* Character devices: the console (fds 0, 1, 2, /dev/console, /dev/tty), /dev/null, /dev/zero. */
 #include <stdio.h>
 #include <string.h>
+#include <pyrite/console.h>
 #include <pyrite/serial.h>
 #include "vfs.h"
 
@@ -37,7 +38,7 @@ static long console_read(struct vnode *node, void *buf, size_t n, uint64_t offse
 
 static long console_write(struct vnode *node, const void *buf, size_t n, uint64_t offset)
 {
-    serial_write(buf, n);
+    pyrite_console_write(buf, n);           /* COM1, or the sink an application set */
     return (long)n;
 }
 

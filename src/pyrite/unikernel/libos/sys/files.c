@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <pyrite/console.h>
 #include <pyrite/serial.h>
 #include "../fs/fs.h"
 
@@ -44,7 +45,7 @@ WEAK long fs_write(int fd, const void *buf, size_t n)
 {
     if (!console(fd))
         return -EBADF;
-    serial_write(buf, n);
+    pyrite_console_write(buf, n);
     return (long)n;
 }
 
@@ -68,7 +69,7 @@ WEAK long fs_writev(int fd, const struct iovec *iov, int iovcnt)
         return -EINVAL;
     long total = 0;
     for (int i = 0; i < iovcnt; i++) {
-        serial_write(iov[i].iov_base, iov[i].iov_len);
+        pyrite_console_write(iov[i].iov_base, iov[i].iov_len);
         total += (long)iov[i].iov_len;
     }
     return total;

@@ -1,9 +1,11 @@
-// The Python heap: in a unikernel, all the memory the C library has left at start-up (less a
-// reserve for the C library's own allocations); on the host, a fixed size.
-#include <stdio.h>
+// The Python heap's memory: areas from the C library (musl's calloc: fresh pages, zero and
+// not written), as many as MicroPython's GC asks for, up to all the memory the C library has
+// left less a reserve for its own allocations. On the host, a fixed budget.
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "py/gc.h"
+#include "py/mpstate.h"
 #include "heap.h"
 
 #ifdef PYRITE_UNIKERNEL
@@ -12,8 +14,10 @@
 
 #define MIB (1024UL * 1024UL)
 #define C_RESERVE_MIN (2 * MIB)         // musl's stdio buffers, directory streams, vsock rings
-#define HEAP_MIN (256 * 1024UL)
-#define HOST_HEAP (64 * MIB)
+#define HOST_BUDGET (64 * MIB)
+
+static int area_is_zero;
+static size_t grown_on_host;
 
 unsigned long pyrite_memory_mib(void) {
     long pages = sysconf(_SC_PHYS_PAGES);
@@ -28,31 +32,45 @@ unsigned long pyrite_memory_mib(void) {
     return (bytes + MIB - 1) / MIB;
 }
 
-static size_t heap_wanted(void) {
+// The largest area the GC may add now (MICROPY_GC_SPLIT_HEAP_AUTO asks before growing).
+size_t gc_get_max_new_split(void) {
     #ifdef PYRITE_UNIKERNEL
-    long pages = sysconf(_SC_AVPHYS_PAGES);
+    long avail_pages = sysconf(_SC_AVPHYS_PAGES);
+    long total_pages = sysconf(_SC_PHYS_PAGES);
     long page_size = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page_size > 0) {
-        size_t avail = (size_t)pages * (size_t)page_size;
-        size_t reserve = avail / 32 > C_RESERVE_MIN ? avail / 32 : C_RESERVE_MIN;
-        return avail > reserve + HEAP_MIN ? avail - reserve : HEAP_MIN;
+    if (avail_pages <= 0 || total_pages <= 0 || page_size <= 0) {
+        return 0;
     }
+    size_t avail = (size_t)avail_pages * (size_t)page_size;
+    size_t reserve = (size_t)total_pages * (size_t)page_size / 32;
+    reserve = reserve > C_RESERVE_MIN ? reserve : C_RESERVE_MIN;
+    return avail > reserve ? avail - reserve : 0;
+    #else
+    return HOST_BUDGET > grown_on_host ? HOST_BUDGET - grown_on_host : 0;
     #endif
-    return HOST_HEAP;
 }
 
-int pyrite_heap_is_zero;
-
-void *pyrite_heap_alloc(size_t *size) {
-    // What the C library reports free may be more than one block can get: shrink until it fits.
-    // calloc: musl hands out fresh (zero) pages without writing them, so gc_init need not either.
-    for (size_t want = heap_wanted(); want >= HEAP_MIN; want -= want / 8) {
-        void *heap = calloc(1, want);
-        if (heap != NULL) {
-            *size = want;
-            pyrite_heap_is_zero = 1;
-            return heap;
-        }
+void *pyrite_heap_grow(size_t size) {
+    void *area = calloc(1, size);
+    if (area != NULL) {
+        area_is_zero = 1;
+        grown_on_host += size;
     }
-    return NULL;
+    return area;
+}
+
+int pyrite_take_heap_is_zero(void) {
+    int zero = area_is_zero;
+    area_is_zero = 0;                           // the next gc_init (a soft reset) finds it used
+    return zero;
+}
+
+void pyrite_heap_release_grown(mp_state_mem_area_t *first) {
+    mp_state_mem_area_t *area = first->next;
+    first->next = NULL;
+    while (area != NULL) {
+        mp_state_mem_area_t *next = area->next;
+        free(area);                             // gc_add put the area's record at its start
+        area = next;
+    }
 }

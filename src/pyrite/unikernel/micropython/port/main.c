@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "py/builtin.h"
 #include "py/compile.h"
@@ -31,12 +32,11 @@ extern const unsigned pyrite_mp_min_mem_mib;    // memory the image was built fo
 #define STACK_MARGIN (32 * 1024)
 #define STACK_FALLBACK (256 * 1024)
 
-static char *heap;
+static char *heap;                              // the first area; the GC adds more as it needs
 static size_t heap_size;
 
 static void start_interpreter(void) {
     gc_init(heap, heap + heap_size);
-    pyrite_heap_is_zero = 0;                    // a soft reset finds it used
     mp_init();
 
     // The C library's files (the library OS's file system) at /, as the unix port does.
@@ -57,6 +57,7 @@ static void start_interpreter(void) {
 static void stop_interpreter(void) {
     gc_sweep_all();
     mp_deinit();
+    pyrite_heap_release_grown(&MP_STATE_MEM(area));     // a soft reset starts from the first area
 }
 
 // 0, SystemExit's status, or 1 after printing the traceback (as the unix port does).
@@ -123,6 +124,9 @@ static int run_program(int argc, char **argv) {
 
 static int run_repl(void) {
     for (;;) {
+        if (chdir("/") != 0) {                  // a soft reset starts afresh where the program did
+            perror("pyrite: chdir /");
+        }
         start_interpreter();
         int ret;
         do {
@@ -164,7 +168,8 @@ int main(int argc, char **argv) {
     }
     mp_stack_ctrl_init();
     mp_stack_set_limit(stack_limit());
-    heap = pyrite_heap_alloc(&heap_size);
+    heap_size = PYRITE_HEAP_FIRST_AREA;
+    heap = pyrite_heap_grow(heap_size);
     if (heap == NULL) {
         fprintf(stderr, "pyrite: no memory for the Python heap\n");
         return 1;
@@ -182,10 +187,3 @@ void nlr_jump_fail(void *val) {
     fprintf(stderr, "pyrite: uncaught exception outside the interpreter (%p)\n", val);
     exit(1);
 }
-
-#ifndef NDEBUG
-void MP_WEAK __assert_func(const char *file, int line, const char *func, const char *expr) {
-    fprintf(stderr, "assertion \"%s\" failed: file \"%s\", line %d\n", expr, file, line);
-    exit(1);
-}
-#endif

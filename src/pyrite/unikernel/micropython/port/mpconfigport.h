@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 #include <alloca.h>
+#include <stdlib.h>
 
 #include "pyrite_features.h"
 
@@ -33,8 +34,13 @@ typedef long mp_off_t;
 #define MICROPY_PY_TIME_INCLUDEFILE       "modtime_include.c"
 #define MICROPY_PY_RANDOM_SEED_INIT_FUNC  (mp_random_seed_init())
 #define MICROPY_PY_RANDOM_GENERATION_CHANGED() (mp_random_generation_changed())
-// The first gc_init gets calloc's memory: its tables are zero already.
-#define MICROPY_GC_AREA_IS_ZERO           (pyrite_heap_is_zero)
+// The heap grows by areas from the C library up to all memory (heap.c); a new area comes
+// from calloc, so its tables are zero already (MICROPY_GC_AREA_IS_ZERO: patched gc.c).
+#define MICROPY_GC_SPLIT_HEAP             (1)
+#define MICROPY_GC_SPLIT_HEAP_AUTO        (1)
+#define MP_PLAT_ALLOC_HEAP(size)          (pyrite_heap_grow(size))
+#define MP_PLAT_FREE_HEAP(ptr)            (free(ptr))
+#define MICROPY_GC_AREA_IS_ZERO           (pyrite_take_heap_is_zero())
 
 // Tracebacks and warnings go to stderr, as with the unix port.
 extern const struct _mp_print_t mp_stderr_print;
@@ -46,6 +52,8 @@ extern const struct _mp_print_t mp_stderr_print;
 #include <stddef.h>
 unsigned long mp_random_seed_init(void);
 int mp_random_generation_changed(void);
-extern int pyrite_heap_is_zero;
+void *pyrite_heap_grow(size_t size);
+int pyrite_take_heap_is_zero(void);
+
 void mp_hal_get_random(size_t n, void *buf);
 #endif
