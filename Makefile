@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 APT_PKGS := gcc make linux-libc-dev qemu-system-x86 xz-utils zstd lz4 bzip2 binutils e2fsprogs cpio
 STAMP  := $(VENV)/.installed
 
-.PHONY: all deps setup bytecode run test bench clean
+.PHONY: all deps setup musl bytecode run test bench clean
 
 all: run
 
@@ -30,7 +30,12 @@ $(STAMP): pyproject.toml
 bytecode:
 	$(PY) -m compileall -q src > /dev/null
 
-setup: $(STAMP)
+# The C library of pyrite images: fetched from Debian's pool (pinned), built once, cached
+# (~/.cache/pyrite/musl); the first image build does it too if this was skipped.
+musl: $(STAMP)
+	$(PY) -c "from pyrite.unikernel.musl import musl_build; print('musl:', musl_build())"
+
+setup: $(STAMP) musl
 
 run: setup bytecode
 	$(VENV)/bin/pyrite run

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/times.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -56,6 +58,7 @@ static void memory(void)
     CALL("mmap_file", mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, 0, 0) == MAP_FAILED);
     CALL("mprotect_rw", mprotect(r, 4096, PROT_READ | PROT_WRITE));
     CALL("mprotect_ro", mprotect(r, 4096, PROT_READ));
+    CALL("msync", msync(r, 4096, MS_SYNC));
     char *before = (char *)syscall(SYS_brk, 0);      /* musl's brk() and sbrk(n) always fail */
     char *after = (char *)syscall(SYS_brk, before + (1 << 16));
     printf("brk_grows=%d zeroed=%d\n", after == before + (1 << 16), all_zero((unsigned char *)before, 1 << 16));
@@ -77,6 +80,12 @@ static void identity_and_time(void)
     clock_gettime(CLOCK_MONOTONIC, &b);
     printf("monotonic_ok=%d\n", b.tv_sec > a.tv_sec || (b.tv_sec == a.tv_sec && b.tv_nsec >= a.tv_nsec));
     CALL("clock_bad", clock_gettime(12345, &a));
+    struct rusage usage;
+    CALL("getrusage", getrusage(RUSAGE_SELF, &usage));
+    printf("user_time_ok=%d\n", usage.ru_utime.tv_sec > 0 || usage.ru_utime.tv_usec > 0);
+    struct tms tms;
+    clock_t ticks = times(&tms);
+    printf("times_ok=%d\n", ticks >= 0 && tms.tms_utime == ticks && tms.tms_cutime == 0);
     unsigned char r1[32], r2[32];
     ssize_t n1 = getrandom(r1, sizeof r1, 0), n2 = getrandom(r2, sizeof r2, 0);
     printf("getrandom=%zd %zd differ=%d\n", n1, n2, memcmp(r1, r2, sizeof r1) != 0);

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,19 @@ def guest_image(name: str, **options) -> Path:
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed (apt-get install gcc): cannot build the test guests")
     return build_image([GUESTS / f"{name}.c"], **options)
+
+
+def host_musl_build(source: Path, exe: Path) -> Path:
+    """`source` built for the host with the images' own musl: its system calls made by the
+    `syscall` instruction (tests/guests/host/musl_start.c), everything else the same, so a
+    guest's output can be compared byte for byte with the host's."""
+    from pyrite.unikernel.build import APP_CFLAGS, include_flags
+    from pyrite.unikernel.musl import musl_build
+    musl = musl_build()
+    subprocess.run(["gcc", *APP_CFLAGS, *include_flags(musl), "-static", "-nostdlib", "-no-pie", str(source),
+                    str(GUESTS / "host" / "musl_start.c"), str(musl / "lib" / "libc.a"), "-lgcc", "-o", str(exe)],
+                   check=True, capture_output=True)
+    return exe
 
 
 def parse_facts(console: bytes) -> dict:

@@ -137,9 +137,10 @@ def test_ext2_files_cross_between_host_tools_and_the_guest(fsh, tmp_path):
     (source / "doomed").write_text("deleted by the guest")
     disk = mkfs(tmp_path / "disk.img", "32M", source)
     out = boot(fsh, ["cd", "/mnt/vda", "cat", "dir/blob", "write", "dir/made", "5000000", "3", "rename", "old-name",
-                     "dir/new-name", "unlink", "doomed", "mkdir", "left-dirty"], drives=[(disk, False)])
+                     "dir/new-name", "unlink", "doomed", "mkdir", "left-dirty", "write", "held", "100000", "1", "hold", "held",
+                     "unlink", "held"], drives=[(disk, False)])
     assert f"cat dir/blob size=2000003 fnv={fnv1a64(blob)}" in out
-    fsck(disk)
+    fsck(disk)                              # "held", removed while open, was freed at the end
     assert debugfs(disk, "cat /dir/new-name") == b"renamed by the guest"
     listing = debugfs(disk, "ls -l /").decode()
     assert "doomed" not in listing
@@ -194,7 +195,10 @@ def check_vmm_run(out: str, disk: Path, blob_hash: str) -> None:
 
 
 @pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 not installed")
-def test_qemu_initrd_and_virtio_blk(fsh, vmm_inputs):
+@pytest.mark.parametrize("protocol", ["default", "multiboot"])
+def test_qemu_initrd_and_virtio_blk(vmm_inputs, protocol):
+    """PVH (the initrd as module 0) and Multiboot (the first module)."""
+    fsh = guest_image("fsh", protocol=protocol)
     disk, archive, blob_hash = vmm_inputs
     cmd = [QEMU, "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=off", "-global", "virtio-mmio.force-legacy=false",
            "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", "256M", "-nodefaults", "-no-user-config",

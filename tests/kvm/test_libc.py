@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from guests import GUESTS, guest_image, parse_facts
-from pyrite.unikernel.build import APP_CFLAGS, include_flags
+from guests import GUESTS, guest_image, host_musl_build, parse_facts
 from pyrite.unikernel.musl import musl_build
 
 PYRITE = [sys.executable, "-m", "pyrite.cli", "run"]
@@ -37,24 +36,15 @@ def test_neither_the_c_library_nor_an_image_has_a_syscall_instruction():
     assert syscall_instructions(guest_image("libc_check")) == []
 
 
-def host_build(source, tmp_path):
-    """`source` built for the host with the same musl: its system calls made by the
-    `syscall` instruction (tests/guests/host/musl_start.c), everything else the same."""
-    musl = musl_build()
-    exe = tmp_path / f"{source.stem}.host"
-    subprocess.run(["gcc", *APP_CFLAGS, *include_flags(musl), "-static", "-nostdlib", "-no-pie", str(source),
-                    str(GUESTS / "host" / "musl_start.c"), str(musl / "lib" / "libc.a"), "-lgcc", "-o", str(exe)],
-                   check=True, capture_output=True)
-    return exe
-
-
 def test_floating_point_is_bit_identical_to_the_host(kvm, tmp_path):
     """libm, printf %a/%.17g/%e/%f/%g, strtod and sscanf, long double (x87 precision
     control from the boot's fninit) and rounding modes (MXCSR): the guest prints exactly
-    what the same program with the same C library prints on the host."""
+    what the same program with the same C library prints on the host (QEMU and Firecracker
+    too: tests/kvm/test_unikernel_apps.py)."""
     guest = run(guest_image("fp_results"))
     assert guest.returncode == 0, guest.stderr
-    host = subprocess.run([str(host_build(GUESTS / "fp_results.c", tmp_path))], capture_output=True, timeout=60)
+    host = subprocess.run([str(host_musl_build(GUESTS / "fp_results.c", tmp_path / "fp_results"))],
+                          capture_output=True, timeout=60)
     assert host.returncode == 0
     assert len(guest.stdout.splitlines()) > 350
     assert guest.stdout == host.stdout
@@ -76,11 +66,13 @@ def test_system_calls_of_the_library_os(libc_check):
     assert facts["mremap_kept"] == "1 grown_zeroed=1"
     assert facts["mmap_file"] == "1 errno=19"                 # ENODEV: no file mappings
     assert facts["mprotect_rw"] == "0 errno=0" and facts["mprotect_ro"] == "-1 errno=13"
+    assert facts["msync"] == "0 errno=0"
     assert facts["brk_grows"] == "1 zeroed=1" and facts["malloc_big"] == "1"
     assert facts["malloc_too_big"] == "1 errno=12"
     # identity, clocks, entropy
     assert facts["uname"] == "pyrite x86_64" and facts["pid"] == "1 ppid=0 uid=0"
     assert facts["monotonic_ok"] == "1" and facts["clock_bad"] == "-1 errno=22"
+    assert facts["getrusage"] == "0 errno=0" and facts["user_time_ok"] == "1" and facts["times_ok"] == "1"
     assert facts["getrandom"] == "32 32 differ=1"
     # what a unikernel refuses: Linux's errno values, never a silent success
     assert facts["fork"] == "-1 errno=38" and facts["socket"] == "-1 errno=38"

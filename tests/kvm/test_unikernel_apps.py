@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import pyrite
-from guests import GUESTS, guest_image, needs_native_cpl0
+from guests import GUESTS, guest_image, host_musl_build, needs_native_cpl0
 from pyrite.arch.x86_64.loader.symbols import elf_symbolizer
 from pyrite.unikernel.cmdline import quote_args
 
@@ -47,9 +47,11 @@ class App:
     stdin: bytes | None = None
     ring0: bool = False
     status: int = 0
-    # The host (glibc) build of the same source gives the expected output, with these
-    # arguments and environment; else `expected` is the output, or `crash` names the exception.
+    # The host build of the same source gives the expected output, with these arguments and
+    # environment; else `expected` is the output, or `crash` names the exception. The host
+    # build uses glibc, or with host_musl the images' own musl (for bit-identical floating point).
     host_args: tuple[str, ...] | None = None
+    host_musl: bool = False
     host_env: dict = field(default_factory=dict)
     expected: str | None = None
     crash: tuple[str, int] | None = None
@@ -66,6 +68,7 @@ APPS = [
     App("args-quoted", "args", QUOTED, {"GREETING": 'say "hi" \\o/'}, status=13, host_args=QUOTED,
         host_env={"GREETING": 'say "hi" \\o/'}),
     App("malloc-stress", "malloc_stress", ("20000", "12345"), host_args=("20000", "12345")),
+    App("fp-results", "fp_results", host_args=(), host_musl=True),
     App("div0", "crash", ("div0",), status=128, crash=("#DE divide error", 0)),
     App("null-write", "crash", ("null",), status=142, crash=("#PF page fault", 14)),
     App("stdin", "upper", stdin=b"hello\nWorld 42, done\nend\n", status=2, host_args=()),
@@ -129,15 +132,17 @@ def run_firecracker(image: Path, app: App, tmp_path: Path, binary: Path) -> Outc
 
 @pytest.fixture(scope="session")
 def host_outputs(tmp_path_factory):
-    """Output of each source built for the host with glibc (cached per source and arguments)."""
+    """Output of each source built for the host with glibc or musl (cached per source and arguments)."""
     cache: dict = {}
     workdir = tmp_path_factory.mktemp("host")
 
     def output(app: App) -> str:
-        key = (app.source, app.host_args, tuple(sorted(app.host_env.items())), app.stdin)
+        key = (app.source, app.host_args, tuple(sorted(app.host_env.items())), app.stdin, app.host_musl)
         if key not in cache:
-            exe = workdir / app.source
-            if not exe.exists():
+            exe = workdir / f"{app.source}.{'musl' if app.host_musl else 'glibc'}"
+            if app.host_musl and not exe.exists():
+                host_musl_build(GUESTS / f"{app.source}.c", exe)
+            elif not exe.exists():
                 subprocess.run(["gcc", "-O2", "-w", str(GUESTS / f"{app.source}.c"), "-o", str(exe)], check=True)
             done = subprocess.run([str(exe), *app.host_args], input=app.stdin or b"", capture_output=True,
                                   env=app.host_env)

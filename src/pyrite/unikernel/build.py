@@ -55,7 +55,8 @@ APP_CFLAGS = (
     "-ffunction-sections", "-fdata-sections", "-fno-common", "-nostdinc",
 )
 # The library OS: freestanding, general registers only (its CPL-0 code must leave the
-# application's x87/SSE state alone, and guest CPL 0 may be an emulator without SSE).
+# application's x87/SSE state alone, and guest CPL 0 may be an emulator without SSE), for
+# size (every image carries it; its costs are device round trips, not instructions).
 LIBOS_CFLAGS = APP_CFLAGS + ("-ffreestanding", "-mgeneral-regs-only", "-D_GNU_SOURCE", "-Os")
 LIBOS_WARNINGS = ("-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration")
 LINK_FLAGS = (

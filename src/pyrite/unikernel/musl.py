@@ -59,9 +59,9 @@ PATCHES = (
 # stack), position-dependent code (images are linked at 1 MiB), no CET notes or endbr64.
 # SSE stays on: musl's printf, strtod and libm need floating point.
 MUSL_CFLAGS = ("-mno-red-zone", "-fno-pic", "-fno-pie", "-fcf-protection=none", "-fno-stack-protector")
-# Components compiled at -O3 (the rest at musl's -Os): as musl's configure's default
-# (internal, malloc, string) plus the maths library.
-MUSL_OPTIMIZE = "internal,malloc,string,math"
+# Components compiled at -O3 (the rest at musl's -Os): musl's configure's default
+# (internal, malloc, string) plus the maths library, stdio (printf) and stdlib.
+MUSL_OPTIMIZE = "internal,malloc,string,math,stdio,stdlib"
 
 
 class MuslError(Exception):

@@ -39,7 +39,12 @@ static struct vnode *subdir(struct vnode *dir, const char *name)
     return dir->ops->create(dir, name, strlen(name), S_IFDIR_ | 0755, NULL, &node) ? NULL : node;
 }
 
-static void at_exit(void) { fs_sync_all(); fflush(stdout); }
+static void at_exit(void)
+{
+    fd_close_all();
+    fs_sync_all();
+    fflush(stdout);
+}
 
 struct vnode *fs_setup_root(void)
 {

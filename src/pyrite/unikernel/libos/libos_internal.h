@@ -13,7 +13,7 @@ void pyrite_paging_init_low(void);
 void pyrite_paging_map_high(const struct pyrite_bootinfo *bi);
 void pyrite_memory_init(const struct pyrite_bootinfo *bi);
 size_t pyrite_memory_free(void);            /* bytes the page allocator has left */
-size_t pyrite_stack_size(void);             /* the application's stack (RLIMIT_STACK) */
+size_t pyrite_stack_size(void);             /* the application's stack (RLIMIT_STACK), 0 if unknown */
 void pyrite_clock_init(void);
 void pyrite_boot_random(uint8_t out[16]);   /* AT_RANDOM's bytes */
 void pyrite_irq_dispatch(struct pyrite_trap_frame *frame);

@@ -4,6 +4,8 @@
 #include "bcache.h"
 #include "vfs.h"
 
+#define RUN_BYTES (64u << 10)           /* adjacent dirty blocks go to the drive as one request */
+
 struct bcache *bcache_new(struct blockdev *dev, uint32_t block_size, unsigned nr_bufs)
 {
     struct bcache *c = calloc(1, sizeof *c);
@@ -15,16 +17,27 @@ struct bcache *bcache_new(struct blockdev *dev, uint32_t block_size, unsigned nr
     c->nr_hash = nr_bufs;
     c->bufs = calloc(nr_bufs, sizeof *c->bufs);
     c->hash = calloc(c->nr_hash, sizeof *c->hash);
+    c->dirty = calloc(nr_bufs, sizeof *c->dirty);
+    c->run = aligned_alloc(4096, RUN_BYTES);
     uint8_t *data = aligned_alloc(4096, (size_t)nr_bufs * block_size);
-    if (!c->bufs || !c->hash || !data) {
+    if (!c->bufs || !c->hash || !c->dirty || !c->run || !data) {
+        free(c->run);
+        free(c->dirty);
         free(c->bufs);
         free(c->hash);
         free(data);
         free(c);
         return NULL;
     }
-    for (unsigned i = 0; i < nr_bufs; i++)
-        c->bufs[i].data = data + (size_t)i * block_size;
+    c->lru.next = c->lru.prev = &c->lru;
+    for (unsigned i = 0; i < nr_bufs; i++) {
+        struct buf *b = &c->bufs[i];
+        b->data = data + (size_t)i * block_size;
+        b->next = &c->lru;
+        b->prev = c->lru.prev;
+        c->lru.prev->next = b;
+        c->lru.prev = b;
+    }
     return c;
 }
 
@@ -58,18 +71,24 @@ static int write_buf(struct bcache *c, struct buf *b)
     return err;
 }
 
+/* b becomes the most recently used. */
+static void touch(struct bcache *c, struct buf *b)
+{
+    b->prev->next = b->next;
+    b->next->prev = b->prev;
+    b->next = c->lru.next;
+    b->prev = &c->lru;
+    c->lru.next->prev = b;
+    c->lru.next = b;
+}
+
 /* A free buffer for `block`: the least recently used one without pins (written if dirty). */
 static struct buf *take(struct bcache *c, uint64_t block, int *err)
 {
-    struct buf *victim = NULL;
-    for (unsigned i = 0; i < c->nr_bufs; i++) {
-        struct buf *b = &c->bufs[i];
-        if (!b->pins && (!victim || !b->valid || (victim->valid && b->last_use < victim->last_use)))
-            victim = b;
-        if (victim && !victim->valid)
-            break;
-    }
-    if (!victim) {
+    struct buf *victim = c->lru.prev;
+    while (victim != &c->lru && victim->pins)
+        victim = victim->prev;
+    if (victim == &c->lru) {
         *err = -ENOMEM;
         return NULL;
     }
@@ -108,7 +127,7 @@ static struct buf *get(struct bcache *c, uint64_t block, int read, int *err)
     if (!read)
         memset(b->data, 0, c->block_size);
     b->pins++;
-    b->last_use = ++c->clock;
+    touch(c, b);
     return b;
 }
 
@@ -134,18 +153,27 @@ static int by_block(const void *a, const void *b)
 
 int bcache_sync(struct bcache *c, int flush)
 {
-    struct buf **dirty = malloc(c->nr_bufs * sizeof *dirty);
-    if (!dirty)
-        return -ENOMEM;
+    struct buf **dirty = c->dirty;
     unsigned n = 0;
     for (unsigned i = 0; i < c->nr_bufs; i++)
         if (c->bufs[i].valid && c->bufs[i].dirty)
             dirty[n++] = &c->bufs[i];
     qsort(dirty, n, sizeof *dirty, by_block);
     int err = 0;
-    for (unsigned i = 0; i < n && !err; i++)
-        err = write_buf(c, dirty[i]);
-    free(dirty);
+    for (unsigned i = 0, count; i < n && !err; i += count) {
+        for (count = 1; i + count < n && dirty[i + count]->block == dirty[i]->block + count &&
+                        (count + 1) * c->block_size <= RUN_BYTES; count++)
+            ;
+        if (count == 1) {
+            err = write_buf(c, dirty[i]);
+            continue;
+        }
+        for (unsigned k = 0; k < count; k++)
+            memcpy(c->run + k * c->block_size, dirty[i + k]->data, c->block_size);
+        err = c->dev->write(c->dev, dirty[i]->block * sectors_per_block(c), c->run, count * sectors_per_block(c));
+        for (unsigned k = 0; !err && k < count; k++)
+            dirty[i + k]->dirty = 0;
+    }
     if (!err && flush && c->dev->flush)
         err = c->dev->flush(c->dev);
     return err;

@@ -18,8 +18,8 @@ struct buf {
     uint64_t block;
     uint8_t *data;
     int valid, dirty, pins;
-    uint64_t last_use;
     struct buf *hash_next;
+    struct buf *prev, *next;            /* the ring through bcache.lru, newest first */
 };
 
 struct bcache {
@@ -28,7 +28,9 @@ struct bcache {
     unsigned nr_bufs, nr_hash;
     struct buf *bufs;
     struct buf **hash;
-    uint64_t clock;
+    struct buf **dirty;                 /* bcache_sync's list (nr_bufs entries) */
+    uint8_t *run;                       /* bcache_sync gathers adjacent dirty blocks here */
+    struct buf lru;                     /* ring head: lru.next newest, lru.prev least recently used */
 };
 
 struct bcache *bcache_new(struct blockdev *dev, uint32_t block_size, unsigned nr_bufs);

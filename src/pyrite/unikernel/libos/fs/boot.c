@@ -57,6 +57,13 @@ static void mount_drives(struct vnode *root)
     vnode_put(mnt_dir);
 }
 
+/* The program's end: its descriptors close, then every cache goes to its drive. */
+static void shutdown(void)
+{
+    fd_close_all();
+    fs_sync_all();
+}
+
 struct vnode *fs_setup_root(void)
 {
     struct vnode *root = ramfs_new("ramfs");
@@ -72,6 +79,6 @@ struct vnode *fs_setup_root(void)
     vnode_put(dev);
     vnode_put(subdir(root, "tmp"));
     mount_drives(root);
-    pyrite_set_poweroff_hook(fs_sync_all);
+    pyrite_set_poweroff_hook(shutdown);
     return root;
 }

@@ -479,6 +479,40 @@ long fs_fchmodat(int dirfd, const char *path, int mode)
 
 long fs_chmod(const char *path, int mode) { return fs_fchmodat(LX_AT_FDCWD, path, mode); }
 
+/* Owners are stored (the one user is root, who may give files to anyone); -1 keeps one. */
+int vfs_chown(struct vnode *node, unsigned uid, unsigned gid)
+{
+    int err = vfs_check_writable(node->mnt);
+    if (err)
+        return err;
+    if (uid != (unsigned)-1)
+        node->uid = uid;
+    if (gid != (unsigned)-1)
+        node->gid = gid;
+    vfs_touch(node, FS_TOUCH_C);
+    return node->ops->update ? node->ops->update(node) : 0;
+}
+
+long fs_fchownat(int dirfd, const char *path, unsigned uid, unsigned gid, int flags)
+{
+    if (flags & ~(LX_AT_SYMLINK_NOFOLLOW | LX_AT_EMPTY_PATH))
+        return -EINVAL;
+    struct vnode *node;
+    int err = vfs_resolve(dirfd, path, (flags & LX_AT_SYMLINK_NOFOLLOW ? 0 : LOOKUP_FOLLOW) |
+                                       (flags & LX_AT_EMPTY_PATH), &node);
+    if (err)
+        return err;
+    err = vfs_chown(node, uid, gid);
+    vnode_put(node);
+    return err;
+}
+
+long fs_chown(const char *path, unsigned uid, unsigned gid) { return fs_fchownat(LX_AT_FDCWD, path, uid, gid, 0); }
+long fs_lchown(const char *path, unsigned uid, unsigned gid)
+{
+    return fs_fchownat(LX_AT_FDCWD, path, uid, gid, LX_AT_SYMLINK_NOFOLLOW);
+}
+
 void vfs_fill_stat(struct vnode *node, struct stat *st)
 {
     memset(st, 0, sizeof *st);

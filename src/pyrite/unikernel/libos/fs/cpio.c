@@ -51,6 +51,15 @@ static int parent_of(struct vnode *root, const char *path, size_t len, struct vn
     vnode_get(dir);
     size_t at = 0;
     for (;;) {
+        while (at < len && (path[at] == '/' || (path[at] == '.' && (at + 1 == len || path[at + 1] == '/')))) {
+            at++;                       /* empty and "." components */
+            if (at == len) {
+                *out = dir;             /* names the directory itself */
+                *name = ".";
+                *name_len = 1;
+                return 0;
+            }
+        }
         size_t end = at;
         while (end < len && path[end] != '/')
             end++;
@@ -90,11 +99,19 @@ static int unpack_entry(struct vnode *root, const char *path, size_t len, const 
         int err = parent_of(root, path, len, &dir, &name, &name_len);
         if (err)
             return err;
-        if (name_len == 0 || name_len > FS_NAME_MAX) {
+        if (name_len > FS_NAME_MAX) {
             vnode_put(dir);
             return -ENAMETOOLONG;
         }
-        err = dir->ops->lookup(dir, name, name_len, &node);
+        if (name_len == 1 && name[0] == '.') {
+            err = IS_DIR(mode) ? 0 : -EEXIST;   /* "a/." or "a/": the directory a itself */
+            if (!err) {
+                node = dir;
+                vnode_get(node);
+            }
+        } else {
+            err = dir->ops->lookup(dir, name, name_len, &node);
+        }
         if (err == 0 && (node->mode & S_IFMT_) != type) {
             vnode_put(node);
             err = -EEXIST;

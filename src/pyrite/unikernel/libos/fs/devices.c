@@ -70,8 +70,10 @@ static long console_ioctl(struct vnode *node, unsigned long request, unsigned lo
     return -ENOTTY;
 }
 
+static int console_update(struct vnode *node) { return 0; }    /* mode and times live in the vnode */
+
 static const struct vnode_ops console_ops = {
-    .read = console_read, .write = console_write, .ioctl = console_ioctl,
+    .read = console_read, .write = console_write, .ioctl = console_ioctl, .update = console_update,
 };
 
 static long null_read(struct vnode *node, void *buf, size_t n, uint64_t offset) { return 0; }

@@ -6,7 +6,7 @@
 #include <pyrite/serial.h>
 #include "ext2.h"
 
-#define CACHE_BUFFERS 512
+#define CACHE_BYTES (8u << 20)          /* block cache per file system */
 
 static void say(struct ext2_fs *fs, const char *what)
 {
@@ -217,9 +217,12 @@ static int read_super(struct ext2_fs *fs, struct blockdev *dev)
     struct ext2_super *sb = &fs->sb;
     if (sb->magic != EXT2_MAGIC)
         return -ENODEV;                 /* not ext2 at all: left alone, no message */
+    uint32_t bs = 1024u << (sb->log_block_size & 3);
     if (sb->rev_level < 1 || sb->log_block_size > 2 || !sb->blocks_per_group || !sb->inodes_per_group ||
-        sb->inode_size < 128 || (sb->inode_size & (sb->inode_size - 1)) ||
-        sb->first_ino < 11 || (uint64_t)sb->blocks_count * (1024u << sb->log_block_size) / 512 > dev->sectors)
+        sb->blocks_per_group > 8 * bs || sb->inodes_per_group > 8 * bs || sb->inode_size < 128 ||
+        sb->inode_size > bs || (sb->inode_size & (sb->inode_size - 1)) || sb->first_ino < 11 ||
+        sb->first_ino > sb->inodes_count || sb->first_data_block != (bs == 1024) ||
+        sb->blocks_count <= sb->first_data_block || (uint64_t)sb->blocks_count * bs / 512 > dev->sectors)
         return refuse(fs, "ext2 superblock not usable (revision 1, block size 1-4 KiB, image as large as the file system)");
     if (sb->feature_incompat & ~EXT2_INCOMPAT_SUPPORTED) {
         snprintf(why, sizeof why, "not mounted: ext2/3/4 features not supported (incompat 0x%x): make it with "
@@ -240,6 +243,8 @@ static int read_groups(struct ext2_fs *fs)
     fs->nr_groups = (fs->sb.blocks_count - fs->sb.first_data_block + fs->sb.blocks_per_group - 1) /
                     fs->sb.blocks_per_group;
     size_t table = (size_t)fs->nr_groups * sizeof(struct ext2_group);
+    if ((uint64_t)fs->nr_groups * fs->sb.inodes_per_group < fs->sb.inodes_count)
+        return refuse(fs, "ext2 superblock not usable (more inodes than its groups hold)");
     fs->groups = malloc(table);
     if (!fs->groups)
         return -ENOMEM;
@@ -251,6 +256,14 @@ static int read_groups(struct ext2_fs *fs)
         size_t n = table - done < fs->block_size ? table - done : fs->block_size;
         memcpy((uint8_t *)fs->groups + done, b->data, n);
         brelse(b);
+    }
+    uint32_t itable_blocks = (fs->sb.inodes_per_group * fs->sb.inode_size + fs->block_size - 1) / fs->block_size;
+    for (uint32_t g = 0; g < fs->nr_groups; g++) {
+        struct ext2_group *d = &fs->groups[g];
+        if (d->block_bitmap >= fs->sb.blocks_count || d->inode_bitmap >= fs->sb.blocks_count ||
+            d->inode_table + (uint64_t)itable_blocks > fs->sb.blocks_count || !d->block_bitmap ||
+            !d->inode_bitmap || !d->inode_table)
+            return refuse(fs, "not mounted: a group descriptor points outside the file system (run e2fsck)");
     }
     return 0;
 }
@@ -282,7 +295,7 @@ struct mount *ext2_mount(struct blockdev *dev)
     int err = read_super(fs, dev);
     if (!err) {
         fs->block_size = 1024u << fs->sb.log_block_size;
-        fs->cache = bcache_new(dev, fs->block_size, CACHE_BUFFERS);
+        fs->cache = bcache_new(dev, fs->block_size, CACHE_BYTES / fs->block_size);
         err = fs->cache ? read_groups(fs) : -ENOMEM;
     }
     if (!err) {

@@ -78,6 +78,14 @@ long fs_fallocate(int fd, int mode, off_t offset, off_t len);
 long fs_poll(struct pollfd *fds, unsigned long nfds, int timeout_ms);
 long fs_ppoll(struct pollfd *fds, unsigned long nfds, const struct timespec *timeout, const void *sigmask, size_t sigsetsize);
 long fs_flock(int fd, int operation);
+long fs_fchown(int fd, unsigned uid, unsigned gid);
+long fs_fchownat(int dirfd, const char *path, unsigned uid, unsigned gid, int flags);
+long fs_chown(const char *path, unsigned uid, unsigned gid);
+long fs_lchown(const char *path, unsigned uid, unsigned gid);
+long fs_fadvise64(int fd, off_t offset, off_t len, int advice);
+/* Fill `buf` (zeroed) with up to `len` bytes of the file `fd` from `offset`, for a MAP_PRIVATE
+ * mapping (sys/memory.c): 0, or -EBADF, -EACCES (not open for reading), -ENODEV (not a file). */
+long fs_mmap_private(int fd, void *buf, size_t len, off_t offset);
 long fs_sync(void);
 long fs_syncfs(int fd);
 

@@ -272,11 +272,15 @@ int vfs_resolve(int dirfd, const char *path, int flags, struct vnode **out);
 struct vnode *fd_vnode(int fd);
 struct vnode *fs_cwd(void);
 void fs_set_cwd(struct vnode *node);
+/* Close every descriptor but the console's, as a process's end does (files removed while
+ * open are freed then). */
+void fd_close_all(void);
 /* Open `node` (a reference, consumed) as a new descriptor. */
 long fd_install(struct vnode *node, int flags);
 
 /* calls.c */
 void vfs_fill_stat(struct vnode *node, struct stat *st);
+int vfs_chown(struct vnode *node, unsigned uid, unsigned gid);
 void vfs_fill_statfs(struct vnode *node, struct statfs *buf);
 
 /* ramfs.c */

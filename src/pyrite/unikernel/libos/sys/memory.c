@@ -16,6 +16,7 @@
 #include <pyrite/boot.h>
 #include "sys.h"
 #include "../libos_internal.h"
+#include "../fs/fs.h"
 
 #define PAGE 4096ull
 #define MAX_EXTENTS 1024
@@ -192,10 +193,11 @@ long sys_mmap(uintptr_t addr, size_t len, int prot, int flags, int fd, off_t off
 {
     if (!len || (addr & (PAGE - 1)))
         return -EINVAL;
-    if (!(flags & MAP_ANONYMOUS))
-        return -ENODEV;                       /* no file mappings: read the file instead */
-    if ((flags & MAP_TYPE) == MAP_SHARED && !(flags & MAP_ANONYMOUS))
-        return -ENODEV;
+    int file = !(flags & MAP_ANONYMOUS);
+    if (file && (flags & MAP_TYPE) != MAP_PRIVATE)
+        return -ENODEV;                       /* shared file mappings: none (no page cache to share) */
+    if (file && (offset < 0 || (offset & (PAGE - 1))))
+        return -EINVAL;
     uint64_t size = page_up(len);
     if (size < len)
         return -ENOMEM;
@@ -214,6 +216,13 @@ long sys_mmap(uintptr_t addr, size_t len, int prot, int flags, int fd, off_t off
         return -ENOMEM;
     }
     memset((void *)(uintptr_t)start, 0, size);
+    if (file) {                               /* private: a copy of the file as it is now */
+        long err = fs_mmap_private(fd, (void *)(uintptr_t)start, len, offset);
+        if (err < 0) {
+            release(start, start + size);
+            return err;
+        }
+    }
     return (long)start;
 }
 
@@ -275,4 +284,13 @@ long sys_madvise(uintptr_t addr, size_t len, int advice)
         memset((void *)addr, 0, end - addr);
     }
     return 0;                                 /* other advice (MADV_FREE included) is only advice */
+}
+
+/* Nothing to write back: there are no file mappings. */
+long sys_msync(uintptr_t addr, size_t len, int flags)
+{
+    if ((addr & (PAGE - 1)) || (flags & ~(MS_ASYNC | MS_SYNC | MS_INVALIDATE)) ||
+        ((flags & MS_ASYNC) && (flags & MS_SYNC)))
+        return -EINVAL;
+    return range_managed(addr, page_up(addr + len)) ? 0 : -ENOMEM;
 }

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <sys/resource.h>
 #include <sys/sysinfo.h>
+#include <sys/times.h>
 #include <sys/utsname.h>
 #include <pyrite/arch.h>
 #include <pyrite/boot.h>
@@ -60,13 +61,14 @@ long sys_arch_prctl(int code, unsigned long addr)
 
 long sys_set_tid_address(int *tidptr) { return PYRITE_PID; }
 
-/* Weak: the fixed stack of boot/entry.S; a configurable stack replaces it. */
-__attribute__((weak)) size_t pyrite_stack_size(void) { return USTACK_SIZE; }
+/* Weak: 0, "unknown" (RLIMIT_STACK is then RLIM_INFINITY); the code that lays out the
+ * application's stack gives its size. */
+__attribute__((weak)) size_t pyrite_stack_size(void) { return 0; }
 
 static void limit_of(int resource, struct rlimit *r)
 {
     r->rlim_cur = r->rlim_max = RLIM_INFINITY;
-    if (resource == RLIMIT_STACK)
+    if (resource == RLIMIT_STACK && pyrite_stack_size())
         r->rlim_cur = r->rlim_max = pyrite_stack_size();
     else if (resource == RLIMIT_NOFILE)
         r->rlim_cur = r->rlim_max = 1024;
@@ -84,6 +86,29 @@ long sys_prlimit64(pid_t pid, int resource, const struct rlimit *new_limit, stru
 }
 
 long sys_getrlimit(int resource, struct rlimit *limit) { return sys_prlimit64(0, resource, NULL, limit); }
+
+/* The one process has run since boot: its user time is the monotonic time. */
+long sys_getrusage(int who, struct rusage *usage)
+{
+    if (who != RUSAGE_SELF && who != RUSAGE_CHILDREN && who != RUSAGE_THREAD)
+        return -EINVAL;
+    memset(usage, 0, sizeof *usage);
+    if (who != RUSAGE_CHILDREN) {
+        uint64_t us = pyrite_monotonic_ns() / 1000;
+        usage->ru_utime.tv_sec = (time_t)(us / 1000000);
+        usage->ru_utime.tv_usec = (suseconds_t)(us % 1000000);
+    }
+    return 0;
+}
+
+/* times(): clock ticks (AT_CLKTCK, 100 Hz) since boot, all of them the process's user time. */
+long sys_times(struct tms *buf)
+{
+    long ticks = (long)(pyrite_monotonic_ns() / 10000000ull);
+    if (buf)
+        *buf = (struct tms){.tms_utime = ticks};
+    return ticks;
+}
 
 long sys_sysinfo(struct sysinfo *info)
 {

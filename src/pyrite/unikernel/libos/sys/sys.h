@@ -14,6 +14,8 @@ struct timeval;
 struct utsname;
 struct rlimit;
 struct sysinfo;
+struct rusage;
+struct tms;
 
 /* memory.c */
 long sys_brk(uintptr_t addr);
@@ -22,6 +24,7 @@ long sys_munmap(uintptr_t addr, size_t len);
 long sys_mremap(uintptr_t old, size_t old_len, size_t new_len, int flags, uintptr_t new_addr);
 long sys_mprotect(uintptr_t addr, size_t len, int prot);
 long sys_madvise(uintptr_t addr, size_t len, int advice);
+long sys_msync(uintptr_t addr, size_t len, int flags);
 
 /* time.c */
 long sys_clock_gettime(clockid_t clock, struct timespec *ts);
@@ -42,6 +45,8 @@ long sys_set_tid_address(int *tidptr);
 long sys_prlimit64(pid_t pid, int resource, const struct rlimit *new_limit, struct rlimit *old);
 long sys_getrlimit(int resource, struct rlimit *limit);
 long sys_sysinfo(struct sysinfo *info);
+long sys_getrusage(int who, struct rusage *usage);
+long sys_times(struct tms *buf);
 long sys_sched_getaffinity(pid_t pid, size_t size, void *mask);
 
 /* signal.c */

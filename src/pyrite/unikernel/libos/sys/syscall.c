@@ -129,6 +129,11 @@ long __pyrite_syscall(long n, long a, long b, long c, long d, long e, long f)
     case SYS_sync: return fs_sync();
     case SYS_syncfs: return fs_syncfs((int)a);
     case SYS_flock: return fs_flock((int)a, (int)b);
+    case SYS_fchown: return fs_fchown((int)a, (unsigned)b, (unsigned)c);
+    case SYS_fchownat: return fs_fchownat((int)a, P(b), (unsigned)c, (unsigned)d, (int)e);
+    case SYS_chown: return fs_chown(P(a), (unsigned)b, (unsigned)c);
+    case SYS_lchown: return fs_lchown(P(a), (unsigned)b, (unsigned)c);
+    case SYS_fadvise64: return fs_fadvise64((int)a, (off_t)b, (off_t)c, (int)d);
     case SYS_fcntl: return fs_fcntl((int)a, (int)b, (unsigned long)c);
     case SYS_ioctl: return fs_ioctl((int)a, (unsigned long)b, (unsigned long)c);
     case SYS_dup: return fs_dup((int)a);
@@ -160,6 +165,7 @@ long __pyrite_syscall(long n, long a, long b, long c, long d, long e, long f)
     case SYS_mremap: return sys_mremap((uintptr_t)a, (size_t)b, (size_t)c, (int)d, (uintptr_t)e);
     case SYS_mprotect: return sys_mprotect((uintptr_t)a, (size_t)b, (int)c);
     case SYS_madvise: return sys_madvise((uintptr_t)a, (size_t)b, (int)c);
+    case SYS_msync: return sys_msync((uintptr_t)a, (size_t)b, (int)c);
 
     /* time */
     case SYS_clock_gettime: return sys_clock_gettime((clockid_t)a, P(b));
@@ -180,6 +186,8 @@ long __pyrite_syscall(long n, long a, long b, long c, long d, long e, long f)
     case SYS_prlimit64: return sys_prlimit64((pid_t)a, (int)b, P(c), P(d));
     case SYS_getrlimit: return sys_getrlimit((int)a, P(b));
     case SYS_sysinfo: return sys_sysinfo(P(a));
+    case SYS_getrusage: return sys_getrusage((int)a, P(b));
+    case SYS_times: return sys_times(P(a));
     case SYS_sched_getaffinity: return sys_sched_getaffinity((pid_t)a, (size_t)b, P(c));
     case SYS_getpid:
     case SYS_gettid:
