@@ -1,8 +1,9 @@
 # `make run` boots the built-in demo guest; `make test` runs the whole suite.
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# Debian packages: gcc builds guests, qemu is a side-by-side reference, kvm.h for the ABI check.
-APT_PKGS := gcc make linux-libc-dev qemu-system-x86 xz-utils zstd lz4 bzip2 binutils e2fsprogs cpio
+# Debian packages: gcc builds guests, qemu is a side-by-side reference, kvm.h for the ABI check;
+# cmake and tcl (tclsh) build the real programs of tests/kvm/test_real_programs.py (cJSON, SQLite).
+APT_PKGS := gcc make linux-libc-dev qemu-system-x86 xz-utils zstd lz4 bzip2 binutils e2fsprogs cpio cmake tcl
 STAMP  := $(VENV)/.installed
 
 .PHONY: all deps setup musl bytecode run test bench clean
