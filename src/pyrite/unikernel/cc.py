@@ -12,7 +12,6 @@ are given to gcc as they are. Options of its own, for the link: --ring0, --multi
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
