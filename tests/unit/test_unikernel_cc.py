@@ -54,6 +54,15 @@ def test_compile_and_link_in_one_step_and_the_images_name(project):
     assert b"name=prog\0" in (project / "prog").read_bytes()
 
 
+def test_a_source_on_standard_input(project):
+    r = subprocess.run([*CC, "-x", "c", "-", "-o", "fromstdin"], cwd=project, capture_output=True, text=True,
+                       input="int main(void) { return 3; }\n")
+    assert r.returncode == 0, r.stderr
+    assert is_pyrite_image(project / "fromstdin")
+    r = subprocess.run([*CC, "-c", "-"], cwd=project, capture_output=True, text=True, input="int x;\n")
+    assert r.returncode == 1 and "-x LANGUAGE is needed" in r.stderr
+
+
 def test_errors_name_the_problem(project):
     r = cc("-c", "main.c", cwd=project)                               # twice.h not found without -I
     assert r.returncode == 1 and "twice.h" in r.stderr and "No such file" in r.stderr
