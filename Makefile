@@ -2,8 +2,9 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # Debian packages: gcc builds guests, qemu is a side-by-side reference, kvm.h for the ABI check,
-# e2fsprogs and cpio make and check guest file systems, libseccomp2 compiles pyrite-vmm's seccomp filters.
-APT_PKGS := gcc make linux-libc-dev qemu-system-x86 xz-utils zstd lz4 bzip2 binutils e2fsprogs cpio libseccomp2
+# e2fsprogs and cpio make and check guest file systems, libseccomp2 compiles pyrite-vmm's seccomp
+# filters, cmake and tcl (tclsh) build the real programs of tests/kvm/test_real_programs.py.
+APT_PKGS := gcc make linux-libc-dev qemu-system-x86 xz-utils zstd lz4 bzip2 binutils e2fsprogs cpio libseccomp2 cmake tcl
 STAMP  := $(VENV)/.installed
 
 .PHONY: all deps setup musl micropython bytecode run test bench clean

@@ -189,7 +189,8 @@ print(string.format("acc=%.6f n=%d t=%d", acc, n, t[1000]))
 """
 LUA_TARGET = 1.10
 # Per program: which outputs to report the size of.
-SIZED = {"lua": ["src/lua"], "sqlite": ["sqlite3"], "zlib": ["minigzip", "example"], "cjson": ["build/tests/parse_examples"]}
+SIZED = {"lua": ["src/lua"], "sqlite": ["sqlite3"], "zlib": ["minigzip", "example"],
+         "cjson": ["build/tests/parse_examples"]}
 
 
 def cpu_run(command: list[str]) -> tuple[float, bytes]:

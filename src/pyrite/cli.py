@@ -9,8 +9,7 @@ import _signal as signal   # `signal` without its IntEnum wrappers (importing en
 
 PROCESS_START_NS = time.monotonic_ns()
 USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--env NAME=VALUE ...] [--initrd F] [--cmdline S]
-                  [--mem-mib N] [--vcpus N]
-                  [--serial-out F] [--drive PATH[,ro][,root] ...] [--entropy]
+                  [--mem-mib N] [--vcpus N] [--serial-out F] [--drive PATH[,ro][,root] ...] [--entropy]
                   [--net TAP[,mac=XX:XX:XX:XX:XX:XX] ...] [--vsock CID,UDS_PATH]
                   [--config-file vm.json] [--snapshot-on-signal STATE,MEM] [--quiet]
        pyrite snapshot create|load|clone|inspect|rebase ...   (pyrite snapshot --help)
@@ -18,6 +17,7 @@ USAGE = """usage: pyrite run [IMAGE [ARG ...]] [--env NAME=VALUE ...] [--initrd 
        pyrite warm-run SOCKET pyrite-vmm|pyrite [ARG ...]   a VMM forked by it
        pyrite unikernel build APP.c [MORE.c ...] -o APP.img [--cmdline S] [--ring0]
        pyrite unikernel build APP.py -o APP.img [--module M ...] [--files DIR] [--mem-mib N]
+       pyrite unikernel cc GCC-ARGS...     a C compiler driver whose executables are images (pyrite-cc)
        pyrite unikernel inspect APP.img
        pyrite micropython [--mem-mib N]   MicroPython's REPL in a microVM
        pyrite functions serve|deploy|invoke|ls|logs|rm ...   (pyrite functions --help)

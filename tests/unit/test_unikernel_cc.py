@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -53,6 +52,15 @@ def test_compile_and_link_in_one_step_and_the_images_name(project):
     r = cc("-Iinclude", "-DVALUE=1", "main.c", "lib/twice.c", "-o", "prog", cwd=project)
     assert r.returncode == 0, r.stderr
     assert b"name=prog\0" in (project / "prog").read_bytes()
+
+
+def test_a_source_on_standard_input(project):
+    r = subprocess.run([*CC, "-x", "c", "-", "-o", "fromstdin"], cwd=project, capture_output=True, text=True,
+                       input="int main(void) { return 3; }\n")
+    assert r.returncode == 0, r.stderr
+    assert is_pyrite_image(project / "fromstdin")
+    r = subprocess.run([*CC, "-c", "-"], cwd=project, capture_output=True, text=True, input="int x;\n")
+    assert r.returncode == 1 and "-x LANGUAGE is needed" in r.stderr
 
 
 def test_errors_name_the_problem(project):

@@ -12,7 +12,6 @@ are given to gcc as they are. Options of its own, for the link: --ring0, --multi
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -145,6 +144,8 @@ def run(cmd: Command) -> int:
         raise UsageError("no input files")
     if cmd.mode in ("preprocess", "depend", "assemble"):
         return _gcc_as_is(cmd, build)
+    if any(name == "-" for name, _ in cmd.inputs):
+        return _with_stdin_source(cmd)
     sources = [(name, lang) for name, lang in cmd.inputs if not name.startswith("-l")
                and (lang is not None or build.source_language(name) is not None)]
     if cmd.mode == "compile":
@@ -170,6 +171,25 @@ def run(cmd: Command) -> int:
                              names=[name for name, _ in cmd.inputs], on_warnings=_warn)
     image.chmod(0o755)                          # an executable, as a linker's output is
     return 0
+
+
+def _with_stdin_source(cmd: Command) -> int:
+    """`-x LANG -` (a source on standard input, as some configure scripts give it): the
+    source is written to a file first, as gcc does."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="pyrite-cc-stdin-") as tmp:
+        inputs = []
+        for name, lang in cmd.inputs:
+            if name == "-":
+                if lang is None:
+                    raise UsageError("-x LANGUAGE is needed when the input is standard input")
+                name = str(Path(tmp) / "stdin")
+                Path(name).write_bytes(sys.stdin.buffer.read())
+                if cmd.mode == "compile" and cmd.output is None:
+                    cmd.output = "-.o"                  # gcc's name for it
+            inputs.append((name, lang))
+        cmd.inputs = inputs
+        return run(cmd)
 
 
 def _dependency_flags(flags: list[str], obj: str) -> list[str]:
