@@ -330,7 +330,7 @@ def _run(args: dict, payload_limit: int, metrics, seccomp: dict | str | None = N
             # Filtered threads cannot import. This overlaps a build that has begun: the vCPUs
             # enter the guest only after the main thread, done with it, has filtered itself.
             from .preload import preload
-            preload()
+            preload(build=False)   # a kernel image is loaded before the threads are filtered
         if metrics.initialized:   # after preload: the flusher installs its filter first
             metrics.start_periodic(seccomp=seccomp["vmm"] if seccomp is not None else None)
         if "config-file" not in args:

@@ -21,9 +21,9 @@ MODULES = (
     "pyrite.arch", "pyrite.arch.x86_64", "pyrite.arch.x86_64.acpi", "pyrite.arch.x86_64.boot_cpu",
     "pyrite.arch.x86_64.bootparams", "pyrite.arch.x86_64.cpuid", "pyrite.arch.x86_64.layout",
     "pyrite.arch.x86_64.mptable", "pyrite.arch.x86_64.msr", "pyrite.arch.x86_64.pagewalk",
-    "pyrite.arch.x86_64.loader", "pyrite.arch.x86_64.loader.bzimage", "pyrite.arch.x86_64.loader.decompress",
+    "pyrite.arch.x86_64.loader",
     "pyrite.arch.x86_64.loader.elf", "pyrite.arch.x86_64.loader.errors", "pyrite.arch.x86_64.loader.initrd",
-    "pyrite.arch.x86_64.loader.multiboot", "pyrite.arch.x86_64.loader.placement", "pyrite.arch.x86_64.loader.pvh",
+    "pyrite.arch.x86_64.loader.placement", "pyrite.arch.x86_64.loader.pvh",
     "pyrite.arch.x86_64.loader.result", "pyrite.arch.x86_64.loader.source", "pyrite.arch.x86_64.loader.symbols",
     "pyrite.devices", "pyrite.devices.acpi", "pyrite.devices.acpi.persist", "pyrite.devices.acpi.vmgenid",
     "pyrite.devices.legacy", "pyrite.devices.legacy.boot_timer", "pyrite.devices.legacy.exit_port",
@@ -57,17 +57,23 @@ MODULES = (
     "traceback", "linecache", "tokenize", "socket", "zlib", "json",
 )
 
+# Modules only a build from a kernel image uses (bzImage payloads, Multiboot), ~10 ms of imports:
+# a filtered VMM builds before it filters its threads, a jailed one may build inside the jail.
+BUILD_MODULES = ("pyrite.arch.x86_64.loader.bzimage", "pyrite.arch.x86_64.loader.decompress",
+                 "pyrite.arch.x86_64.loader.multiboot")
+
 # Modules of those packages that run in other processes (CLIs, the Uffd page server, `pyrite run`).
 NOT_IN_A_VMM = ("pyrite.snapshot.cli", "pyrite.snapshot.rebase", "pyrite.snapshot.uffd_handler",
                 "pyrite.vmm.foreground")
 
 
-def preload() -> None:
+def preload(build: bool = True) -> None:
+    """Import MODULES, and BUILD_MODULES unless `build` is False (a VM already built)."""
     # glibc's pthread_exit (a daemon thread ended at interpreter exit) dlopens libgcc_s for
     # unwinding on first use; loaded now, that needs no openat later.
     import ctypes
     ctypes.CDLL("libgcc_s.so.1")
-    for name in MODULES:
+    for name in MODULES + (BUILD_MODULES if build else ()):
         importlib.import_module(name)
     # The entropy device's DRBG: its first use imports _ssl and reads OpenSSL's configuration.
     from pyrite.devices.virtio.rng.backend import drbg_random
