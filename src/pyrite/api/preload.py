@@ -67,14 +67,32 @@ NOT_IN_A_VMM = ("pyrite.snapshot.cli", "pyrite.snapshot.rebase", "pyrite.snapsho
                 "pyrite.vmm.foreground")
 
 
-def preload(build: bool = True) -> None:
-    """Import MODULES, and BUILD_MODULES unless `build` is False (a VM already built)."""
+# What the threads whose filters refuse openat (vCPUs, event loop, main, metrics) may still
+# import once the guest runs: the crash report's modules. (The API thread's filter allows the
+# calls an import makes.)
+CRASH_REPORT_MODULES = ("pyrite.vmm.crash", "pyrite.arch.x86_64.pagewalk", "pyrite.arch.x86_64.loader.symbols")
+
+
+def preload_for_filters() -> None:
+    """What a VMM built, and about to filter its threads, must import and load first: the
+    crash report, libgcc_s, the entropy DRBG (preload() is everything, for a jail)."""
+    _load_libraries()
+    for name in CRASH_REPORT_MODULES:
+        importlib.import_module(name)
+
+
+def _load_libraries() -> None:
     # glibc's pthread_exit (a daemon thread ended at interpreter exit) dlopens libgcc_s for
     # unwinding on first use; loaded now, that needs no openat later.
     import ctypes
     ctypes.CDLL("libgcc_s.so.1")
-    for name in MODULES + (BUILD_MODULES if build else ()):
-        importlib.import_module(name)
     # The entropy device's DRBG: its first use imports _ssl and reads OpenSSL's configuration.
     from pyrite.devices.virtio.rng.backend import drbg_random
     drbg_random(1)
+
+
+def preload(build: bool = True) -> None:
+    """Import MODULES, and BUILD_MODULES unless `build` is False (a VM already built)."""
+    _load_libraries()
+    for name in MODULES + (BUILD_MODULES if build else ()):
+        importlib.import_module(name)
