@@ -1,11 +1,14 @@
-"""preload(): import now every module the VMM may import later.
+"""Importing ahead what a VMM may import later.
 
 Python imports modules when first used, and pyrite-vmm defers many imports to keep its start
-fast. An import opens and stats files, which the seccomp filters refuse once the guest runs
-(and which a jail may hide), so a filtered (or jailed) VMM imports them all first. The list is
-explicit (scanning the packages' folders would cost more than the imports);
-tests/seccomp/test_preload.py checks that it names every module of the VMM's packages but
-those of other programs (NOT_IN_A_VMM).
+fast. An import opens and stats files, which a jail may hide and seccomp filters may refuse:
+
+- preload() imports every module a VMM process may run (for a jail). The list is explicit
+  (scanning the packages' folders would cost more than the imports);
+  tests/seccomp/test_preload.py checks that it names every module of the VMM's packages but
+  those of other programs (NOT_IN_A_VMM).
+- preload_for_filters() is what a built VMM needs before its threads without openat (vCPUs,
+  event loop, main, metrics) are filtered; the API thread's filter lets it import.
 """
 from __future__ import annotations
 
