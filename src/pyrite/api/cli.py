@@ -329,8 +329,8 @@ def _run(args: dict, payload_limit: int, metrics, seccomp: dict | str | None = N
         if seccomp is not None:
             # Filtered threads cannot import. This overlaps a build that has begun: the vCPUs
             # enter the guest only after the main thread, done with it, has filtered itself.
-            from .preload import preload
-            preload()
+            from .preload import preload_for_filters
+            preload_for_filters()
         if metrics.initialized:   # after preload: the flusher installs its filter first
             metrics.start_periodic(seccomp=seccomp["vmm"] if seccomp is not None else None)
         if "config-file" not in args:

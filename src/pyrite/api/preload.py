@@ -1,11 +1,14 @@
-"""preload(): import now every module the VMM may import later.
+"""Importing ahead what a VMM may import later.
 
 Python imports modules when first used, and pyrite-vmm defers many imports to keep its start
-fast. An import opens and stats files, which the seccomp filters refuse once the guest runs
-(and which a jail may hide), so a filtered (or jailed) VMM imports them all first. The list is
-explicit (scanning the packages' folders would cost more than the imports);
-tests/seccomp/test_preload.py checks that it names every module of the VMM's packages but
-those of other programs (NOT_IN_A_VMM).
+fast. An import opens and stats files, which a jail may hide and seccomp filters may refuse:
+
+- preload() imports every module a VMM process may run (for a jail). The list is explicit
+  (scanning the packages' folders would cost more than the imports);
+  tests/seccomp/test_preload.py checks that it names every module of the VMM's packages but
+  those of other programs (NOT_IN_A_VMM).
+- preload_for_filters() is what a built VMM needs before its threads without openat (vCPUs,
+  event loop, main, metrics) are filtered; the API thread's filter lets it import.
 """
 from __future__ import annotations
 
@@ -21,9 +24,9 @@ MODULES = (
     "pyrite.arch", "pyrite.arch.x86_64", "pyrite.arch.x86_64.acpi", "pyrite.arch.x86_64.boot_cpu",
     "pyrite.arch.x86_64.bootparams", "pyrite.arch.x86_64.cpuid", "pyrite.arch.x86_64.layout",
     "pyrite.arch.x86_64.mptable", "pyrite.arch.x86_64.msr", "pyrite.arch.x86_64.pagewalk",
-    "pyrite.arch.x86_64.loader", "pyrite.arch.x86_64.loader.bzimage", "pyrite.arch.x86_64.loader.decompress",
+    "pyrite.arch.x86_64.loader",
     "pyrite.arch.x86_64.loader.elf", "pyrite.arch.x86_64.loader.errors", "pyrite.arch.x86_64.loader.initrd",
-    "pyrite.arch.x86_64.loader.multiboot", "pyrite.arch.x86_64.loader.placement", "pyrite.arch.x86_64.loader.pvh",
+    "pyrite.arch.x86_64.loader.placement", "pyrite.arch.x86_64.loader.pvh",
     "pyrite.arch.x86_64.loader.result", "pyrite.arch.x86_64.loader.source", "pyrite.arch.x86_64.loader.symbols",
     "pyrite.devices", "pyrite.devices.acpi", "pyrite.devices.acpi.persist", "pyrite.devices.acpi.vmgenid",
     "pyrite.devices.legacy", "pyrite.devices.legacy.boot_timer", "pyrite.devices.legacy.exit_port",
@@ -57,18 +60,42 @@ MODULES = (
     "traceback", "linecache", "tokenize", "socket", "zlib", "json",
 )
 
+# Modules only a build from a kernel image uses (bzImage payloads, Multiboot), ~10 ms of imports:
+# a filtered VMM builds before it filters its threads, a jailed one may build inside the jail.
+BUILD_MODULES = ("pyrite.arch.x86_64.loader.bzimage", "pyrite.arch.x86_64.loader.decompress",
+                 "pyrite.arch.x86_64.loader.multiboot")
+
 # Modules of those packages that run in other processes (CLIs, the Uffd page server, `pyrite run`).
 NOT_IN_A_VMM = ("pyrite.snapshot.cli", "pyrite.snapshot.rebase", "pyrite.snapshot.uffd_handler",
                 "pyrite.vmm.foreground")
 
 
-def preload() -> None:
+# What the threads whose filters refuse openat (vCPUs, event loop, main, metrics) may still
+# import once the guest runs: the crash report's modules. (The API thread's filter allows the
+# calls an import makes.)
+CRASH_REPORT_MODULES = ("pyrite.vmm.crash", "pyrite.arch.x86_64.pagewalk", "pyrite.arch.x86_64.loader.symbols")
+
+
+def preload_for_filters() -> None:
+    """What a VMM built, and about to filter its threads, must import and load first: the
+    crash report, libgcc_s, the entropy DRBG (preload() is everything, for a jail)."""
+    _load_libraries()
+    for name in CRASH_REPORT_MODULES:
+        importlib.import_module(name)
+
+
+def _load_libraries() -> None:
     # glibc's pthread_exit (a daemon thread ended at interpreter exit) dlopens libgcc_s for
     # unwinding on first use; loaded now, that needs no openat later.
     import ctypes
     ctypes.CDLL("libgcc_s.so.1")
-    for name in MODULES:
-        importlib.import_module(name)
     # The entropy device's DRBG: its first use imports _ssl and reads OpenSSL's configuration.
     from pyrite.devices.virtio.rng.backend import drbg_random
     drbg_random(1)
+
+
+def preload(build: bool = True) -> None:
+    """Import MODULES, and BUILD_MODULES unless `build` is False (a VM already built)."""
+    _load_libraries()
+    for name in MODULES + (BUILD_MODULES if build else ()):
+        importlib.import_module(name)

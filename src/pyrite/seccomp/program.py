@@ -8,6 +8,7 @@ and inherited by the threads it starts, so a thread starts its children before i
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 
 from . import libseccomp as lib
@@ -58,15 +59,10 @@ class Program:
         name_thread(threading.current_thread().name)
         if _prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             raise SeccompInstallError(f"{self.category} filter: prctl(PR_SET_NO_NEW_PRIVS): "
-                                      f"{_strerror(ctypes.get_errno())}")
+                                      f"{os.strerror(ctypes.get_errno())}")
         if _syscall(_SYS_SECCOMP, _SECCOMP_SET_MODE_FILTER, 0, ctypes.addressof(self._fprog)) != 0:
             raise SeccompInstallError(f"{self.category} filter: seccomp(SECCOMP_SET_MODE_FILTER): "
-                                      f"{_strerror(ctypes.get_errno())}")
-
-
-def _strerror(errno: int) -> str:
-    import os
-    return os.strerror(errno)
+                                      f"{os.strerror(ctypes.get_errno())}")
 
 
 def name_thread(name: str) -> None:
