@@ -20,6 +20,8 @@ static const char *const exception_names[32] = {
 
 static int stack_readable(uint64_t addr, uint64_t n)
 {
+    if (pyrite_stack_guarded_at(addr) || pyrite_stack_guarded_at(addr + n - 1))
+        return 0;
     const struct pyrite_bootinfo *bi = pyrite_bootinfo();
     for (unsigned i = 0; i < bi->nr_mem; i++) {
         const struct pyrite_mem_region *r = &bi->mem[i];
@@ -36,6 +38,12 @@ __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame)
     struct pyrite_trap_frame f = *frame;     /* the next trap reuses the kernel stack */
     unsigned vector = (unsigned)f.vector;
     int status = PYRITE_CRASH_STATUS_BASE + (int)(vector & 0x7F);
+    /* A page fault in a guard page, or the #DF it becomes when it hits a CPL-0 stack (the
+     * CPU cannot push the #PF's frame there): a stack overflow, a #PF's status either way. */
+    const struct pyrite_stack *overflowed =
+        vector == 14 || vector == 8 ? pyrite_stack_guarded_at(pyrite_fault_cr2) : NULL;
+    if (overflowed)
+        status = PYRITE_CRASH_STATUS_BASE + 14;
     if (crashing++)
         pyrite_poweroff(status);             /* crashed while reporting a crash */
     pyrite_stdio_flush();
@@ -43,6 +51,10 @@ __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame)
     const char *name = vector < 32 && exception_names[vector] ? exception_names[vector] : "unexpected interrupt";
     printf("\npyrite: crash: %s (vector %u) error=%#lx at rip=0x%016lx cpl=%lu\n",
            name, vector, f.error, f.rip, f.cs & 3);
+    if (overflowed)
+        printf("  stack overflow: %s [0x%016lx, 0x%016lx) (%lu KiB) ran into its guard page at 0x%016lx\n",
+               overflowed->name, (unsigned long)overflowed->bottom, (unsigned long)overflowed->top,
+               (unsigned long)(overflowed->top - overflowed->bottom) >> 10, pyrite_fault_cr2);
     if (vector == 14)
         printf("  cr2=0x%016lx (%s %s, %s)\n", pyrite_fault_cr2,
                f.error & 2 ? "write" : "read", f.error & 1 ? "protection" : "not present",

@@ -1,4 +1,5 @@
-/* First C code: runs at CPL 3 (CPL 0 in ring-0 builds) with interrupts off. */
+/* First C code: runs at CPL 3 (CPL 0 in ring-0 builds) with interrupts off, on the start-up
+ * stack; main runs on the application's stack. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +18,13 @@ static char cmdline_words[PYRITE_CMDLINE_MAX];
 static char *argv_table[MAX_ARGS + 1];
 static char *envp_table[MAX_ARGS + 1];
 char **environ;
+static int app_argc;
 
 const struct pyrite_bootinfo *pyrite_bootinfo(void) { return &bootinfo; }
 
 int main(int argc, char **argv, char **envp);
+
+static void run_main(void) { exit(main(app_argc, argv_table, envp_table)); }
 
 __attribute__((noreturn, used)) void pyrite_start(uint64_t protocol, uint64_t info)
 {
@@ -49,10 +53,10 @@ __attribute__((noreturn, used)) void pyrite_start(uint64_t protocol, uint64_t in
         line = pyrite_default_cmdline;      /* nothing but the VMM's virtio_mmio.device= words */
     strncpy(cmdline_words, line, sizeof cmdline_words - 1);
     argv_table[0] = (char *)pyrite_app_name;
-    int argc = 1 + pyrite_split_cmdline(cmdline_words, argv_table + 1, MAX_ARGS - 1,
+    app_argc = 1 + pyrite_split_cmdline(cmdline_words, argv_table + 1, MAX_ARGS - 1,
                                         envp_table, MAX_ARGS);
     environ = envp_table;
 
     pyrite_boot_timer_signal();
-    exit(main(argc, argv_table, envp_table));
+    pyrite_run_on_app_stack(run_main);
 }
