@@ -14,6 +14,25 @@ void pyrite_clock_init(void);
 void pyrite_stdio_flush(void);
 void pyrite_irq_dispatch(struct pyrite_trap_frame *frame);
 __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame);
+/* Local APIC registers (xAPIC MMIO, arch/irq.c); enable: 0, or -1 when there is no LAPIC. */
+int pyrite_lapic_enable(void);
+uint32_t pyrite_lapic_read(unsigned reg);
+void pyrite_lapic_write(unsigned reg, uint32_t value);
+
+/* Time (the C library's clock): TSC frequency, and nanoseconds since boot. */
+unsigned long pyrite_tsc_hz(void);
+uint64_t pyrite_monotonic_ns(void);
+
+/* Idle (arch/timer.c). pyrite_sleep_until: return at pyrite_monotonic_ns() >= monotonic_ns,
+ * the vCPU halted meanwhile (a LAPIC timer interrupt ends the halt; spins only for the last
+ * PYRITE_SPIN_NS). pyrite_idle_until: halt until an interrupt that came after
+ * pyrite_irq_count read `seen`, or until `deadline_ns` (PYRITE_NO_DEADLINE: no timer);
+ * it may return early (spurious wake-ups, the last PYRITE_SPIN_NS), so callers loop. */
+#define PYRITE_NO_DEADLINE UINT64_MAX
+#define PYRITE_SPIN_NS 20000
+void pyrite_sleep_until(uint64_t monotonic_ns);
+void pyrite_idle_until(uint32_t seen, uint64_t deadline_ns);
+
 /* The stacks (arch/stacks.c): 0 the application's, then the start-up and crash stack, the
  * CPL-0 interrupt stack and the double-fault stack. Each has a guard page under `bottom`. */
 struct pyrite_stack {

@@ -49,7 +49,7 @@ trap_stub_\vec:
         .endif
 .endm
         STUBS 0, 31
-        STUBS 32, 55                    /* VEC_IRQ_BASE .. + NR_IRQ_VECTORS - 1 */
+        STUBS 32, 56                    /* VEC_IRQ_BASE .. + NR_IRQ_VECTORS - 1, VEC_TIMER */
         STUB  255, 0                    /* VEC_SPURIOUS */
 
 trap_common:
@@ -155,7 +155,7 @@ trap_crash:
         iretq
 #endif
 
-/* Stub addresses, for C to build the IDT: 0..31, the IRQ vectors, then spurious. */
+/* Stub addresses, for C to build the IDT: 0..31, the IRQ vectors, the timer, then spurious. */
         .section .rodata
         .balign 8
         .globl  pyrite_trap_stubs
@@ -167,7 +167,7 @@ pyrite_trap_stubs:
         .endif
 .endm
         STUB_ADDRS 0, 31
-        STUB_ADDRS 32, 55
+        STUB_ADDRS 32, 56
         .quad   trap_stub_255
 
         .section .note.GNU-stack, "", @progbits

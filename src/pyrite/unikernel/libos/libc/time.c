@@ -124,7 +124,7 @@ const char *pyrite_tsc_source(void)
     return tsc_source;
 }
 
-static uint64_t ns_since_boot(void)
+uint64_t pyrite_monotonic_ns(void)
 {
     uint64_t hz = pyrite_tsc_hz(), t = rdtsc() - boot_tsc;
     return (t / hz) * 1000000000ull + (t % hz) * 1000000000ull / hz;
@@ -136,7 +136,7 @@ int clock_gettime(clockid_t clock, struct timespec *ts)
         errno = EINVAL;
         return -1;
     }
-    uint64_t ns = ns_since_boot();      /* no wall clock source: REALTIME counts from boot */
+    uint64_t ns = pyrite_monotonic_ns();      /* no wall clock source: REALTIME counts from boot */
     ts->tv_sec = (time_t)(ns / 1000000000ull);
     ts->tv_nsec = (long)(ns % 1000000000ull);
     return 0;
@@ -151,18 +151,16 @@ time_t time(time_t *out)
     return ts.tv_sec;
 }
 
-clock_t clock(void) { return (clock_t)(ns_since_boot() / 1000); }
+clock_t clock(void) { return (clock_t)(pyrite_monotonic_ns() / 1000); }
 
-/* Busy-waits at CPL 3: there is no timer interrupt to sleep on. */
+/* Halts the vCPU until a timer interrupt (arch/timer.c). */
 int nanosleep(const struct timespec *req, struct timespec *rem)
 {
     if (req->tv_nsec < 0 || req->tv_nsec >= 1000000000L || req->tv_sec < 0) {
         errno = EINVAL;
         return -1;
     }
-    uint64_t until = ns_since_boot() + (uint64_t)req->tv_sec * 1000000000ull + (uint64_t)req->tv_nsec;
-    while (ns_since_boot() < until)
-        cpu_relax();
+    pyrite_sleep_until(pyrite_monotonic_ns() + (uint64_t)req->tv_sec * 1000000000ull + (uint64_t)req->tv_nsec);
     if (rem)
         rem->tv_sec = rem->tv_nsec = 0;
     return 0;

@@ -43,9 +43,11 @@
 #define DFSTACK_SIZE     4096               /* IST1: #DF and NMI */
 #define CRASH_STACK_SIZE 65536              /* start-up code, then the crash report */
 
-/* Interrupt vectors: exceptions 0..31, IOAPIC pins from 0x20, spurious at 0xFF. */
+/* Interrupt vectors: exceptions 0..31, IOAPIC pins from 0x20, the LAPIC timer after them,
+ * spurious at 0xFF. */
 #define VEC_IRQ_BASE    0x20
 #define NR_IRQ_VECTORS  24
+#define VEC_TIMER       (VEC_IRQ_BASE + NR_IRQ_VECTORS)
 #define VEC_SPURIOUS    0xFF
 
 #endif
