@@ -170,7 +170,7 @@ def _assemble(resources, system, vm, memory, event_loop, closers, console_out, c
     virtio = _attach_virtio_devices(vm, mmio, memory, event_loop, slots, closers)
     vmgenid = _attach_vmgenid(vm, vmgenid_gsi(slots), closers)
     if console_in is not None:
-        _attach_console_input(event_loop, legacy.console, console_in)
+        _attach_console_input(event_loop, legacy.console, console_in, _reads_breaks(resources))
     if write_boot_params is not None:
         write_boot_params(kernel_cmdline(resources.kernel_cmdline, slots), vmgenid)
     threads = _create_vcpus(system, vm, resources.machine_config.vcpu_count, closers, configure_vcpu,
@@ -327,7 +327,20 @@ def _legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out, start
                          boot_timer=timer, exit_port=exit_port)
 
 
-def _attach_console_input(loop: EventLoop, console: SerialConsole, fd: int) -> None:
+def _reads_breaks(resources) -> bool:
+    """Whether the guest reads a serial break as end of input: pyrite's library OS does; a
+    Linux guest would take it for a break (a NUL, or the start of a magic SysRq)."""
+    from pyrite.unikernel.cmdline import is_pyrite_image
+    boot = resources.boot_source
+    return boot is not None and is_pyrite_image(boot.kernel_image_path)
+
+
+def _attach_console_input(loop: EventLoop, console: SerialConsole, fd: int, eof_as_break: bool) -> None:
+    """Host input to the serial console; with `eof_as_break`, its end (and a terminal's Ctrl-D
+    at the start of a line) reaches the guest as a break (console.py)."""
+    terminal = eof_as_break and os.isatty(fd)
+    end_of_input = console.end_of_input if eof_as_break else (lambda: None)
+
     def on_input(events: int) -> None:
         try:
             data = os.read(fd, 4096)
@@ -336,9 +349,10 @@ def _attach_console_input(loop: EventLoop, console: SerialConsole, fd: int) -> N
         except OSError:
             data = b""
         if not data:
-            loop.remove(fd)  # end of input: the guest simply gets no more bytes
+            loop.remove(fd)
+            end_of_input()
             return
-        if not console.feed(data):
+        if not console.feed(data, terminal):
             loop.remove(fd)
             console.on_drained = lambda: loop.add(fd, on_input)
     try:
@@ -347,6 +361,7 @@ def _attach_console_input(loop: EventLoop, console: SerialConsole, fd: int) -> N
         # epoll refuses regular files and /dev/null: they are always readable, so feed them whole.
         with os.fdopen(os.dup(fd), "rb") as f:
             console.feed(f.read())
+        end_of_input()
 
 
 def _configure_vcpu(vcpu, index: int, count: int, supported, memory: GuestMemory, params) -> None:

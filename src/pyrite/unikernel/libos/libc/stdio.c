@@ -179,7 +179,12 @@ int fgetc(FILE *f)
     fflush(stdout);
     if (!serial_rx_irq_enabled())
         serial_rx_irq_enable();     /* falls back to polling if there is no IOAPIC */
-    return serial_read_byte();
+    int c = serial_read_byte();
+    if (c == SERIAL_EOF) {
+        f->eof = 1;
+        return EOF;
+    }
+    return c;
 }
 
 int getc(FILE *f) { return fgetc(f); }
@@ -193,8 +198,8 @@ int ungetc(int c, FILE *f)
     return c;
 }
 
-/* Serial input has no end: a line ends at '\n' or '\r' (terminals send '\r'), which is
- * stored as '\n'. */
+/* A line ends at '\n' or '\r' (terminals send '\r'), which is stored as '\n'; input
+ * ends where the VMM's stdin ended. */
 char *fgets(char *s, int size, FILE *f)
 {
     int n = 0;
