@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 USAGE = """usage: pyrite unikernel build SOURCE [SOURCE ...] -o IMAGE [--cmdline S] [--ring0]
-                              [--name NAME] [--multiboot] [--no-pvh-note]
+                              [--name NAME] [--stack-size SIZE] [--multiboot] [--no-pvh-note]
                               [-DNAME[=VALUE]] [-IDIR] [--cflags "FLAGS"]
        pyrite unikernel inspect IMAGE
 
@@ -16,6 +16,10 @@ build    compiles C (and assembly) SOURCEs with pyrite's library OS into IMAGE, 
            --ring0        run the application at CPL 0 (default: CPL 3, privileged only
                           for exceptions and interrupts)
            --name NAME    argv[0] (default: IMAGE's name without its suffix)
+           --stack-size SIZE
+                          the application's stack, bytes or with a K, M or G suffix
+                          (default 8M, as Linux's `ulimit -s`); a guard page under it
+                          turns an overflow into a "stack overflow" crash report
            --multiboot    build a Multiboot 1 image instead (GRUB, QEMU -kernel)
            --no-pvh-note  leave out the PVH note: boots by the Linux 64-bit protocol only
 inspect  prints an image's entry points, sections, library OS version and default
@@ -44,9 +48,9 @@ def main(argv: list[str]) -> int:
 
 def parse_build(argv: list[str]) -> dict:
     opts: dict = {"sources": [], "output": None, "cmdline": None, "ring0": False, "name": None,
-                  "protocol": "default", "pvh_note": True, "cflags": []}
+                  "protocol": "default", "pvh_note": True, "cflags": [], "stack_size": None}
     valued = {"-o": "output", "--output": "output", "--cmdline": "cmdline", "--name": "name",
-              "--cflags": "cflags"}
+              "--cflags": "cflags", "--stack-size": "stack_size"}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -91,7 +95,11 @@ def parse_build(argv: list[str]) -> dict:
 
 def cmd_build(argv: list[str]) -> int:
     opts = parse_build(argv)
-    from pyrite.unikernel.build import BuildError, build_image
+    from pyrite.unikernel.build import DEFAULT_STACK_SIZE, BuildError, build_image, parse_stack_size
+    try:
+        stack_size = DEFAULT_STACK_SIZE if opts["stack_size"] is None else parse_stack_size(opts["stack_size"])
+    except BuildError as e:
+        raise UsageError(f"--stack-size: {e}") from None
 
     def show_warnings(text: str) -> None:
         sys.stderr.write(text if text.endswith("\n") else text + "\n")
@@ -99,7 +107,7 @@ def cmd_build(argv: list[str]) -> int:
     try:
         image = build_image(opts["sources"], opts["output"], protocol=opts["protocol"], ring0=opts["ring0"],
                             pvh_note=opts["pvh_note"], cflags=opts["cflags"], cmdline=opts["cmdline"],
-                            name=opts["name"], on_warnings=show_warnings)
+                            name=opts["name"], stack_size=stack_size, on_warnings=show_warnings)
     except BuildError as e:
         print(e, file=sys.stderr)           # gcc's messages as gcc gave them
         return 1

@@ -8,6 +8,9 @@
 #include "../libos_internal.h"
 
 uint64_t pyrite_fault_cr2;
+/* The faulting RIP, where the VMM can find it (pyrite reads it by this symbol's address and
+ * names the function in its own message). */
+volatile uint64_t pyrite_crash_rip;
 
 static const char *const exception_names[32] = {
     "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
@@ -46,6 +49,7 @@ __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame)
         status = PYRITE_CRASH_STATUS_BASE + 14;
     if (crashing++)
         pyrite_poweroff(status);             /* crashed while reporting a crash */
+    pyrite_crash_rip = f.rip;
     pyrite_stdio_flush();
 
     const char *name = vector < 32 && exception_names[vector] ? exception_names[vector] : "unexpected interrupt";
