@@ -100,3 +100,21 @@ def test_a_guest_blocked_on_vsock_uses_almost_no_host_cpu(kvm, tmp_path):
         proc.wait()
     print(f"\nguest blocked on vsock: {share * 100:.2f}% of a core over {WINDOW:.0f} s")
     assert share < MAX_SHARE, f"a guest blocked in vsock_accept used {share * 100:.1f}% of a core"
+
+
+def test_a_guest_snapshotted_asleep_wakes_up_after_restore(kvm, tmp_path):
+    """The armed timer (the TSC deadline, or the LAPIC's count) is vCPU state a snapshot keeps:
+    a restored sleeper ends its sleep instead of halting for ever."""
+    import pyrite
+    image = guest_image("clock")
+    with pyrite.MicroVM(kernel=str(image), cmdline="1500", mem_mib=64) as vm:
+        vm.start()
+        assert vm.wait_for_output(b"tsc_hz=", TIMEOUT), vm.console_output
+        time.sleep(0.3)
+        vm.pause()
+        assert b"slept_ns" not in vm.console_output
+        vm.snapshot(str(tmp_path / "vm.state"), str(tmp_path / "vm.mem"))
+    with pyrite.MicroVM.restore(str(tmp_path / "vm.state"), str(tmp_path / "vm.mem")) as clone:
+        result = clone.wait(TIMEOUT)
+        assert result is not None and result.status == 0, (result, clone.console_output)
+        assert b"slept_ns=" in clone.console_output

@@ -110,3 +110,17 @@ def test_bad_stack_sizes_are_refused_by_name(tmp_path):
             parse_stack_size(bad)
     with pytest.raises(BuildError, match="stack size 'lots'"):
         build_image(["/nonexistent.c"], stack_size="lots")
+
+
+def test_cli_stack_size_is_recorded_and_used(kvm, tmp_path):
+    from test_unikernel_run import GUESTS, pyrite
+    image = tmp_path / "stack.img"
+    r = pyrite("unikernel", "build", GUESTS / "stack.c", "-o", image, "--stack-size", "512K")
+    assert r.returncode == 0, r.stderr
+    assert "  stack           512 KiB (application; a guard page under it)" in \
+        pyrite("unikernel", "inspect", image).stdout.decode()
+    r = pyrite("run", image, "use", "1000", "--quiet")
+    assert r.returncode == 142
+    assert "stack overflow: the application stack" in r.stdout.decode() and "(512 KiB)" in r.stdout.decode()
+    r = pyrite("unikernel", "build", GUESTS / "stack.c", "-o", image, "--stack-size", "huge")
+    assert r.returncode == 2 and b"--stack-size: stack size 'huge'" in r.stderr

@@ -120,16 +120,22 @@ int virtq_add(struct virtq *q, const struct virtq_buf *bufs, unsigned n, void *c
 void virtq_kick(struct virtq *q);
 /* A used chain: its cookie (descriptors freed) and the bytes the device wrote; NULL if none. */
 void *virtq_get_used(struct virtq *q, uint32_t *written);
-/* Wait until a chain is used (virtq_wait_any). NULL (-EIO for the caller) if the device needs a reset. */
+/* Wait until a chain is used (virtq_wait_any, polling up to VIRTQ_POLL_COMPLETION_NS). NULL
+ * (-EIO for the caller) if the device needs a reset. */
 void *virtq_wait_used(struct virtq *q, uint32_t *written);
 /* Wait until one of the n queues (all of one device) has a used chain, or until deadline_ns
- * (pyrite_monotonic_ns time; PYRITE_NO_DEADLINE: none): polls for VIRTQ_POLL_NS (a completion
- * that soon is cheaper to see than an interrupt), then halts the vCPU with the queues'
- * interrupts on until the device's interrupt or the deadline; without a known interrupt line,
- * naps VIRTQ_NAP_NS at a time. May return early: callers loop. -EIO if the device needs a
- * reset, else 0. */
-int virtq_wait_any(struct virtq *const *qs, unsigned n, uint64_t deadline_ns);
-#define VIRTQ_POLL_NS 50000
+ * (pyrite_monotonic_ns time; PYRITE_NO_DEADLINE: none): polls the used rings for poll_ns,
+ * then halts the vCPU with the queues' interrupts on until the device's interrupt or the
+ * deadline; without a known interrupt line, naps VIRTQ_NAP_NS at a time. May return early:
+ * callers loop. -EIO if the device needs a reset, else 0.
+ * Polling bounds (benchmarks/virtio.py, on a host where a guest's halt and interrupt cost
+ * ~100 us of emulated CPL 0): a request the driver has just sent completes within the
+ * device's service time, which polling up to VIRTQ_POLL_COMPLETION_NS catches (halting
+ * halved 4 KiB random-read IOPS); input (a frame, a packet) may never come, so its waits
+ * poll only VIRTQ_POLL_INPUT_NS. */
+int virtq_wait_any(struct virtq *const *qs, unsigned n, uint64_t deadline_ns, uint64_t poll_ns);
+#define VIRTQ_POLL_COMPLETION_NS 1000000
+#define VIRTQ_POLL_INPUT_NS 50000
 #define VIRTQ_NAP_NS 1000000
 
 /* Full barrier (store-load ordering on x86, needed before reading the device's flags

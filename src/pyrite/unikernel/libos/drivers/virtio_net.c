@@ -125,7 +125,7 @@ long virtio_net_recv(struct virtio_net *net, void *buf, size_t cap, uint64_t tim
         }
         if (deadline != PYRITE_NO_DEADLINE && pyrite_monotonic_ns() >= deadline)
             return -EAGAIN;
-        if (virtq_wait_any(&rx, 1, deadline) != 0)
+        if (virtq_wait_any(&rx, 1, deadline, VIRTQ_POLL_INPUT_NS) != 0)
             return -EIO;                /* the device needs a reset */
     }
 }

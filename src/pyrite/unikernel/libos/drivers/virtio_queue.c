@@ -6,7 +6,7 @@
  *
  * Completions are found by reading used->idx, an ordinary memory read at CPL 3: no VM exit
  * and no CPL-0 code. Interrupts are suppressed (VIRTQ_AVAIL_F_NO_INTERRUPT) while the driver
- * looks; when a wait outlasts VIRTQ_POLL_NS, virtq_wait_any turns them on and halts the vCPU
+ * looks; when a wait outlasts its polling bound, virtq_wait_any turns them on and halts the vCPU
  * until the device's interrupt, so that a driver waiting for input costs the host nothing.
  */
 #include <stdint.h>
@@ -126,10 +126,10 @@ static void set_interrupts(struct virtq *const *qs, unsigned n, int on)
         qs[i]->avail->flags = on ? 0 : VIRTQ_AVAIL_F_NO_INTERRUPT;
 }
 
-int virtq_wait_any(struct virtq *const *qs, unsigned n, uint64_t deadline_ns)
+int virtq_wait_any(struct virtq *const *qs, unsigned n, uint64_t deadline_ns, uint64_t poll_ns)
 {
     struct virtio_mmio_device *dev = qs[0]->dev;
-    uint64_t now = pyrite_monotonic_ns(), poll_end = now + VIRTQ_POLL_NS;
+    uint64_t now = pyrite_monotonic_ns(), poll_end = now + poll_ns;
     for (; now < poll_end && now < deadline_ns; now = pyrite_monotonic_ns()) {
         if (any_used(qs, n))
             return 0;
@@ -161,7 +161,7 @@ void *virtq_wait_used(struct virtq *q, uint32_t *written)
         void *cookie = virtq_get_used(q, written);
         if (cookie)
             return cookie;
-        if (virtq_wait_any(&q, 1, PYRITE_NO_DEADLINE) != 0)
+        if (virtq_wait_any(&q, 1, PYRITE_NO_DEADLINE, VIRTQ_POLL_COMPLETION_NS) != 0)
             return NULL;
     }
 }

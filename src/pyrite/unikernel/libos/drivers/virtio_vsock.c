@@ -302,7 +302,7 @@ static void poll_device(void)
 static void wait_device(const struct deadline *d)
 {
     struct virtq *const queues[] = {&vs->rxq, &vs->evq};
-    virtq_wait_any(queues, 2, d->end);
+    virtq_wait_any(queues, 2, d->end, VIRTQ_POLL_INPUT_NS);
 }
 
 static struct vconn *conn_of(int handle)
