@@ -118,3 +118,32 @@ def test_a_guest_snapshotted_asleep_wakes_up_after_restore(kvm, tmp_path):
         result = clone.wait(TIMEOUT)
         assert result is not None and result.status == 0, (result, clone.console_output)
         assert b"slept_ns=" in clone.console_output
+
+
+@pytest.mark.parametrize("tsc_deadline", [True, False], ids=["tsc-deadline", "one-shot"])
+def test_sleep_is_exact_in_both_lapic_timer_modes(kvm, tsc_deadline):
+    """QEMU can hide CPUID's TSC-deadline bit: the library OS then counts the LAPIC's own clock
+    (one-shot mode, its rate measured against the TSC). Either way a sleep neither ends early
+    nor oversleeps by much, and the vCPU halts meanwhile."""
+    import shutil
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        pytest.skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+    from test_unikernel_apps import QEMU_ARGS
+    args = list(QEMU_ARGS)
+    if not tsc_deadline:
+        args[args.index("host,-arch-capabilities")] = "host,-arch-capabilities,-tsc-deadline"
+    sleep_ms = 3000
+    proc = subprocess.Popen([qemu, *args, "-kernel", str(guest_image("clock")), "-append", str(sleep_ms)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 1, out                  # isa-debug-exit: (0 << 1) | 1
+    facts = dict(line.split("=", 1) for line in out.decode().splitlines() if "=" in line)
+    slept_ns = int(facts["slept_ns"])
+    assert sleep_ms * 1_000_000 <= slept_ns < sleep_ms * 1_000_000 + 200_000_000
+    cpu = usage.ru_utime + usage.ru_stime             # QEMU's start-up and exit included
+    print(f"\nQEMU, {'TSC-deadline' if tsc_deadline else 'one-shot'} timer: slept {slept_ns / 1e6:.2f} ms, "
+          f"{cpu * 1000:.0f} ms of CPU in all")
+    assert cpu < MAX_SHARE * sleep_ms / 1000 + 0.15, f"QEMU used {cpu:.2f} s of CPU for a {sleep_ms} ms sleep"
