@@ -11,6 +11,9 @@
 #include "../libos_internal.h"
 
 uint64_t pyrite_fault_cr2;
+/* The faulting RIP, where the VMM can find it (pyrite reads it by this symbol's address and
+ * names the function in its own message). */
+volatile uint64_t pyrite_crash_rip;
 
 /* Flush what the program wrote to stdout, if it has stdio (weak: no stdio, nothing to flush). */
 extern int fflush(FILE *) __attribute__((weak));
@@ -45,6 +48,8 @@ static void put_dec(uint64_t v)
 
 static int stack_readable(uint64_t addr, uint64_t n)
 {
+    if (pyrite_stack_guarded_at(addr) || pyrite_stack_guarded_at(addr + n - 1))
+        return 0;
     const struct pyrite_bootinfo *bi = pyrite_bootinfo();
     for (unsigned i = 0; i < bi->nr_mem; i++) {
         const struct pyrite_mem_region *r = &bi->mem[i];
@@ -61,8 +66,15 @@ __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame)
     struct pyrite_trap_frame f = *frame;     /* the next trap reuses the kernel stack */
     unsigned vector = (unsigned)f.vector;
     int status = PYRITE_CRASH_STATUS_BASE + (int)(vector & 0x7F);
+    /* A page fault in a guard page, or the #DF it becomes when it hits a CPL-0 stack (the
+     * CPU cannot push the #PF's frame there): a stack overflow, a #PF's status either way. */
+    const struct pyrite_stack *overflowed =
+        vector == 14 || vector == 8 ? pyrite_stack_guarded_at(pyrite_fault_cr2) : NULL;
+    if (overflowed)
+        status = PYRITE_CRASH_STATUS_BASE + 14;
     if (crashing++)
         pyrite_poweroff_now(status);             /* crashed while reporting a crash */
+    pyrite_crash_rip = f.rip;
     if (fflush && f.rip)
         fflush(NULL);
 
@@ -81,6 +93,19 @@ __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame)
     put(" cpl=");
     put_dec(f.cs & 3);
     put("\n");
+    if (overflowed) {
+        put("  stack overflow: ");
+        put(overflowed->name);
+        put(" [0x");
+        put_hex(overflowed->bottom, 16);
+        put(", 0x");
+        put_hex(overflowed->top, 16);
+        put(") (");
+        put_dec((overflowed->top - overflowed->bottom) >> 10);
+        put(" KiB) ran into its guard page at 0x");
+        put_hex(pyrite_fault_cr2, 16);
+        put("\n");
+    }
     if (vector == 14) {
         put("  cr2=0x");
         put_hex(pyrite_fault_cr2, 16);
