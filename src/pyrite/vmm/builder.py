@@ -112,9 +112,8 @@ def build_for_boot(resources, *, console_out=None, console_in: int | None = None
 
         # Crash reports name functions from the kernel's symbols, read through an fd opened now:
         # a vCPU thread under its seccomp filter cannot open files.
-        kernel_fd = os.open(kernel_path, os.O_RDONLY | os.O_CLOEXEC) if symbolize is None else -1
-        if kernel_fd >= 0:
-            closers.append(lambda: os.close(kernel_fd))
+        kernel_fd = os.open(kernel_path, os.O_RDONLY | os.O_CLOEXEC)
+        closers.append(lambda: os.close(kernel_fd))
 
         def describe(vcpu, ex) -> str:
             from .crash import register_dump   # only a failing guest needs the crash report
@@ -123,7 +122,7 @@ def build_for_boot(resources, *, console_out=None, console_in: int | None = None
 
         def crash_site() -> str | None:
             from .crash import library_os_crash_site
-            return library_os_crash_site(memory, kernel_path)
+            return library_os_crash_site(memory, kernel_fd)
 
         def write_boot_params(cmdline: str, vmgenid: VmGenId) -> None:
             nonlocal params

@@ -119,7 +119,7 @@ def elf_symbolizer(image: bytes | bytearray | memoryview | str | os.PathLike | i
     def symbolize(address: int) -> str | None:
         if not table:
             try:
-                data = image if isinstance(image, (bytes, bytearray, memoryview)) else _read(image)
+                data = image if isinstance(image, (bytes, bytearray, memoryview)) else read_image(image)
                 table.append(parse_symbols(data))
             except (OSError, struct.error, ValueError, IndexError):
                 table.append(SymbolTable([]))
@@ -128,7 +128,8 @@ def elf_symbolizer(image: bytes | bytearray | memoryview | str | os.PathLike | i
     return symbolize
 
 
-def _read(path: str | os.PathLike | int) -> bytes:
+def read_image(path: str | os.PathLike | int) -> bytes:
+    """An image's bytes from its path or an open fd (pread: no openat needed)."""
     if isinstance(path, int):
         size, chunks, offset = os.fstat(path).st_size, [], 0
         while offset < size:
