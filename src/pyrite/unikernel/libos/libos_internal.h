@@ -19,6 +19,10 @@ void pyrite_clock_init(void);
 void pyrite_boot_random(uint8_t out[16]);   /* AT_RANDOM's bytes */
 void pyrite_irq_dispatch(struct pyrite_trap_frame *frame);
 __attribute__((noreturn)) void pyrite_crash(struct pyrite_trap_frame *frame);
+/* Console output formatted by hand (arch/crash.c): no C library state, no floating point. */
+void pyrite_put(const char *s);
+void pyrite_put_hex(uint64_t v, int digits);
+void pyrite_put_dec(uint64_t v);
 /* Local APIC registers (xAPIC MMIO, arch/irq.c); enable: 0, or -1 when there is no LAPIC. */
 int pyrite_lapic_enable(void);
 uint32_t pyrite_lapic_read(unsigned reg);

@@ -5,7 +5,6 @@
  * guard page a fault hit; pyrite_start() moves to the application's stack here.
  */
 #include <stdint.h>
-#include <stdio.h>
 #include <pyrite/arch.h>
 #include <pyrite/boot.h>
 #include <pyrite/power.h>
@@ -51,10 +50,16 @@ __attribute__((noreturn)) void pyrite_run_on_app_stack(void (*fn)(void))
 {
     const struct pyrite_stack *s = &stacks[0];
     if (!in_ram(s->bottom, s->top)) {
-        fprintf(stderr, "pyrite: %s [%#lx, %#lx) (%lu KiB) does not fit in this VM's RAM: give "
-                "the VM more memory or build the image with a smaller --stack-size\n",
-                s->name, (unsigned long)s->bottom, (unsigned long)s->top,
-                (unsigned long)(s->top - s->bottom) >> 10);
+        pyrite_put("pyrite: ");
+        pyrite_put(s->name);
+        pyrite_put(" [0x");
+        pyrite_put_hex(s->bottom, 16);
+        pyrite_put(", 0x");
+        pyrite_put_hex(s->top, 16);
+        pyrite_put(") (");
+        pyrite_put_dec((s->top - s->bottom) >> 10);
+        pyrite_put(" KiB) does not fit in this VM's RAM: give the VM more memory or build the "
+                   "image with a smaller --stack-size\n");
         pyrite_poweroff(PYRITE_CRASH_STATUS_BASE + 6);      /* as abort() */
     }
     /* The top is page aligned: after the call, rsp + 8 is 16-byte aligned as the ABI wants. */

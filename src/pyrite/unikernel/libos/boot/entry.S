@@ -32,7 +32,7 @@ multiboot_header:
         .long multiboot_header          /* header_addr */
         .long __image_start             /* load_addr: file offset 0 */
         .long __load_end                /* load_end_addr */
-        .long __load_memory_end         /* bss_end_addr: the stacks after it need no zeroing */
+        .long __image_end               /* bss_end_addr: past the stacks, where loaders put modules */
         .long multiboot_entry32         /* entry_addr */
 #endif
 
