@@ -44,6 +44,7 @@ MODULES = (
     "pyrite.config.models", "pyrite.config.resources",
     "pyrite.vmm", "pyrite.vmm.builder", "pyrite.vmm.bus", "pyrite.vmm.console", "pyrite.vmm.crash",
     "pyrite.vmm.devices", "pyrite.vmm.errors", "pyrite.vmm.event_loop", "pyrite.vmm.exit", "pyrite.vmm.machine",
+    "pyrite.vmm.memory_cgroup",
     "pyrite.vmm.vcpu", "pyrite.vmm.vmm",
     "pyrite.snapshot", "pyrite.snapshot.dirty", "pyrite.snapshot.errors", "pyrite.snapshot.format",
     "pyrite.snapshot.kvm_state", "pyrite.snapshot.microvm", "pyrite.snapshot.records", "pyrite.snapshot.uffd",
