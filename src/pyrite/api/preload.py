@@ -63,6 +63,17 @@ NOT_IN_A_VMM = ("pyrite.snapshot.cli", "pyrite.snapshot.rebase", "pyrite.snapsho
                 "pyrite.vmm.foreground")
 
 
+def one_malloc_arena() -> None:
+    """Every thread allocates from glibc's main malloc arena (grown and trimmed with brk). A
+    thread's own arena, shrunk by free() for the first time, makes glibc open
+    /proc/sys/vm/overcommit_memory: an openat that a filtered thread's filter refuses, inside
+    free() with the arena locked, where the SIGSYS handler's own allocation then waits forever.
+    Call before any thread starts; Python's small objects come from its own allocator."""
+    import ctypes
+    m_arena_max = -8                    # glibc's M_ARENA_MAX
+    ctypes.CDLL(None).mallopt(m_arena_max, 1)
+
+
 def preload() -> None:
     # glibc's pthread_exit (a daemon thread ended at interpreter exit) dlopens libgcc_s for
     # unwinding on first use; loaded now, that needs no openat later.
