@@ -100,3 +100,22 @@ def test_arguments_reach_main_exactly_as_typed(kvm, tmp_path):
                                  'argv[6]=--\nargv[7]=--quiet\nGREETING=a "b"\nNOT_SET=(unset)\nenv GREETING=a "b"\n')
     r = pyrite("run", build(tmp_path, "args"), "--env", "=x")
     assert r.returncode == 2 and "--env '=x': expected NAME=VALUE" in r.stderr.decode()
+
+
+@pytest.mark.parametrize("how", ["read", "fread"])
+@pytest.mark.parametrize("source", ["pipe", "file", "empty file"])
+def test_end_of_stdin_is_end_of_file_in_the_guest(kvm, tmp_path, how, source):
+    """The host's stdin ends (a pipe whose writer closes, a file, /dev/null-like empty file):
+    the guest's read() returns 0 after the last byte, and again after that."""
+    from guests import fnv1a64
+    image = build(tmp_path, "stdin_count")
+    data = b"" if source == "empty file" else bytes(range(256)) * 40 + b"no newline at the end"
+    cmd = [sys.executable, "-m", "pyrite.cli", "run", image, how, "--quiet"]
+    if source == "pipe":
+        r = subprocess.run(cmd, input=data, capture_output=True, timeout=120)
+    else:
+        (tmp_path / "in").write_bytes(data)
+        with open(tmp_path / "in", "rb") as stdin:
+            r = subprocess.run(cmd, stdin=stdin, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode() == f"bytes={len(data)} fnv1a64={fnv1a64(data)} eof_again=1\n"

@@ -82,7 +82,7 @@ def test_vsock_guest_pause_resume_snapshot_and_load_under_filters(vsock_image, t
     vmm = start_vmm(tmp_path, "--id", "filtered")
     loaded = None
     try:
-        put_all(vmm, [("PUT", "/boot-source", {"kernel_image_path": str(vsock_image), "boot_args": "echo 5000 2"}),
+        put_all(vmm, [("PUT", "/boot-source", {"kernel_image_path": str(vsock_image), "boot_args": "echo 5000 3"}),
                       ("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 64}),
                       ("PUT", "/serial", {"serial_out_path": str(serial)}),
                       ("PUT", "/vsock", {"guest_cid": 3, "uds_path": uds}),
@@ -103,7 +103,8 @@ def test_vsock_guest_pause_resume_snapshot_and_load_under_filters(vsock_image, t
         vmm.stop()
     assert "bad syscall" not in vmm.log.read_text()
 
-    # The snapshot, loaded by another filtered VMM: the guest still serves its second connection.
+    # The snapshot, loaded by another filtered VMM: the guest still serves its second connection
+    # (it takes three, so it is still running for the pause and resume after that).
     os.unlink(uds)   # left by the killed VMM (a load checks the saved path before the override)
     try:
         loaded = start_vmm(tmp_path, "--id", "loaded", name="load.sock")
@@ -237,3 +238,24 @@ def test_a_crashing_guest_is_reported_not_killed_by_the_filters(tmp_path):
     assert "bad syscall" not in log
     assert "triple fault (KVM_EXIT_SHUTDOWN)" in log and "code at RIP: 0f 0b" in log, log
     assert "<main+0x" in log, log      # symbolized from the kernel's ELF symbols
+
+
+def test_library_os_crash_is_named_under_filters(tmp_path):
+    """A pyrite image's stack overflow under a filtered VMM: the vCPU thread reads the image's
+    symbols (pyrite_crash_rip, the function) through the fd opened at boot, not by openat,
+    which its filter refuses: the VMM ends with the guest's status, not killed by SIGSYS."""
+    image = guest_image("stack")
+    serial = tmp_path / "serial.out"
+    vmm = start_vmm(tmp_path, "--id", "crash")
+    try:
+        put_all(vmm, [("PUT", "/boot-source", {"kernel_image_path": str(image), "boot_args": "recurse"}),
+                      ("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64}),
+                      ("PUT", "/serial", {"serial_out_path": str(serial)}),
+                      ("PUT", "/actions", {"action_type": "InstanceStart"})])
+        vmm.proc.wait(timeout=TIMEOUT)
+    finally:
+        vmm.stop()
+    log = vmm.log.read_text()
+    assert "bad syscall" not in log and vmm.proc.returncode != EXIT_BAD_SYSCALL, log
+    assert "stack overflow: the application stack" in serial.read_text()
+    assert "crashed at rip 0x" in log and "<descend+0x" in log, log

@@ -394,3 +394,46 @@ def test_from_state_rejects_an_overfull_fifo_and_bad_registers():
         Serial.from_state(SerialState(lcr=0x100), Irq(), None)
     with pytest.raises(SerialError, match="not a byte"):
         Serial.from_state(SerialState(rx_fifo=[256]), Irq(), None)
+
+
+# ---------------------------------------------------------------- end of input: a break
+
+UART_LSR_BI = 0x10
+
+
+def test_break_is_a_zero_character_with_bi_that_lsr_reads_do_not_lose():
+    s, irq, _ = make()
+    s.write(IER, UART_IER_RDI)
+    assert s.enqueue_break()
+    assert irq.count == 1                              # received data available
+    # The transmit path reads LSR too: BI stays with its character until RBR gives it.
+    for _ in range(3):
+        assert s.read(LSR) & (UART_LSR_DR | UART_LSR_BI) == UART_LSR_DR | UART_LSR_BI
+    assert s.read(RX) == 0
+    assert s.read(LSR) & (UART_LSR_DR | UART_LSR_BI) == 0
+
+
+def test_break_waits_for_an_empty_fifo_and_data_may_follow_it():
+    s, _, _ = make()
+    s.enqueue_input(b"ab")
+    assert not s.enqueue_break()                       # BI would belong to 'a'
+    assert [s.read(RX), s.read(RX)] == [ord("a"), ord("b")]
+    assert s.enqueue_break()
+    assert s.enqueue_input(b"c") == 1
+    assert s.read(LSR) & UART_LSR_BI
+    assert s.read(RX) == 0
+    assert s.read(LSR) & (UART_LSR_DR | UART_LSR_BI) == UART_LSR_DR
+    assert s.read(RX) == ord("c")
+
+
+def test_break_is_refused_in_loopback():
+    s, _, _ = make()
+    s.write(MCR, UART_MCR_LOOP)
+    assert not s.enqueue_break()
+
+
+def test_a_pending_break_survives_a_snapshot():
+    s, _, _ = make()
+    s.enqueue_break()
+    restored = Serial.from_state(s.state(), Irq(), io.BytesIO())
+    assert restored.read(LSR) & UART_LSR_BI and restored.read(RX) == 0

@@ -63,6 +63,14 @@ def test_a_source_on_standard_input(project):
     assert r.returncode == 1 and "-x LANGUAGE is needed" in r.stderr
 
 
+def test_stack_size_is_a_link_option(project):
+    r = cc("-Iinclude", "-DVALUE=1", "main.c", "lib/twice.c", "-o", "prog", "--stack-size=64K", cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert b"\0stack=65536\0" in (project / "prog").read_bytes()
+    r = cc("-Iinclude", "-DVALUE=1", "main.c", "lib/twice.c", "-o", "prog", "--stack-size", "lots", cwd=project)
+    assert r.returncode == 1 and "stack size 'lots'" in r.stderr, r.stderr
+
+
 def test_errors_name_the_problem(project):
     r = cc("-c", "main.c", cwd=project)                               # twice.h not found without -I
     assert r.returncode == 1 and "twice.h" in r.stderr and "No such file" in r.stderr

@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(e), EXIT_ARG_PARSING)
 
     LOGGER.instance_id = args["id"]
+    from .preload import one_malloc_arena
+    one_malloc_arena()      # before any thread: see there (seccomp filters and glibc's free)
     level = args.get("level")
     if level is not None:
         from pyrite.config.levels import parse_level

@@ -47,6 +47,7 @@ MODULES = (
     "pyrite.config.models", "pyrite.config.resources",
     "pyrite.vmm", "pyrite.vmm.builder", "pyrite.vmm.bus", "pyrite.vmm.console", "pyrite.vmm.crash",
     "pyrite.vmm.devices", "pyrite.vmm.errors", "pyrite.vmm.event_loop", "pyrite.vmm.exit", "pyrite.vmm.machine",
+    "pyrite.vmm.memory_cgroup",
     "pyrite.vmm.vcpu", "pyrite.vmm.vmm",
     "pyrite.snapshot", "pyrite.snapshot.dirty", "pyrite.snapshot.errors", "pyrite.snapshot.format",
     "pyrite.snapshot.kvm_state", "pyrite.snapshot.microvm", "pyrite.snapshot.records", "pyrite.snapshot.uffd",
@@ -68,6 +69,17 @@ BUILD_MODULES = ("pyrite.arch.x86_64.loader.bzimage", "pyrite.arch.x86_64.loader
 # Modules of those packages that run in other processes (CLIs, the Uffd page server, `pyrite run`).
 NOT_IN_A_VMM = ("pyrite.snapshot.cli", "pyrite.snapshot.rebase", "pyrite.snapshot.uffd_handler",
                 "pyrite.vmm.foreground")
+
+
+def one_malloc_arena() -> None:
+    """Every thread allocates from glibc's main malloc arena (grown and trimmed with brk). A
+    thread's own arena, shrunk by free() for the first time, makes glibc open
+    /proc/sys/vm/overcommit_memory: an openat that a filtered thread's filter refuses, inside
+    free() with the arena locked, where the SIGSYS handler's own allocation then waits forever.
+    Call before any thread starts; Python's small objects come from its own allocator."""
+    import ctypes
+    m_arena_max = -8                    # glibc's M_ARENA_MAX
+    ctypes.CDLL(None).mallopt(m_arena_max, 1)
 
 
 # What the threads whose filters refuse openat (vCPUs, event loop, main, metrics) may still

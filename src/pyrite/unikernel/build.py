@@ -26,6 +26,7 @@ under ``$PYRITE_CACHE`` or ``~/.cache/pyrite`` (objects/, images/).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -33,7 +34,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -44,15 +44,20 @@ from pyrite.unikernel.musl import MuslError, musl_build, syscall_names
 LIBOS_DIR = Path(__file__).resolve().parent / "libos"
 LIBOS_VERSION = __version__
 PROTOCOLS = ("default", "multiboot")
+DEFAULT_STACK_SIZE = 8 << 20        # the application's stack, as Linux's default `ulimit -s`
+MIN_STACK_SIZE = 16 << 10
+MAX_STACK_SIZE = 1 << 30
+_SIZE_SUFFIXES = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30}
 
 # Code of every guest: no PIC/PIE (linked at 1 MiB), no red zone (in ring-0 images,
 # interrupts at CPL 0 share the stack; one set of objects serves both kinds of image), no
 # stack protector, no unwind tables, no CET, sections per function for --gc-sections, and
-# no host headers (musl's instead).
+# no host headers (musl's instead). Stack-clash protection probes every page of a large
+# frame, so that no frame jumps over a stack's guard page.
 APP_CFLAGS = (
     "-m64", "-O2", "-fno-pic", "-fno-pie", "-mno-red-zone", "-fno-stack-protector",
-    "-fno-asynchronous-unwind-tables", "-fno-unwind-tables", "-fcf-protection=none",
-    "-ffunction-sections", "-fdata-sections", "-fno-common", "-nostdinc",
+    "-fstack-clash-protection", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables",
+    "-fcf-protection=none", "-ffunction-sections", "-fdata-sections", "-fno-common", "-nostdinc",
 )
 # The library OS: freestanding, general registers only (its CPL-0 code must leave the
 # application's x87/SSE state alone, and guest CPL 0 may be an emulator without SSE), for
@@ -91,15 +96,16 @@ class BuildError(Exception):
     """The image could not be built; the message says why (gcc's own output included)."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ImageOptions:
     """What the link step bakes into an image besides the code: argv[0], the default
-    command line, the boot protocol and where the application runs."""
+    command line, the boot protocol, where the application runs and its stack's size."""
     name: str
     cmdline: str = ""
     protocol: str = "default"
     ring0: bool = False
     pvh_note: bool = True
+    stack_size: int = DEFAULT_STACK_SIZE    # the application's stack, bytes (parse_stack_size)
 
 
 @functools.lru_cache(maxsize=None)
@@ -173,6 +179,25 @@ def _c_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def parse_stack_size(text: str | int) -> int:
+    """A stack size in bytes from `text`: a number with an optional K, M or G (KiB, MiB, GiB)
+    suffix, rounded up to whole 4 KiB pages; BuildError names what is wrong."""
+    if isinstance(text, int):
+        size = text
+    else:
+        digits = text.strip().rstrip("BbIiGgMmKk")
+        suffix = text.strip()[len(digits):].lower().rstrip("b")
+        suffix = {"ki": "kib", "mi": "mib", "gi": "gib"}.get(suffix, suffix)
+        if not digits.isdigit() or suffix not in _SIZE_SUFFIXES:
+            raise BuildError(f"stack size {text!r}: expected a number of bytes with an optional "
+                             "K, M or G suffix (e.g. 8M, 512K)")
+        size = int(digits) * _SIZE_SUFFIXES[suffix]
+    if not MIN_STACK_SIZE <= size <= MAX_STACK_SIZE:
+        raise BuildError(f"stack size {text!r}: must be between {MIN_STACK_SIZE >> 10} KiB and "
+                         f"{MAX_STACK_SIZE >> 30} GiB")
+    return (size + 4095) & ~4095
+
+
 def _build_info_source(options: ImageOptions) -> str:
     name, cmdline = options.name, options.cmdline
     privilege = "ring 0" if options.ring0 else "CPL 3 (exceptions and interrupts at CPL 0)"
@@ -182,7 +207,8 @@ def _build_info_source(options: ImageOptions) -> str:
         f"    \"pyrite-info\\0version=\" {_c_string(LIBOS_VERSION)}\n"
         f"    \"\\0name=\" {_c_string(name)}\n"
         f"    \"\\0cmdline=\" {_c_string(cmdline)}\n"
-        f"    \"\\0privilege=\" {_c_string(privilege)} \"\\0\";\n"
+        f"    \"\\0privilege=\" {_c_string(privilege)}\n"
+        f"    \"\\0stack={options.stack_size}\\0\";\n"
         f"const char *const pyrite_libos_version = info + {len('pyrite-info') + 1 + len('version=')};\n"
         f"const char *const pyrite_app_name = info + {len('pyrite-info') + 1 + len('version=') + len(LIBOS_VERSION.encode()) + 1 + len('name=')};\n"
         f"const char *const pyrite_default_cmdline = info + {len('pyrite-info') + 1 + len('version=') + len(LIBOS_VERSION.encode()) + 1 + len('name=') + len(name.encode()) + 1 + len('cmdline=')};\n"
@@ -360,6 +386,7 @@ def link_image(
     """
     if options.protocol not in PROTOCOLS:
         raise BuildError(f"unknown boot protocol {options.protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    options = dataclasses.replace(options, stack_size=parse_stack_size(options.stack_size))
     where = Path(cwd) if cwd is not None else Path.cwd()
     files = []
     for item in inputs:
@@ -408,6 +435,7 @@ def build_image(
     cmdline: str | None = None,
     name: str | None = None,
     cwd: Path | str | None = None,
+    stack_size: int | str = DEFAULT_STACK_SIZE,
     on_warnings: Callable[[str], None] | None = None,
 ) -> Path:
     """Compile `sources` with the library OS into a bootable ELF64 image.
@@ -416,14 +444,16 @@ def build_image(
     libraries, linked in that order. Returns the image path: `output` if given (the
     image is copied there), else the cached file. `cmdline` is the default command line,
     used when the VMM gives none; `name` is argv[0] (default: the output's or first
-    source's stem). Raises BuildError with gcc's own messages when the sources do not
-    compile or link; `on_warnings` receives gcc's messages when it built the image but
-    had something to say.
+    source's stem); `stack_size` is the application's stack in bytes, or a string such
+    as "8M" (see parse_stack_size). Raises BuildError with gcc's own messages when the
+    sources do not compile or link; `on_warnings` receives gcc's messages when it built
+    the image but had something to say.
     """
     if protocol not in PROTOCOLS:
         raise BuildError(f"unknown boot protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     if not sources:
         raise BuildError("no source files given")
+    stack_size = parse_stack_size(stack_size)      # a clear error before anything compiles
     where = Path(cwd) if cwd is not None else Path.cwd()
     inputs: list[Path | str] = []
     for item in sources:
@@ -441,7 +471,7 @@ def build_image(
             inputs.append(compile_object(path, cflags, ring0=ring0, cwd=where, on_warnings=on_warnings))
     first = next(Path(s) for s in sources if not str(s).startswith("-l"))
     options = ImageOptions(name=name or (Path(output).stem if output else first.stem), cmdline=cmdline or "",
-                           protocol=protocol, ring0=ring0, pvh_note=pvh_note)
+                           protocol=protocol, ring0=ring0, pvh_note=pvh_note, stack_size=stack_size)
     return link_image(inputs, output, options, library_dirs=library_dirs, link_flags=link_flags, cwd=where,
                       names=[str(s) for s in sources], on_warnings=on_warnings)
 
@@ -506,6 +536,7 @@ def _link(gcc: str, musl: Path, defines: list[str], files: list[Path], libos: li
         script = tmp / "libos.ld"
         entry = ENTRY_SYMBOLS[options.protocol]
         proc = _run([gcc, "-E", "-P", "-x", "c", *defines, f"-DPYRITE_ENTRY={entry}",
+                     f"-DPYRITE_STACK_SIZE={options.stack_size}", "-I", str(LIBOS_DIR / "include"),
                      str(LIBOS_DIR / "libos.lds.in"), "-o", str(script)], "linker script", tmp)
         if proc.returncode != 0:
             raise BuildError(f"linker script {LIBOS_DIR / 'libos.lds.in'} does not preprocess:\n{proc.stderr}")

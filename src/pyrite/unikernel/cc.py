@@ -8,7 +8,8 @@ object cache; the final link (no -c/-S/-E) produces a bootable image named by -o
 the questions a build system asks (--version, -v, -dumpversion, -print-*) go to the
 host's gcc with the library OS's headers in place of the host's. Flags it does not know
 are given to gcc as they are. Options of its own, for the link: --ring0, --multiboot,
---no-pvh-note, --cmdline=S (the image's default command line), --name=N (argv[0]).
+--no-pvh-note, --cmdline=S (the image's default command line), --name=N (argv[0]),
+--stack-size=SIZE (the application's stack, as `pyrite unikernel build --stack-size`).
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class Command:
     pvh_note: bool = True
     cmdline: str | None = None
     name: str | None = None
+    stack_size: str | None = None
 
 
 def parse(argv: list[str]) -> Command:
@@ -107,12 +109,12 @@ def parse(argv: list[str]) -> Command:
             cmd.protocol = "multiboot"
         elif arg == "--no-pvh-note":
             cmd.pvh_note = False
-        elif arg.startswith(("--cmdline", "--name")):
+        elif arg.startswith(("--cmdline", "--name", "--stack-size")):
             option, eq, attached = arg.partition("=")
-            if option not in ("--cmdline", "--name"):
+            if option not in ("--cmdline", "--name", "--stack-size"):
                 cmd.cflags.append(arg)
             else:
-                setattr(cmd, option[2:], attached if eq else value(option, ""))
+                setattr(cmd, option[2:].replace("-", "_"), attached if eq else value(option, ""))
         else:
             for prefix in _CFLAGS_VALUED:
                 if arg == prefix:
@@ -166,7 +168,8 @@ def run(cmd: Command) -> int:
             inputs.append(name)                 # objects, archives, -lNAME: in their order
     output = cmd.output or "a.out"
     options = build.ImageOptions(name=cmd.name or Path(output).stem, cmdline=cmd.cmdline or "",
-                                 protocol=cmd.protocol, ring0=cmd.ring0, pvh_note=cmd.pvh_note)
+                                 protocol=cmd.protocol, ring0=cmd.ring0, pvh_note=cmd.pvh_note,
+                                 stack_size=build.parse_stack_size(cmd.stack_size or build.DEFAULT_STACK_SIZE))
     image = build.link_image(inputs, output, options, library_dirs=cmd.library_dirs, link_flags=cmd.link_flags,
                              names=[name for name, _ in cmd.inputs], on_warnings=_warn)
     image.chmod(0o755)                          # an executable, as a linker's output is

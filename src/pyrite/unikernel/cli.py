@@ -5,7 +5,7 @@ import sys
 
 USAGE = """usage: pyrite unikernel build APP.py -o IMAGE [--module PATH ...] [--files DIR] [--mem-mib N]
        pyrite unikernel build INPUT [INPUT ...] -o IMAGE [--cmdline S] [--ring0]
-                              [--name NAME] [--multiboot] [--no-pvh-note]
+                              [--name NAME] [--stack-size SIZE] [--multiboot] [--no-pvh-note]
                               [-DNAME[=VALUE]] [-UNAME] [-I DIR] [-L DIR] [-lNAME] [--cflags "FLAGS"]
                               [--files DIR]
        pyrite unikernel cc GCC-ARGS...        (also installed as pyrite-cc)
@@ -21,6 +21,10 @@ build    compiles C (and assembly) sources with pyrite's library OS into IMAGE, 
            --ring0        run the application at CPL 0 (default: CPL 3, privileged only
                           for exceptions and interrupts)
            --name NAME    argv[0] (default: IMAGE's name without its suffix)
+           --stack-size SIZE
+                          the application's stack, bytes or with a K, M or G suffix
+                          (default 8M, as Linux's `ulimit -s`); a guard page under it
+                          turns an overflow into a "stack overflow" crash report
            --multiboot    build a Multiboot 1 image instead (GRUB, QEMU -kernel)
            --no-pvh-note  leave out the PVH note: boots by the Linux 64-bit protocol only
            --files DIR    pack DIR's files into IMAGE's initrd, IMAGE with the suffix .cpio
@@ -59,9 +63,11 @@ def main(argv: list[str]) -> int:
 
 def parse_build(argv: list[str]) -> dict:
     opts: dict = {"sources": [], "output": None, "cmdline": None, "ring0": False, "name": None,
-                  "protocol": "default", "pvh_note": True, "cflags": [], "library_dirs": [], "files": None}
+                  "protocol": "default", "pvh_note": True, "cflags": [], "library_dirs": [], "files": None,
+                  "stack_size": None}
     valued = {"-o": "output", "--output": "output", "--cmdline": "cmdline", "--name": "name",
-              "--cflags": "cflags", "--files": "files", "-I": "include", "-D": "define", "-U": "undefine",
+              "--cflags": "cflags", "--files": "files", "--stack-size": "stack_size",
+              "-I": "include", "-D": "define", "-U": "undefine",
               "-L": "library_dir", "-l": "library"}
     i = 0
     while i < len(argv):
@@ -124,8 +130,12 @@ def parse_build(argv: list[str]) -> dict:
 
 def cmd_build(argv: list[str]) -> int:
     opts = parse_build(argv)
-    from pyrite.unikernel.build import BuildError, build_image
+    from pyrite.unikernel.build import DEFAULT_STACK_SIZE, BuildError, build_image, parse_stack_size
     from pyrite.unikernel.files import FilesError, initrd_path, write_archive
+    try:
+        stack_size = DEFAULT_STACK_SIZE if opts["stack_size"] is None else parse_stack_size(opts["stack_size"])
+    except BuildError as e:
+        raise UsageError(f"--stack-size: {e}") from None
 
     def show_warnings(text: str) -> None:
         sys.stderr.write(text if text.endswith("\n") else text + "\n")
@@ -134,7 +144,7 @@ def cmd_build(argv: list[str]) -> int:
         image = build_image(opts["sources"], opts["output"], protocol=opts["protocol"], ring0=opts["ring0"],
                             pvh_note=opts["pvh_note"], cflags=opts["cflags"], cmdline=opts["cmdline"],
                             library_dirs=opts["library_dirs"],
-                            name=opts["name"], on_warnings=show_warnings)
+                            name=opts["name"], stack_size=stack_size, on_warnings=show_warnings)
     except BuildError as e:
         print(e, file=sys.stderr)           # gcc's messages as gcc gave them
         return 1

@@ -198,6 +198,8 @@ def format_image_info(image: ImageInfo) -> str:
     ]
     if "privilege" in info:
         lines.append(f"  privilege       {info['privilege']}")
+    if info.get("stack", "").isdigit():
+        lines.append(f"  stack           {int(info['stack']) >> 10} KiB (application; a guard page under it)")
     lines += ["", "entry points:"]
     for e in image.entries:
         symbol = f" <{e.symbol}>" if e.symbol else ""
@@ -208,7 +210,8 @@ def format_image_info(image: ImageInfo) -> str:
             continue
         where = "" if s.loaded else "  (not loaded)"
         if s.loaded and not s.in_file:
-            where = "  (zeroed, not in file)"
+            in_segment = image.load_start <= s.address < image.load_end
+            where = "  (zeroed, not in file)" if in_segment else "  (not loaded: fresh memory, not in file)"
         address = f"{s.address:#010x}" if s.loaded else "-"
         lines.append(f"  {s.name:<16} {address:>10} {s.size:>9}{where}")
     return "\n".join(lines)

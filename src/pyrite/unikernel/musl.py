@@ -56,9 +56,11 @@ PATCHES = (
 )
 
 # Flags added to musl's own: no red zone (in ring-0 images, interrupts at CPL 0 share the
-# stack), position-dependent code (images are linked at 1 MiB), no CET notes or endbr64.
+# stack), position-dependent code (images are linked at 1 MiB), no CET notes or endbr64,
+# stack-clash protection (no large frame jumps over a stack's guard page).
 # SSE stays on: musl's printf, strtod and libm need floating point.
-MUSL_CFLAGS = ("-mno-red-zone", "-fno-pic", "-fno-pie", "-fcf-protection=none", "-fno-stack-protector")
+MUSL_CFLAGS = ("-mno-red-zone", "-fno-pic", "-fno-pie", "-fcf-protection=none", "-fno-stack-protector",
+               "-fstack-clash-protection")
 # Components compiled at -O3 (the rest at musl's -Os): musl's configure's default
 # (internal, malloc, string) plus the maths library, stdio (printf) and stdlib.
 MUSL_OPTIMIZE = "internal,malloc,string,math,stdio,stdlib"

@@ -34,6 +34,8 @@ from .machine import add_interrupt_controllers, create_machine
 from .vcpu import RunControl, VcpuThread
 from .vmm import LegacyDevices, Vmm
 
+CRASH_STATUS_BASE = 128          # pyrite's library OS ends a crash with 128 + the exception vector
+
 __all__ = ["BuildError", "build_for_boot", "build_for_restore", "log_boot_time"]
 
 
@@ -110,21 +112,24 @@ def build_for_boot(resources, *, console_out=None, console_in: int | None = None
 
         # Crash reports name functions from the kernel's symbols, read through an fd opened now:
         # a vCPU thread under its seccomp filter cannot open files.
-        kernel_fd = os.open(kernel_path, os.O_RDONLY | os.O_CLOEXEC) if symbolize is None else -1
-        if kernel_fd >= 0:
-            closers.append(lambda: os.close(kernel_fd))
+        kernel_fd = os.open(kernel_path, os.O_RDONLY | os.O_CLOEXEC)
+        closers.append(lambda: os.close(kernel_fd))
 
         def describe(vcpu, ex) -> str:
             from .crash import register_dump   # only a failing guest needs the crash report
             from pyrite.arch.x86_64.loader.symbols import elf_symbolizer
             return register_dump(vcpu, memory, symbolize or elf_symbolizer(kernel_fd))
 
+        def crash_site() -> str | None:
+            from .crash import library_os_crash_site
+            return library_os_crash_site(memory, kernel_fd)
+
         def write_boot_params(cmdline: str, vmgenid: VmGenId) -> None:
             nonlocal params
             params = _write_boot_params(memory, kernel, initrd, mem_size, vcpu_count, cmdline, vmgenid)
 
         vmm = _assemble(resources, system, vm, memory, event_loop, closers, console_out, console_in,
-                        start_ns, on_boot_timer, write_boot_params, configure, describe)
+                        start_ns, on_boot_timer, write_boot_params, configure, describe, crash_site)
     except BaseException:
         event_loop.stop()        # closes its epoll fd: it never ran
         _close_all(closers)
@@ -165,19 +170,21 @@ def build_for_restore(resources, memory: GuestMemory, *, console_out=None, conso
 
 
 def _assemble(resources, system, vm, memory, event_loop, closers, console_out, console_in, start_ns,
-              on_boot_timer, write_boot_params, configure_vcpu, describe) -> Vmm:
+              on_boot_timer, write_boot_params, configure_vcpu, describe, crash_site=None) -> Vmm:
     """Devices, boot parameters (when `write_boot_params` is given) and vCPUs around a VM with
-    its memory: the steps a boot and a restore share."""
+    its memory: the steps a boot and a restore share. `crash_site` names where a library-OS
+    image crashed when it ends with a crash status."""
     control = RunControl()
     pio, mmio = Bus("port I/O"), Bus("MMIO")
     vmm_box: list[Vmm] = []  # devices call into the Vmm built below
     finish = lambda result: vmm_box[0].finish(result)  # noqa: E731
-    legacy = _attach_legacy_devices(vm, pio, mmio, closers, finish, console_out, start_ns, on_boot_timer)
+    legacy = _attach_legacy_devices(vm, pio, mmio, closers, finish, console_out, start_ns, on_boot_timer,
+                                    crash_site)
     slots = _plan_slots(resources)
     virtio = _attach_virtio_devices(vm, mmio, memory, event_loop, slots, closers)
     vmgenid = _attach_vmgenid(vm, vmgenid_gsi(slots), closers)
     if console_in is not None:
-        _attach_console_input(event_loop, legacy.console, console_in)
+        _attach_console_input(event_loop, legacy.console, console_in, _reads_breaks(resources))
     if write_boot_params is not None:
         write_boot_params(kernel_cmdline(resources.kernel_cmdline, slots), vmgenid)
     threads = _create_vcpus(system, vm, resources.machine_config.vcpu_count, closers, configure_vcpu,
@@ -298,14 +305,15 @@ def _attach_vmgenid(vm, gsi: int, closers: list) -> VmGenId:
 
 
 def _attach_legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out, start_ns,
-                           on_boot_timer) -> LegacyDevices:
+                           on_boot_timer, crash_site) -> LegacyDevices:
     try:
-        return _legacy_devices(vm, pio, mmio, closers, finish, console_out, start_ns, on_boot_timer)
+        return _legacy_devices(vm, pio, mmio, closers, finish, console_out, start_ns, on_boot_timer, crash_site)
     except (kvm.KvmError, OSError) as e:     # the irqfds
         raise DeviceSetupError(f"legacy devices: {e}") from e
 
 
-def _legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out, start_ns, on_boot_timer) -> LegacyDevices:
+def _legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out, start_ns, on_boot_timer,
+                    crash_site) -> LegacyDevices:
     out = console_out if console_out is not None else FdSink(1)
     serial = Serial(_irq_line(vm, layout.SERIAL_IRQ, closers), out)
     console = SerialConsole(serial)
@@ -326,8 +334,11 @@ def _legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out, start
     pio.register(layout.I8042_PORT + 4, 1, "i8042 command",
                  lambda off, n: i8042_read(4, n), lambda off, data: i8042_write(4, data))
 
-    exit_port = ExitPort(lambda status: finish(
-        VmExit("exit-port", status, f"the guest wrote {status} to the exit port {layout.EXIT_PORT:#x}")))
+    def on_exit(status: int) -> None:
+        message = f"the guest wrote {status} to the exit port {layout.EXIT_PORT:#x}"
+        site = crash_site() if crash_site is not None and status >= CRASH_STATUS_BASE else None
+        finish(VmExit("exit-port", status, f"{message}: crashed at {site}" if site else message))
+    exit_port = ExitPort(on_exit)
     pio.register(layout.EXIT_PORT, 1, "exit port", lambda off, n: b"\0" * n,
                  lambda off, data: exit_port.write(data[0]))
 
@@ -337,7 +348,20 @@ def _legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out, start
                          boot_timer=timer, exit_port=exit_port)
 
 
-def _attach_console_input(loop: EventLoop, console: SerialConsole, fd: int) -> None:
+def _reads_breaks(resources) -> bool:
+    """Whether the guest reads a serial break as end of input: pyrite's library OS does; a
+    Linux guest would take it for a break (a NUL, or the start of a magic SysRq)."""
+    from pyrite.unikernel.cmdline import is_pyrite_image
+    boot = resources.boot_source
+    return boot is not None and is_pyrite_image(boot.kernel_image_path)
+
+
+def _attach_console_input(loop: EventLoop, console: SerialConsole, fd: int, eof_as_break: bool) -> None:
+    """Host input to the serial console; with `eof_as_break`, its end (and a terminal's Ctrl-D
+    at the start of a line) reaches the guest as a break (console.py)."""
+    terminal = eof_as_break and os.isatty(fd)
+    end_of_input = console.end_of_input if eof_as_break else (lambda: None)
+
     def on_input(events: int) -> None:
         try:
             data = os.read(fd, 4096)
@@ -346,9 +370,10 @@ def _attach_console_input(loop: EventLoop, console: SerialConsole, fd: int) -> N
         except OSError:
             data = b""
         if not data:
-            loop.remove(fd)  # end of input: the guest simply gets no more bytes
+            loop.remove(fd)
+            end_of_input()
             return
-        if not console.feed(data):
+        if not console.feed(data, terminal):
             loop.remove(fd)
             console.on_drained = lambda: loop.add(fd, on_input)
     try:
@@ -357,6 +382,7 @@ def _attach_console_input(loop: EventLoop, console: SerialConsole, fd: int) -> N
         # epoll refuses regular files and /dev/null: they are always readable, so feed them whole.
         with os.fdopen(os.dup(fd), "rb") as f:
             console.feed(f.read())
+        end_of_input()
 
 
 def _configure_vcpu(vcpu, index: int, count: int, supported, memory: GuestMemory, params) -> None:

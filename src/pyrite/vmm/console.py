@@ -6,6 +6,7 @@ import os
 import threading
 
 PENDING_LIMIT = 1 << 16  # stop reading host input while this much waits for the guest
+CTRL_D = 0x04
 
 
 class FdSink:
@@ -74,18 +75,24 @@ class BufferSink:
 
 
 class SerialConsole:
-    """Serialises guest register access (vCPU threads) with host input (event-loop thread)."""
+    """Serialises guest register access (vCPU threads) with host input (event-loop thread).
+
+    End of host input reaches the guest as a break (Serial.enqueue_break) after the last
+    byte: `end_of_input()` when stdin (a pipe, a file) ends; on a terminal, Ctrl-D at the start
+    of a line, as the tty line discipline has it (elsewhere Ctrl-D passes as the byte 0x04)."""
 
     def __init__(self, serial):
         self.serial = serial
         self.lock = threading.Lock()
         self.pending = bytearray()
+        self.breaks: list[int] = []   # offsets in `pending` where a break comes, in order
+        self.at_line_start = True     # the last byte fed from a terminal ended a line
         self.on_drained = None  # called (once) when pending input has all reached the guest
 
     def pio_read(self, offset: int, length: int) -> bytes:
         with self.lock:
             value = self.serial.read(offset)
-            if offset == 0 and self.pending:
+            if offset == 0 and (self.pending or self.breaks):
                 self._refill()
         return bytes((value,)) * length
 
@@ -93,18 +100,40 @@ class SerialConsole:
         with self.lock:
             self.serial.write(offset, data[0])
 
-    def feed(self, data: bytes) -> bool:
-        """Queue host input; False when the caller should stop reading until drained."""
+    def feed(self, data: bytes, terminal: bool = False) -> bool:
+        """Queue host input; False when the caller should stop reading until drained. From a
+        `terminal`, Ctrl-D at the start of a line is end of input."""
         with self.lock:
-            self.pending += data
+            start = 0
+            for i, byte in enumerate(data) if terminal else ():
+                if byte == CTRL_D and (data[i - 1] in b"\r\n" if i else self.at_line_start):
+                    self.pending += data[start:i]
+                    self.breaks.append(len(self.pending))
+                    start = i + 1
+            self.pending += data[start:]
+            if terminal and data:
+                self.at_line_start = data[-1] in b"\r\n" or start == len(data)
             self._refill()
             return len(self.pending) < PENDING_LIMIT
 
+    def end_of_input(self) -> None:
+        """Host input ended: the guest gets a break after the bytes still pending."""
+        with self.lock:
+            self.breaks.append(len(self.pending))
+            self._refill()
+
     def _refill(self) -> None:
+        while self.breaks and self.breaks[0] == 0:
+            if not self.serial.enqueue_break():
+                break                 # after the guest has read what the FIFO holds
+            self.breaks.pop(0)
         room = self.serial.fifo_capacity()
+        if self.breaks:
+            room = min(room, self.breaks[0])
         if room:
             taken = self.serial.enqueue_input(bytes(self.pending[:room]))
             del self.pending[:taken]
-        if not self.pending and self.on_drained is not None:
+            self.breaks = [offset - taken for offset in self.breaks]
+        if not self.pending and not self.breaks and self.on_drained is not None:
             callback, self.on_drained = self.on_drained, None
             callback()

@@ -45,6 +45,26 @@ def register_dump(vcpu, mem: GuestMemory, symbolize: Symbolizer | None = None) -
     return "\n".join(lines)
 
 
+def library_os_crash_site(mem: GuestMemory, image_fd: int) -> str | None:
+    """Where a pyrite library-OS image crashed, after its crash report (which records the
+    faulting RIP in `pyrite_crash_rip`, identity mapped): "rip 0x... <function+0xoff>", or None
+    when the image has no such symbol (not a pyrite image) or nothing was recorded. The image
+    is read from `image_fd` (pread: the vCPU thread's seccomp filter allows no openat)."""
+    from pyrite.arch.x86_64.loader.symbols import elf_symbolizer, read_image, symbol_value
+    try:
+        image = read_image(image_fd)
+    except OSError:
+        return None
+    addr = symbol_value(image, "pyrite_crash_rip")
+    if addr is None or not mem.contains(addr, 8):
+        return None
+    rip = int.from_bytes(mem.read(addr, 8), "little")
+    if not rip:
+        return None
+    where = elf_symbolizer(image)(rip)
+    return f"rip {rip:#x}" + (f" <{where}>" if where else "")
+
+
 def describe_failure(index: int, ex, dump: str) -> str:
     if isinstance(ex, exits.Shutdown):
         head = f"guest crashed: vCPU {index} triple fault (KVM_EXIT_SHUTDOWN)"

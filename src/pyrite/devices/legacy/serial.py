@@ -6,6 +6,12 @@ to an irqfd) and hands the guest's output to a binary writer.
 
 Where vm-superio departs from the 16550A datasheet, pyrite follows the datasheet:
 
+- End of host input is a break (``enqueue_break``): a 0 character with LSR.BI, the
+  16550A's own line event, which the library OS reads as end of file. BI belongs to its
+  character: it shows at every LSR read while that character is at the top of the FIFO and
+  goes when the character is read from RBR (the datasheet clears it at the first LSR
+  read), so that a driver whose transmit path also reads LSR, without a lock against its
+  receive interrupt, cannot lose it.
 - IIR reports the single highest-priority pending source (line status, then
   received data, then THR empty) instead of OR-ing the source codes together, and
   reading IIR clears the THR-empty interrupt only when that is the source it reports.
@@ -63,6 +69,7 @@ LCR_DLAB = 0x80
 
 LSR_DR = 0x01             # data ready
 LSR_OE = 0x02             # overrun error
+LSR_BI = 0x10             # break interrupt: the character at the top of the FIFO is a break
 LSR_ERRORS = 0x1E         # OE | PE | FE | BI
 LSR_THRE = 0x20
 LSR_TEMT = 0x40
@@ -211,8 +218,8 @@ class Serial:
             return self.mcr
         if offset == LSR:
             value = self.lsr
-            if value & LSR_ERRORS:
-                self.lsr &= ~LSR_ERRORS           # reading LSR clears the error bits
+            if value & LSR_ERRORS & ~LSR_BI:
+                self.lsr &= ~LSR_ERRORS | LSR_BI  # reading LSR clears the error bits (BI: see above)
                 self._update_irq()
             return value
         if offset == MSR:
@@ -252,6 +259,9 @@ class Serial:
         if not self.rx_fifo:
             return 0
         byte = self.rx_fifo.pop(0)
+        if self.lsr & LSR_BI:
+            self.lsr &= ~LSR_BI                   # a break is only ever the top character
+            self._update_irq()
         if not self.rx_fifo:
             self.lsr &= ~LSR_DR
             self._update_irq()
@@ -321,6 +331,18 @@ class Serial:
             self.lsr |= LSR_DR
             self._update_irq()
         return count
+
+    def enqueue_break(self) -> bool:
+        """Receive a break (the line held at 0 for longer than a character): one 0 character
+        with LSR.BI, as a 16550A loads it into its FIFO. pyrite sends it at the end of host
+        input. Taken only when the FIFO is empty, so that BI belongs to the character at its
+        top (the 16550A reveals BI with its character); False when not taken."""
+        if self.rx_fifo or self.mcr & MCR_LOOP:
+            return False
+        self.rx_fifo.append(0)
+        self.lsr |= LSR_DR | LSR_BI
+        self._update_irq()
+        return True
 
     @property
     def pending_output(self) -> int:

@@ -286,10 +286,10 @@ def build_python_image(program: Program, output: Path | str | None, *, min_mem_m
     with tempfile.TemporaryDirectory(prefix="pyrite-mp-") as tmp:
         frozen_c = freeze(program, library, core, Path(tmp) / name, min_mem_mib)
         # The whole core goes in and --gc-sections keeps what is reachable from main().
-        cflags = [*(core / "cflags").read_text().split(), "-Wl,--whole-archive", str(core / "libmicropython.a"),
-                  "-Wl,--no-whole-archive"]
+        cflags = (core / "cflags").read_text().split()
+        link_flags = ["-Wl,--whole-archive", str(core / "libmicropython.a"), "-Wl,--no-whole-archive"]
         try:
-            return libos_build.build_image([frozen_c], output, cflags=cflags, name=name)
+            return libos_build.build_image([frozen_c], output, cflags=cflags, link_flags=link_flags, name=name)
         except libos_build.BuildError as e:
             raise BuildError(f"linking the image failed:\n{e}") from e
 

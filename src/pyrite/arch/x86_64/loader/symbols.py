@@ -46,17 +46,16 @@ class SymbolTable:
         return None if found is None else f"{found[0]}+{found[1]:#x}"
 
 
-def parse_symbols(image: bytes | bytearray | memoryview) -> SymbolTable:
-    """The code symbols of an ELF64 little-endian image (empty if it has none or is not one)."""
-    data = memoryview(image)
+def _symtab(data: memoryview) -> tuple[list[tuple], list[tuple[str, int, int, int, int]]]:
+    """The section headers and each named, defined symbol: (name, kind, section, value, size)."""
     if len(data) < 64 or bytes(data[:4]) != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        return SymbolTable([])
+        return [], []
     shoff, = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
     if shoff == 0 or shentsize < _SHDR.size or shoff + shnum * shentsize > len(data):
-        return SymbolTable([])
+        return [], []
     sections = [_SHDR.unpack_from(data, shoff + i * shentsize) for i in range(shnum)]
-    symbols: list[tuple[int, int, str]] = []
+    entries = []
     for sh_type, sh_offset, sh_size, sh_link, sh_entsize in (
             (s[1], s[4], s[5], s[6], s[9]) for s in sections):
         if sh_type != SHT_SYMTAB or sh_link >= shnum or sh_entsize < _SYM.size:
@@ -65,20 +64,29 @@ def parse_symbols(image: bytes | bytearray | memoryview) -> SymbolTable:
         str_start, str_end = strtab[4], strtab[4] + strtab[5]
         if sh_offset + sh_size > len(data) or str_end > len(data):
             continue
-        raw = []
         for off in range(sh_offset, sh_offset + sh_size - _SYM.size + 1, sh_entsize):
             st_name, st_info, _, st_shndx, st_value, st_size = _SYM.unpack_from(data, off)
-            kind = st_info & 0xF
-            if kind not in (STT_FUNC, STT_NOTYPE) or st_shndx in (SHN_UNDEF,) or st_shndx >= SHN_LORESERVE:
-                continue
-            if st_shndx >= shnum or not sections[st_shndx][2] & SHF_EXECINSTR or st_name == 0:
+            if st_shndx == SHN_UNDEF or st_shndx >= min(shnum, SHN_LORESERVE) or st_name == 0:
                 continue
             end = bytes(data[str_start + st_name:str_end]).find(b"\0")
             name = bytes(data[str_start + st_name:str_start + st_name + max(end, 0)]).decode(errors="replace")
-            section_end = sections[st_shndx][3] + sections[st_shndx][5]
-            raw.append((st_value, st_size, kind, name, section_end))
-        symbols += _ranges(raw)
-    return SymbolTable(symbols)
+            entries.append((name, st_info & 0xF, st_shndx, st_value, st_size))
+    return sections, entries
+
+
+def parse_symbols(image: bytes | bytearray | memoryview) -> SymbolTable:
+    """The code symbols of an ELF64 little-endian image (empty if it has none or is not one)."""
+    sections, entries = _symtab(memoryview(image))
+    raw = []
+    for name, kind, shndx, value, size in entries:
+        if kind in (STT_FUNC, STT_NOTYPE) and sections[shndx][2] & SHF_EXECINSTR:
+            raw.append((value, size, kind, name, sections[shndx][3] + sections[shndx][5]))
+    return SymbolTable(_ranges(raw))
+
+
+def symbol_value(image: bytes | bytearray | memoryview, name: str) -> int | None:
+    """The value (address) of the defined symbol `name`, of any kind, or None."""
+    return next((value for n, _, _, value, _ in _symtab(memoryview(image))[1] if n == name), None)
 
 
 def _ranges(raw: list[tuple[int, int, int, str, int]]) -> list[tuple[int, int, str]]:
@@ -111,7 +119,7 @@ def elf_symbolizer(image: bytes | bytearray | memoryview | str | os.PathLike | i
     def symbolize(address: int) -> str | None:
         if not table:
             try:
-                data = image if isinstance(image, (bytes, bytearray, memoryview)) else _read(image)
+                data = image if isinstance(image, (bytes, bytearray, memoryview)) else read_image(image)
                 table.append(parse_symbols(data))
             except (OSError, struct.error, ValueError, IndexError):
                 table.append(SymbolTable([]))
@@ -120,7 +128,8 @@ def elf_symbolizer(image: bytes | bytearray | memoryview | str | os.PathLike | i
     return symbolize
 
 
-def _read(path: str | os.PathLike | int) -> bytes:
+def read_image(path: str | os.PathLike | int) -> bytes:
+    """An image's bytes from its path or an open fd (pread: no openat needed)."""
     if isinstance(path, int):
         size, chunks, offset = os.fstat(path).st_size, [], 0
         while offset < size:

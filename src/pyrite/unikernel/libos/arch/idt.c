@@ -11,7 +11,7 @@ struct idt_gate {
 };
 
 extern struct idt_gate pyrite_idt[256];
-extern const uint64_t pyrite_trap_stubs[32 + NR_IRQ_VECTORS + 1];
+extern const uint64_t pyrite_trap_stubs[32 + NR_IRQ_VECTORS + 2];
 
 #define GATE_INTERRUPT_DPL0 0x8E    /* present, DPL 0: `int n` from CPL 3 is a #GP */
 #define VEC_DOUBLE_FAULT    8
@@ -35,7 +35,8 @@ void pyrite_idt_init(void)
         set_gate(v, pyrite_trap_stubs[v], (v == VEC_DOUBLE_FAULT || v == VEC_NMI) ? 1 : 0);
     for (unsigned i = 0; i < NR_IRQ_VECTORS; i++)
         set_gate(VEC_IRQ_BASE + i, pyrite_trap_stubs[32 + i], 0);
-    set_gate(VEC_SPURIOUS, pyrite_trap_stubs[32 + NR_IRQ_VECTORS], 0);
+    set_gate(VEC_TIMER, pyrite_trap_stubs[32 + NR_IRQ_VECTORS], 0);
+    set_gate(VEC_SPURIOUS, pyrite_trap_stubs[32 + NR_IRQ_VECTORS + 1], 0);
 }
 
 /* Remap the 8259s away from the exception vectors and mask every line: interrupts

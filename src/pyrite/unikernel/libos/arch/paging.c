@@ -3,7 +3,8 @@
  * reload, is trapped and emulated by arch/traps.S). The boot entry mapped either the
  * first 4 GiB with 1 GiB pages or only [0, __image_end) with 2 MiB pages. Here:
  *   pyrite_paging_init_low():  the first 4 GiB in 2 MiB pages (GiB 3, the MMIO gap,
- *                              uncached), page 0 not present so null pointers fault;
+ *                              uncached), page 0 not present so null pointers fault, nor
+ *                              the guard page under each stack (arch/stacks.c);
  *   pyrite_paging_map_high():  RAM above 4 GiB from the memory map, up to 512 GiB,
  *                              with page directories taken from just past the image.
  */
@@ -17,6 +18,8 @@ extern uint64_t pyrite_pdpt[512];
 extern uint64_t pyrite_pd[4][512];
 extern char __image_end[];
 static uint64_t low_pt[512] __attribute__((aligned(4096)));
+static uint64_t guard_pt[2][512] __attribute__((aligned(4096)));    /* for the stacks' guard pages */
+static unsigned guard_pts_used;
 
 #define GIB (1ull << 30)
 #define MIB2 (2ull << 20)
@@ -35,6 +38,22 @@ static void fill_directory(uint64_t *pd, uint64_t base, uint64_t flags)
 {
     for (unsigned i = 0; i < 512; i++)
         pd[i] = (base + i * MIB2) | flags;
+}
+
+/* Make the 4 KiB page at `addr` (in the first GiB) not present, splitting its 2 MiB page. */
+static void unmap_page(uintptr_t addr)
+{
+    uint64_t *pde = &pyrite_pd[0][addr / MIB2];
+    if (*pde & PTE_PS) {
+        if (guard_pts_used == sizeof guard_pt / sizeof guard_pt[0])
+            return;                              /* cannot happen: the guards lie within 128 KiB */
+        uint64_t *pt = guard_pt[guard_pts_used++];
+        for (unsigned i = 0; i < 512; i++)
+            pt[i] = ((addr & ~(MIB2 - 1)) + i * 4096ull) | PTE_PAGE;
+        *pde = (uintptr_t)pt | PTE_TABLE;
+    }
+    uint64_t *pt = (uint64_t *)(uintptr_t)(*pde & ~0xFFFull);
+    pt[(addr >> 12) & 511] = 0;
 }
 
 void pyrite_paging_init_low(void)
@@ -56,6 +75,8 @@ void pyrite_paging_init_low(void)
             pyrite_pdpt[g] = (uintptr_t)pyrite_pd[g] | PTE_TABLE;
     }
     pyrite_pd[0][0] = (uintptr_t)low_pt | PTE_TABLE;
+    for (unsigned i = 0; pyrite_stack(i); i++)
+        unmap_page(pyrite_stack(i)->bottom - 4096);
     pyrite_pdpt[0] = (uintptr_t)pyrite_pd[0] | PTE_TABLE;
     load_cr3((uintptr_t)pyrite_pml4);
 }

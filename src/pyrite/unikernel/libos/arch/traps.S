@@ -8,7 +8,8 @@
  *     (CPL 3 cannot execute them, and `int n` is not available on every KVM):
  *       cli, sti  clear / set IF in the saved RFLAGS;
  *       hlt       halts until the next interrupt unless pyrite_irq_count differs
- *                 from the caller's eax (no lost wake-ups: checked with IF=0);
+ *                 from the caller's eax (no lost wake-ups: checked with IF=0, and an
+ *                 interrupt taken just before the hlt returns past it);
  *       mov %rax,%cr3  loads CR3 (flushes the TLB after CPL 3 edited page tables);
  *       wrmsr       writes the MSR (used for kvmclock);
  *   - anything else is a crash: the frame goes to pyrite_crash(frame), at CPL 3 on
@@ -49,7 +50,7 @@ trap_stub_\vec:
         .endif
 .endm
         STUBS 0, 31
-        STUBS 32, 55                    /* VEC_IRQ_BASE .. + NR_IRQ_VECTORS - 1 */
+        STUBS 32, 56                    /* VEC_IRQ_BASE .. + NR_IRQ_VECTORS - 1, VEC_TIMER */
         STUB  255, 0                    /* VEC_SPURIOUS */
 
 trap_common:
@@ -99,9 +100,10 @@ trap_hlt:
         cmpl    %eax, pyrite_irq_count
         jne     trap_skip_insn
         testl   $RFLAGS_IF, F_RFLAGS(%rsp)
-        jz      1f
+        jz      trap_hlt_insn
         sti                             /* sti; hlt: an interrupt pending now wakes the hlt */
-1:      hlt
+trap_hlt_insn:
+        hlt
         cli
         jmp     trap_skip_insn
 trap_wrmsr:
@@ -120,7 +122,16 @@ trap_skip_insn:
         jmp     trap_return
 
 trap_interrupt:
-        call    pyrite_irq_dispatch
+        /* An interrupt taken before a wait's hlt (where the sti's one-instruction shadow is
+         * not kept, as by some instruction emulators) would leave the hlt to wait for the
+         * next one: it returns past the hlt instead. */
+        movq    F_RIP(%rsp), %rax
+        cmpq    $trap_hlt_insn, %rax
+        je      1f
+        cmpq    $pyrite_ring0_hlt_insn, %rax
+        jne     2f
+1:      incq    F_RIP(%rsp)             /* hlt is one byte */
+2:      call    pyrite_irq_dispatch
 trap_return:
         popq    %r15
         popq    %r14
@@ -155,7 +166,22 @@ trap_crash:
         iretq
 #endif
 
-/* Stub addresses, for C to build the IDT: 0..31, the IRQ vectors, then spurious. */
+/* Ring-0 builds' wait_for_irq (<pyrite/arch.h>): halt until an interrupt unless
+ * pyrite_irq_count differs from edi. */
+        .globl  pyrite_ring0_wait_for_irq
+        .type   pyrite_ring0_wait_for_irq, @function
+pyrite_ring0_wait_for_irq:
+        cli
+        cmpl    %edi, pyrite_irq_count
+        jne     1f
+        sti
+pyrite_ring0_hlt_insn:
+        hlt
+        ret
+1:      sti
+        ret
+
+/* Stub addresses, for C to build the IDT: 0..31, the IRQ vectors, the timer, then spurious. */
         .section .rodata
         .balign 8
         .globl  pyrite_trap_stubs
@@ -167,7 +193,7 @@ pyrite_trap_stubs:
         .endif
 .endm
         STUB_ADDRS 0, 31
-        STUB_ADDRS 32, 55
+        STUB_ADDRS 32, 56
         .quad   trap_stub_255
 
         .section .note.GNU-stack, "", @progbits

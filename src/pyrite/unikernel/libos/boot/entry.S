@@ -32,7 +32,7 @@ multiboot_header:
         .long multiboot_header          /* header_addr */
         .long __image_start             /* load_addr: file offset 0 */
         .long __load_end                /* load_end_addr */
-        .long __image_end               /* bss_end_addr */
+        .long __image_end               /* bss_end_addr: past the stacks, where loaders put modules */
         .long multiboot_entry32         /* entry_addr */
 #endif
 
@@ -185,12 +185,14 @@ long_mode64:
         movl    $SEL_TSS, %eax
         ltr     %ax
         lidt    pyrite_idt_ptr          /* entries are filled in by C before interrupts are on */
+        /* C starts on the crash stack; pyrite_start moves to the application's stack once it
+         * has checked that it lies in RAM. */
 #ifdef PYRITE_RING0
-        movl    $pyrite_ustack_top, %esp
+        movl    $pyrite_crash_stack_top, %esp
         call    pyrite_start
 #else
         pushq   $SEL_UDATA
-        pushq   $(pyrite_ustack_top - 8) /* as after a call: rsp+8 16-byte aligned */
+        pushq   $(pyrite_crash_stack_top - 8) /* as after a call: rsp+8 16-byte aligned */
         pushq   $RFLAGS_RESERVED        /* IF=0: C enables interrupts when it is ready */
         pushq   $SEL_UCODE
         pushq   $pyrite_start
@@ -240,19 +242,7 @@ pyrite_idt:     .skip 256 * 16
         .globl  pyrite_tss
 pyrite_tss:     .skip TSS_SIZE
 pyrite_iomap:   .skip 8192 + 1          /* all zero: every port open to CPL 3 */
-        .balign 16
-                .skip KSTACK_SIZE
-        .globl  pyrite_kstack_top
-pyrite_kstack_top:
-                .skip 4096
-        .globl  pyrite_dfstack_top
-pyrite_dfstack_top:
-                .skip 16384
-        .globl  pyrite_crash_stack_top
-pyrite_crash_stack_top:
-pyrite_ustack_bottom:
-                .skip USTACK_SIZE
-        .globl  pyrite_ustack_top, pyrite_ustack_bottom
-pyrite_ustack_top:
+
+/* The stacks are in .pyrite.stacks, laid out by libos.lds.in. */
 
         .section .note.GNU-stack, "", @progbits

@@ -2,7 +2,8 @@
  * machine, then starts the C library as Linux's exec would leave a static program: one
  * vector of argv, NULL, envp, NULL and the auxiliary vector, given to musl's
  * __libc_start_main, which sets up TLS (arch_prctl), runs constructors, calls main and
- * exit()s with its value. */
+ * exit()s with its value. It runs on the application's stack (arch/stacks.c); the code before
+ * it on the start-up stack. */
 #include <elf.h>
 #include <stdint.h>
 #include <string.h>
@@ -23,6 +24,7 @@ static char *env_words[MAX_ARGS + 1];
 /* argv[0..argc], NULL, envp..., NULL, auxv pairs: what a Linux process finds on its stack. */
 static uintptr_t start_vector[1 + MAX_ARGS + 1 + MAX_ARGS + 1 + 2 * AUX_PAIRS];
 static uint8_t at_random[16];
+static int app_argc;
 
 const struct pyrite_bootinfo *pyrite_bootinfo(void) { return &bootinfo; }
 
@@ -37,6 +39,9 @@ static void fpu_init(void)
 {
     __asm__ volatile("fninit");
 }
+
+/* __libc_start_main calls exit(main(...)). */
+static void run_main(void) { __libc_start_main(main, app_argc, (char **)start_vector, 0, 0, 0); }
 
 static const char *command_line(void)
 {
@@ -100,8 +105,7 @@ __attribute__((noreturn, used)) void pyrite_start(uint64_t protocol, uint64_t in
     pyrite_clock_init();
     irq_enable();
 
-    int argc = build_start_vector();
+    app_argc = build_start_vector();
     pyrite_boot_timer_signal();
-    __libc_start_main(main, argc, (char **)start_vector, 0, 0, 0);
-    __builtin_unreachable();                /* it calls exit(main(...)) */
+    pyrite_run_on_app_stack(run_main);
 }

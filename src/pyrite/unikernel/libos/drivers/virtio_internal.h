@@ -20,6 +20,7 @@ struct virtio_mmio_device {
     struct virtio_device_info info;
     uint64_t features;          /* negotiated (after virtio_mmio_negotiate) */
     void *driver;               /* the device driver's state once opened, else NULL */
+    int irq_state;              /* 0 not routed yet, 1 routed through the IOAPIC, -1 cannot be */
 };
 
 /* Find the devices (once); later calls are free. */
@@ -38,6 +39,13 @@ void virtio_mmio_fail(struct virtio_mmio_device *dev);
 /* DEVICE_NEEDS_RESET set by the device (2.1.2). */
 int virtio_mmio_needs_reset(struct virtio_mmio_device *dev);
 void virtio_mmio_notify(struct virtio_mmio_device *dev, unsigned queue);
+/* Route the device's interrupt (its GSI from discovery) to this CPU: 0, or -1 when its GSI is
+ * unknown (QEMU's transports found by scanning) or there is no IOAPIC. */
+int virtio_mmio_irq_enable(struct virtio_mmio_device *dev);
+/* Read InterruptStatus and acknowledge what it shows (a level-triggered line, as QEMU's,
+ * must fall before it can rise again); returns the bits (1 used buffer, 2 configuration). */
+uint32_t virtio_mmio_irq_ack(struct virtio_mmio_device *dev);
+#define VIRTIO_MMIO_INT_CONFIG 2
 /* Queue set-up, used by virtq_setup: the size to use (*size in: the most wanted), then the
  * ring addresses and QueueReady. -ENOTSUP when the queue does not exist or is live. */
 int virtio_mmio_queue_size(struct virtio_mmio_device *dev, unsigned index, uint16_t *size);
@@ -102,7 +110,8 @@ struct virtq_buf {
 };
 
 /* QueueSel `index`: a queue of min(QueueNumMax, max_size) entries (rounded down to a power
- * of two), rings from the heap, QueueReady. Interrupts are suppressed (we poll). */
+ * of two), rings from the heap, QueueReady. Interrupts are suppressed except while a driver
+ * halts in virtq_wait_any. */
 int virtq_setup(struct virtq *q, struct virtio_mmio_device *dev, unsigned index, unsigned max_size);
 /* Queue a chain (readable buffers must come before writable ones, 2.7.4.2); published
  * by the next virtq_kick. -ENOSPC when there are not enough free descriptors. */
@@ -111,8 +120,23 @@ int virtq_add(struct virtq *q, const struct virtq_buf *bufs, unsigned n, void *c
 void virtq_kick(struct virtq *q);
 /* A used chain: its cookie (descriptors freed) and the bytes the device wrote; NULL if none. */
 void *virtq_get_used(struct virtq *q, uint32_t *written);
-/* Poll until a chain is used. NULL (-EIO for the caller) if the device needs a reset. */
+/* Wait until a chain is used (virtq_wait_any, polling up to VIRTQ_POLL_COMPLETION_NS). NULL
+ * (-EIO for the caller) if the device needs a reset. */
 void *virtq_wait_used(struct virtq *q, uint32_t *written);
+/* Wait until one of the n queues (all of one device) has a used chain, or until deadline_ns
+ * (pyrite_monotonic_ns time; PYRITE_NO_DEADLINE: none): polls the used rings for poll_ns,
+ * then halts the vCPU with the queues' interrupts on until the device's interrupt or the
+ * deadline; without a known interrupt line, naps VIRTQ_NAP_NS at a time. May return early:
+ * callers loop. -EIO if the device needs a reset, else 0.
+ * Polling bounds (benchmarks/virtio.py, on a host where a guest's halt and interrupt cost
+ * ~100 us of emulated CPL 0): a request the driver has just sent completes within the
+ * device's service time, which polling up to VIRTQ_POLL_COMPLETION_NS catches (halting
+ * halved 4 KiB random-read IOPS); input (a frame, a packet) may never come, so its waits
+ * poll only VIRTQ_POLL_INPUT_NS. */
+int virtq_wait_any(struct virtq *const *qs, unsigned n, uint64_t deadline_ns, uint64_t poll_ns);
+#define VIRTQ_POLL_COMPLETION_NS 1000000
+#define VIRTQ_POLL_INPUT_NS 50000
+#define VIRTQ_NAP_NS 1000000
 
 /* Full barrier (store-load ordering on x86, needed before reading the device's flags
  * after publishing); compiler barrier elsewhere (x86 keeps loads with loads and stores with

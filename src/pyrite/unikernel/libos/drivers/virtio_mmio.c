@@ -20,6 +20,7 @@
 #include <pyrite/arch.h>
 #include <pyrite/boot.h>
 #include "virtio_internal.h"
+#include "../libos_internal.h"
 
 #define REG_MAGIC               0x000
 #define REG_VERSION             0x004
@@ -34,6 +35,8 @@
 #define REG_QUEUE_NUM           0x038
 #define REG_QUEUE_READY         0x044
 #define REG_QUEUE_NOTIFY        0x050
+#define REG_INTERRUPT_STATUS    0x060
+#define REG_INTERRUPT_ACK       0x064
 #define REG_STATUS              0x070
 #define REG_QUEUE_DESC_LOW      0x080
 #define REG_QUEUE_DESC_HIGH     0x084
@@ -268,6 +271,23 @@ int virtio_mmio_needs_reset(struct virtio_mmio_device *d)
 }
 
 void virtio_mmio_notify(struct virtio_mmio_device *d, unsigned queue) { reg_write(d, REG_QUEUE_NOTIFY, queue); }
+
+/* ---------------------------------------------------------------- interrupts */
+
+int virtio_mmio_irq_enable(struct virtio_mmio_device *d)
+{
+    if (d->irq_state == 0)              /* the interrupt only ends a halt: no handler */
+        d->irq_state = d->info.irq >= 0 && pyrite_irq_route((unsigned)d->info.irq, NULL) == 0 ? 1 : -1;
+    return d->irq_state > 0 ? 0 : -1;
+}
+
+uint32_t virtio_mmio_irq_ack(struct virtio_mmio_device *d)
+{
+    uint32_t status = reg_read(d, REG_INTERRUPT_STATUS);
+    if (status)
+        reg_write(d, REG_INTERRUPT_ACK, status);
+    return status;
+}
 
 /* ---------------------------------------------------------------- configuration space */
 

@@ -3,14 +3,15 @@
  * buffers and a transmit queue with one frame in flight. No offloads and no
  * VIRTIO_NET_F_MRG_RXBUF are negotiated, so every buffer starts with the 12-byte
  * virtio_net_hdr_v1 (VERSION_1), which is all zeros on transmit, and a received frame fits
- * in one buffer. Completions are found by polling, at CPL 3.
+ * in one buffer. Completions are found at CPL 3, by polling and then halting until the
+ * device's interrupt (virtq_wait_any).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <pyrite/arch.h>
 #include "virtio_internal.h"
+#include "../libos_internal.h"
 
 #define VIRTIO_NET_F_MAC 5
 
@@ -20,7 +21,6 @@
 #define RX_BUFFER_SIZE 2048             /* header + a 1514-byte frame (+ VLAN tag), rounded up */
 #define TX_QUEUE_SIZE 8
 #define CONFIG_MAC 0
-#define RESET_CHECK_SPINS (1u << 16)
 
 struct virtio_net {
     struct virtio_mmio_device *dev;
@@ -99,19 +99,14 @@ int virtio_net_send(struct virtio_net *net, const void *frame, size_t len)
     return 0;
 }
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 long virtio_net_recv(struct virtio_net *net, void *buf, size_t cap, uint64_t timeout_us)
 {
     if (!buf && cap)
         return -EINVAL;
-    uint64_t start = now_us();
-    for (uint32_t spins = 1;; spins++) {
+    uint64_t deadline = timeout_us == VIRTIO_NET_WAIT_FOREVER || timeout_us > UINT64_MAX / 2000
+        ? PYRITE_NO_DEADLINE : pyrite_monotonic_ns() + timeout_us * 1000;
+    struct virtq *rx = &net->rx;
+    for (;;) {
         uint32_t written = 0;
         uint8_t *buffer = virtq_get_used(&net->rx, &written);
         if (buffer) {
@@ -128,10 +123,9 @@ long virtio_net_recv(struct virtio_net *net, void *buf, size_t cap, uint64_t tim
                 return len;
             continue;                   /* a buffer returned without a frame */
         }
-        if (spins % RESET_CHECK_SPINS == 0 && virtio_mmio_needs_reset(net->dev))
-            return -EIO;
-        if (timeout_us != VIRTIO_NET_WAIT_FOREVER && now_us() - start >= timeout_us)
+        if (deadline != PYRITE_NO_DEADLINE && pyrite_monotonic_ns() >= deadline)
             return -EAGAIN;
-        cpu_relax();
+        if (virtq_wait_any(&rx, 1, deadline, VIRTQ_POLL_INPUT_NS) != 0)
+            return -EIO;                /* the device needs a reset */
     }
 }

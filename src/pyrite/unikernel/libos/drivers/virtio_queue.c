@@ -1,17 +1,20 @@
 /*
  * Split virtqueues, driver side (virtio 1.2 section 2.7): the descriptor table, the
  * driver area ("available ring") and the device area ("used ring") in one page-aligned
- * heap block. Free descriptors are chained through their `next` fields, so a chain taken
+ * block of pages from sys_mmap. Free descriptors are chained through their `next` fields, so a chain taken
  * from the head of the free list is already linked in order.
  *
- * Interrupts are suppressed (VIRTQ_AVAIL_F_NO_INTERRUPT) and completions are found by
- * polling used->idx, an ordinary memory read at CPL 3: no VM exit and no CPL-0 code.
+ * Completions are found by reading used->idx, an ordinary memory read at CPL 3: no VM exit
+ * and no CPL-0 code. Interrupts are suppressed (VIRTQ_AVAIL_F_NO_INTERRUPT) while the driver
+ * looks; when a wait outlasts its polling bound, virtq_wait_any turns them on and halts the vCPU
+ * until the device's interrupt, so that a driver waiting for input costs the host nothing.
  */
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <pyrite/arch.h>
 #include "virtio_internal.h"
+#include "../libos_internal.h"
 #include "../sys/sys.h"
 
 #ifndef ENOSPC
@@ -19,7 +22,6 @@
 #endif
 
 #define PAGE 4096
-#define RESET_CHECK_SPINS (1u << 16)    /* polls between two reads of the status register */
 
 static size_t align_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
 
@@ -111,15 +113,56 @@ void *virtq_get_used(struct virtq *q, uint32_t *written)
     return cookie;
 }
 
+static int any_used(struct virtq *const *qs, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (qs[i]->last_used != qs[i]->used->idx)
+            return 1;
+    return 0;
+}
+
+static void set_interrupts(struct virtq *const *qs, unsigned n, int on)
+{
+    for (unsigned i = 0; i < n; i++)
+        qs[i]->avail->flags = on ? 0 : VIRTQ_AVAIL_F_NO_INTERRUPT;
+}
+
+int virtq_wait_any(struct virtq *const *qs, unsigned n, uint64_t deadline_ns, uint64_t poll_ns)
+{
+    struct virtio_mmio_device *dev = qs[0]->dev;
+    uint64_t now = pyrite_monotonic_ns(), poll_end = now + poll_ns;
+    for (; now < poll_end && now < deadline_ns; now = pyrite_monotonic_ns()) {
+        if (any_used(qs, n))
+            return 0;
+        cpu_relax();
+    }
+    if (now >= deadline_ns)
+        return 0;
+    uint32_t seen = pyrite_irq_count;
+    if (virtio_mmio_irq_enable(dev) != 0) {
+        /* No interrupt line known: nap, then look again. A device that found our chain
+         * malformed may never use it: it says so in Status. */
+        pyrite_idle_until(seen, deadline_ns - now < VIRTQ_NAP_NS ? deadline_ns : now + VIRTQ_NAP_NS);
+        return virtio_mmio_needs_reset(dev) ? -EIO : 0;
+    }
+    /* A device needing a reset says so with a configuration interrupt (2.1.2). */
+    if ((virtio_mmio_irq_ack(dev) & VIRTIO_MMIO_INT_CONFIG) && virtio_mmio_needs_reset(dev))
+        return -EIO;
+    set_interrupts(qs, n, 1);
+    virtio_mb();                        /* flags visible before we look at the used rings */
+    if (!any_used(qs, n))
+        pyrite_idle_until(seen, deadline_ns);
+    set_interrupts(qs, n, 0);
+    return 0;
+}
+
 void *virtq_wait_used(struct virtq *q, uint32_t *written)
 {
-    for (uint32_t spins = 1;; spins++) {
+    for (;;) {
         void *cookie = virtq_get_used(q, written);
         if (cookie)
             return cookie;
-        /* A device that found our chain malformed may never use it: it says so in Status. */
-        if (spins % RESET_CHECK_SPINS == 0 && virtio_mmio_needs_reset(q->dev))
+        if (virtq_wait_any(&q, 1, PYRITE_NO_DEADLINE, VIRTQ_POLL_COMPLETION_NS) != 0)
             return NULL;
-        cpu_relax();
     }
 }

@@ -1,6 +1,7 @@
 /*
  * virtio-vsock driver (virtio 1.2 section 5.10): stream sockets between this guest and its
- * host (CID 2), polled at CPL 3 like the other drivers. Queue 0 (rx) holds device-writable
+ * host (CID 2), at CPL 3 like the other drivers (waits poll, then halt until the device's
+ * interrupt: virtq_wait_any). Queue 0 (rx) holds device-writable
  * buffers that come back as packets (a 44-byte header and payload), queue 1 (tx) takes our
  * packets, queue 2 (event) one buffer for VIRTIO_VSOCK_EVENT_TRANSPORT_RESET.
  *
@@ -13,9 +14,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <pyrite/arch.h>
 #include "virtio_internal.h"
+#include "../libos_internal.h"
 
 #define OP_REQUEST        1
 #define OP_RESPONSE       2
@@ -77,29 +78,17 @@ struct vsock {
 
 static struct vsock *vs;
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* A deadline check that reads the clock only now and then (it costs more than a poll). */
-struct deadline { uint64_t end; unsigned spins; int forever; };
+/* A deadline in pyrite_monotonic_ns() time, PYRITE_NO_DEADLINE for VSOCK_WAIT_FOREVER. */
+struct deadline { uint64_t end; };
 static struct deadline deadline_in(uint64_t timeout_us)
 {
-    struct deadline d = {0, 0, timeout_us == VSOCK_WAIT_FOREVER};
-    if (!d.forever)
-        d.end = now_us() + timeout_us;
-    return d;
+    if (timeout_us == VSOCK_WAIT_FOREVER || timeout_us > UINT64_MAX / 2000)
+        return (struct deadline){PYRITE_NO_DEADLINE};
+    return (struct deadline){pyrite_monotonic_ns() + timeout_us * 1000};
 }
-static int expired(struct deadline *d)
+static int expired(const struct deadline *d)
 {
-    if (d->forever)
-        return 0;
-    if (d->end == 0 || (d->spins++ & 63) == 0)
-        return now_us() >= d->end;
-    return 0;
+    return d->end != PYRITE_NO_DEADLINE && pyrite_monotonic_ns() >= d->end;
 }
 
 static void post_rx(uint8_t *buf)
@@ -308,7 +297,13 @@ static void poll_device(void)
     }
     if (reposted)
         virtq_kick(&vs->rxq);
-    cpu_relax();
+}
+
+/* Until a packet or an event comes, or the deadline passes (then poll_device again). */
+static void wait_device(const struct deadline *d)
+{
+    struct virtq *const queues[] = {&vs->rxq, &vs->evq};
+    virtq_wait_any(queues, 2, d->end, VIRTQ_POLL_INPUT_NS);
 }
 
 static struct vconn *conn_of(int handle)
@@ -357,6 +352,7 @@ int vsock_accept(uint32_t port, uint64_t timeout_us)
         }
         if (expired(&d))
             return -ETIMEDOUT;
+        wait_device(&d);
     }
 }
 
@@ -377,8 +373,12 @@ int vsock_connect(uint32_t cid, uint32_t port)
     struct deadline d = deadline_in(CONNECT_TIMEOUT_US);
     while (!err && c->state == CONN_REQUESTING) {
         poll_device();
+        if (c->state != CONN_REQUESTING)
+            break;
         if (expired(&d))
             err = -ETIMEDOUT;
+        else
+            wait_device(&d);
     }
     if (!err && c->state != CONN_ESTABLISHED)
         err = -ECONNREFUSED;
@@ -419,6 +419,7 @@ long vsock_read(int handle, void *buf, size_t n, uint64_t timeout_us)
             return 0;
         if (n == 0 || expired(&d))
             return n == 0 ? 0 : -ETIMEDOUT;
+        wait_device(&d);
     }
 }
 
@@ -438,7 +439,9 @@ long vsock_write(int handle, const void *buf, size_t n)
             return -EPIPE;
         uint32_t credit = c->peer_buf_alloc - (c->tx_cnt - c->peer_fwd_cnt);
         if (credit == 0 || credit > c->peer_buf_alloc) {
-            poll_device();              /* wait for a CREDIT_UPDATE */
+            struct deadline forever = {PYRITE_NO_DEADLINE};
+            wait_device(&forever);      /* for a CREDIT_UPDATE */
+            poll_device();
             continue;
         }
         size_t chunk = n - sent;
@@ -465,8 +468,8 @@ int vsock_close(int handle)
         /* Both directions done; the peer answers RST once it has flushed (5.10.6.6). */
         send_on(c, OP_SHUTDOWN, SHUTDOWN_RCV | SHUTDOWN_SEND, NULL, 0);
         struct deadline d = deadline_in(CLOSE_TIMEOUT_US);
-        while (!c->reset && !expired(&d))
-            poll_device();
+        for (poll_device(); !c->reset && !expired(&d); poll_device())
+            wait_device(&d);
         if (!c->reset)
             send_on(c, OP_RST, 0, NULL, 0);
     }

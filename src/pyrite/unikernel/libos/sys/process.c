@@ -61,14 +61,10 @@ long sys_arch_prctl(int code, unsigned long addr)
 
 long sys_set_tid_address(int *tidptr) { return PYRITE_PID; }
 
-/* Weak: 0, "unknown" (RLIMIT_STACK is then RLIM_INFINITY); the code that lays out the
- * application's stack gives its size. */
-__attribute__((weak)) size_t pyrite_stack_size(void) { return 0; }
-
 static void limit_of(int resource, struct rlimit *r)
 {
     r->rlim_cur = r->rlim_max = RLIM_INFINITY;
-    if (resource == RLIMIT_STACK && pyrite_stack_size())
+    if (resource == RLIMIT_STACK)
         r->rlim_cur = r->rlim_max = pyrite_stack_size();
     else if (resource == RLIMIT_NOFILE)
         r->rlim_cur = r->rlim_max = 1024;

@@ -270,13 +270,7 @@ long sys_time(time_t *t)
     return now;
 }
 
-/* Weak: busy-waits at CPL 3. A stronger version (timer interrupt and halt) replaces it. */
-__attribute__((weak)) void pyrite_sleep_until(uint64_t deadline)
-{
-    while (pyrite_monotonic_ns() < deadline)
-        cpu_relax();
-}
-
+/* Sleeping halts the vCPU until a LAPIC timer interrupt: pyrite_sleep_until (arch/timer.c). */
 static int valid(const struct timespec *ts)
 {
     return ts->tv_sec >= 0 && ts->tv_nsec >= 0 && ts->tv_nsec < (long)NS;

@@ -38,11 +38,11 @@ static inline void irq_disable(void) { __asm__ volatile("cli" ::: "memory"); }
 static inline void irq_enable(void) { __asm__ volatile("sti" ::: "memory"); }
 
 /* Sleep until an interrupt arrives, unless one arrived since pyrite_irq_count read `seen`. */
+void pyrite_ring0_wait_for_irq(uint32_t seen);     /* arch/traps.S */
 static inline void wait_for_irq(uint32_t seen)
 {
 #ifdef PYRITE_RING0
-    __asm__ volatile("cli\n\tcmpl %0, pyrite_irq_count\n\tjne 1f\n\tsti\n\thlt\n\tjmp 2f\n1:\tsti\n2:"
-                     : : "r"(seen) : "memory", "cc");
+    pyrite_ring0_wait_for_irq(seen);
 #else
     __asm__ volatile("hlt" : : "a"(seen) : "memory");
 #endif

@@ -44,12 +44,18 @@
 #define RFLAGS_RESERVED 0x002
 #define RFLAGS_IF       0x200
 
-#define KSTACK_SIZE     16384
-#define USTACK_SIZE     (256 * 1024)
+/* Stacks (libos.lds.in places them, each above a guard page); the application's stack size
+ * is PYRITE_STACK_SIZE, given by the build. */
+#define PAGE_SIZE        4096
+#define KSTACK_SIZE      16384              /* TSS.RSP0: exceptions and interrupts */
+#define DFSTACK_SIZE     4096               /* IST1: #DF and NMI */
+#define CRASH_STACK_SIZE 65536              /* start-up code, then the crash report */
 
-/* Interrupt vectors: exceptions 0..31, IOAPIC pins from 0x20, spurious at 0xFF. */
+/* Interrupt vectors: exceptions 0..31, IOAPIC pins from 0x20, the LAPIC timer after them,
+ * spurious at 0xFF. */
 #define VEC_IRQ_BASE    0x20
 #define NR_IRQ_VECTORS  24
+#define VEC_TIMER       (VEC_IRQ_BASE + NR_IRQ_VECTORS)
 #define VEC_SPURIOUS    0xFF
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * virtio devices for applications: block (virtio-blk) and entropy (virtio-rng) over the
  * virtio-mmio transport, version 2 registers (virtio 1.x), split virtqueues. Callable at
- * CPL 3; completion is by polling the used ring, so no interrupt is involved.
+ * CPL 3; completion is by polling the used ring for a while, then by halting the vCPU until
+ * the device's interrupt (routed through the IOAPIC when the device's GSI is known).
  *
  * Buffers are handed to the device as they are (memory is identity mapped): no copy.
  * Every function is synchronous and, like the rest of the library OS, single-threaded.
