@@ -1,11 +1,13 @@
-"""preload(): import now every module the VMM may import later.
+"""preload(): import now every module the VMM may import later, and read now the files it
+would read later.
 
 Python imports modules when first used, and pyrite-vmm defers many imports to keep its start
-fast. An import opens and stats files, which the seccomp filters refuse once the guest runs
-(and which a jail may hide), so a filtered (or jailed) VMM imports them all first. The list is
-explicit (scanning the packages' folders would cost more than the imports);
+fast. An import opens and stats files, which the seccomp filters refuse once the guest runs and
+which pyrite's jail hides, so the filtered VMM calls preload() before its threads are filtered,
+and pyrite-jailer calls it before pivot_root (then runs the VMM in the same process). The list
+is explicit (scanning the packages' folders would cost more than the imports);
 tests/seccomp/test_preload.py checks that it names every module of the VMM's packages but
-those of other programs (NOT_IN_A_VMM).
+those of other programs (NOT_IN_A_VMM), and every module their functions import lazily.
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ MODULES = (
     "pyrite.config.models", "pyrite.config.resources",
     "pyrite.vmm", "pyrite.vmm.builder", "pyrite.vmm.bus", "pyrite.vmm.console", "pyrite.vmm.crash",
     "pyrite.vmm.devices", "pyrite.vmm.errors", "pyrite.vmm.event_loop", "pyrite.vmm.exit", "pyrite.vmm.machine",
-    "pyrite.vmm.vcpu", "pyrite.vmm.vmm",
+    "pyrite.vmm.memory_cgroup", "pyrite.vmm.vcpu", "pyrite.vmm.vmm",
     "pyrite.snapshot", "pyrite.snapshot.dirty", "pyrite.snapshot.errors", "pyrite.snapshot.format",
     "pyrite.snapshot.kvm_state", "pyrite.snapshot.microvm", "pyrite.snapshot.records", "pyrite.snapshot.uffd",
     "pyrite.snapshot.uffd_backend", "pyrite.snapshot.uffd_protocol",
@@ -54,8 +56,13 @@ MODULES = (
     "pyrite.seccomp.spec",
     # The standard library's, imported lazily by pyrite (an unexpected failure's traceback in
     # the API thread) or by the standard library itself:
-    "traceback", "linecache", "tokenize", "socket", "zlib", "json",
+    "traceback", "linecache", "tokenize", "socket", "zlib", "json", "encodings.idna",
+    # imported lazily by pyrite's functions (a TAP's set-up, a compressed kernel's loader):
+    "fcntl", "lzma", "bz2",
 )
+# Optional packages the kernel loader imports when a payload needs them (pyrite[compression]):
+# preloaded when installed; when not, the VMM reports them missing as it would unjailed.
+OPTIONAL_MODULES = ("zstandard", "lz4.block")
 
 # Modules of those packages that run in other processes (CLIs, the Uffd page server, `pyrite run`).
 NOT_IN_A_VMM = ("pyrite.snapshot.cli", "pyrite.snapshot.rebase", "pyrite.snapshot.uffd_handler",
@@ -69,6 +76,16 @@ def preload() -> None:
     ctypes.CDLL("libgcc_s.so.1")
     for name in MODULES:
         importlib.import_module(name)
+    for name in OPTIONAL_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    # The filters' library and pyrite's own filter description, which a jailed VMM cannot
+    # open (Firecracker compiles its default filters into its binary).
+    from pyrite.seccomp import default_description, libseccomp
+    libseccomp.library()
+    default_description()
     # The entropy device's DRBG: its first use imports _ssl and reads OpenSSL's configuration.
     from pyrite.devices.virtio.rng.backend import drbg_random
     drbg_random(1)

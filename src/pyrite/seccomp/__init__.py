@@ -16,9 +16,22 @@ from .spec import CATEGORIES, SeccompFilterError  # noqa: F401
 
 DEFAULT_FILTER = os.path.join(os.path.dirname(__file__), "default.json")
 
+_default_text: bytes | None = None
+
+
+def default_description() -> bytes:
+    """default.json's text, read once: pyrite.api.preload reads it before a jail hides it."""
+    global _default_text
+    if _default_text is None:
+        with open(DEFAULT_FILTER, "rb") as f:
+            _default_text = f.read()
+    return _default_text
+
 
 def load_filters(path: str | None = None) -> dict[str, Program]:
     """The programs of the description in `path` (pyrite's default.json when None), by
     category. SeccompFilterError names the file and what is wrong in it."""
-    from .spec import read
-    return compile_filters(read(path or DEFAULT_FILTER))
+    from .spec import parse, read
+    if path is None:
+        return compile_filters(parse(default_description(), DEFAULT_FILTER))
+    return compile_filters(read(path))
