@@ -52,11 +52,11 @@ MODULES = (
     "pyrite.snapshot.uffd_backend", "pyrite.snapshot.uffd_protocol",
     "pyrite.api", "pyrite.api.boot", "pyrite.api.cli", "pyrite.api.controller", "pyrite.api.http",
     "pyrite.api.logger", "pyrite.api.metrics", "pyrite.api.preload", "pyrite.api.routes", "pyrite.api.server",
-    "pyrite.seccomp", "pyrite.seccomp.libseccomp", "pyrite.seccomp.program", "pyrite.seccomp.sigsys",
+    "pyrite.seccomp", "pyrite.seccomp.cache", "pyrite.seccomp.libseccomp", "pyrite.seccomp.program", "pyrite.seccomp.sigsys",
     "pyrite.seccomp.spec",
     # The standard library's, imported lazily by pyrite (an unexpected failure's traceback in
     # the API thread) or by the standard library itself:
-    "traceback", "linecache", "tokenize", "socket", "zlib", "json", "encodings.idna",
+    "traceback", "linecache", "tokenize", "socket", "zlib", "json",
     # imported lazily by pyrite's functions (a TAP's set-up, a compressed kernel's loader):
     "fcntl", "lzma", "bz2",
 )
@@ -81,11 +81,10 @@ def preload() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
-    # The filters' library and pyrite's own filter description, which a jailed VMM cannot
-    # open (Firecracker compiles its default filters into its binary).
-    from pyrite.seccomp import default_description, libseccomp
-    libseccomp.library()
-    default_description()
+    # pyrite's own filters compiled (or read from the cache), which a jailed VMM cannot open
+    # (Firecracker compiles its default filters into its binary), and libseccomp loaded.
+    from pyrite.seccomp import default_compiled
+    default_compiled()
     # The entropy device's DRBG: its first use imports _ssl and reads OpenSSL's configuration.
     from pyrite.devices.virtio.rng.backend import drbg_random
     drbg_random(1)
