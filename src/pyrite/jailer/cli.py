@@ -93,7 +93,7 @@ def _prepare_pyrite_vmm() -> None:
     InstanceStart check (pyrite.vmm.memory_cgroup)."""
     from pyrite.api.preload import preload
     from pyrite.vmm import memory_cgroup
-    preload()
+    preload(jailed=True)
     try:
         memory_cgroup.pin()
     except OSError:
