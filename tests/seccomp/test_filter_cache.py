@@ -68,3 +68,14 @@ def test_an_unwritable_cache_still_compiles(tmp_path, monkeypatch):
     monkeypatch.setenv("PYRITE_CACHE", str(blocker))
     text = read_text(DEFAULT_FILTER)
     assert {c: p.bpf for c, p in compiled(text, DEFAULT_FILTER).programs.items()} == _fresh(text)
+
+
+def test_no_home_means_no_cache(tmp_path, monkeypatch):
+    """A jailed VMM has no HOME and no account: ~ stays relative, and nothing is written."""
+    monkeypatch.delenv("PYRITE_CACHE", raising=False)
+    monkeypatch.setenv("HOME", "")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("os.path.expanduser", lambda path: path)   # what an uid without an account gets
+    text = read_text(DEFAULT_FILTER)
+    assert {c: p.bpf for c, p in compiled(text, DEFAULT_FILTER).programs.items()} == _fresh(text)
+    assert list(tmp_path.iterdir()) == []

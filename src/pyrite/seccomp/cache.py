@@ -34,12 +34,14 @@ def compiled(text: bytes, source: str) -> Compiled:
     """`text` (the description read from `source`) compiled, from the cache when it holds it.
     SeccompFilterError names a mistake in the description."""
     path = cache_path(text)
-    found = _read(path)
+    # No home (a jailed VMM: no HOME, no /etc/passwd) gives a relative path: no cache then.
+    found = _read(path) if os.path.isabs(path) else None
     if found is not None:
         return found
     result = Compiled(compile_filters(parse(text, source)),
                       [libseccomp.syscall_name(nr) for nr in range(MAX_SYSCALL)])
-    _write(path, result)
+    if os.path.isabs(path):
+        _write(path, result)
     return result
 
 
