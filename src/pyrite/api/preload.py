@@ -60,7 +60,7 @@ MODULES = (
 )
 # Imported lazily by a build or a snapshot load only (a TAP's set-up, a compressed kernel's
 # loader), which run before any thread is filtered: an unjailed VMM imports them then, when it
-# needs them (this saves ~15 ms of InstanceStart); a jailed one could not open them any more.
+# needs them (lzma, zstandard and the others: ~10 ms of imports); a jailed one could not open them any more.
 BUILD_MODULES = ("fcntl", "lzma", "bz2")
 # Optional packages among those (pyrite[compression]): when not installed, the VMM reports
 # them missing as it would unjailed.

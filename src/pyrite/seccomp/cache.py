@@ -3,8 +3,8 @@ programs libseccomp made for a filter description, and libseccomp's system call 
 SIGSYS handler's table), in $PYRITE_CACHE/seccomp/<key>.json (~/.cache/pyrite). The key is the
 SHA-256 of the description's text, libseccomp's version and FORMAT, so an edited description or
 another libseccomp compiles afresh. Reading the file replaces parsing, compiling and ~500 name
-look-ups (about 20 ms of InstanceStart); a missing, unreadable or damaged file is compiled again
-and rewritten (atomically), never trusted.
+look-ups (0.6 ms instead of 2.8 on an idle machine, before the VMM accepts InstanceStart); a
+missing, unreadable or damaged entry is compiled again and rewritten (atomically).
 """
 from __future__ import annotations
 
