@@ -82,7 +82,7 @@ def test_vsock_guest_pause_resume_snapshot_and_load_under_filters(vsock_image, t
     vmm = start_vmm(tmp_path, "--id", "filtered")
     loaded = None
     try:
-        put_all(vmm, [("PUT", "/boot-source", {"kernel_image_path": str(vsock_image), "boot_args": "echo 5000 2"}),
+        put_all(vmm, [("PUT", "/boot-source", {"kernel_image_path": str(vsock_image), "boot_args": "echo 5000 3"}),
                       ("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 64}),
                       ("PUT", "/serial", {"serial_out_path": str(serial)}),
                       ("PUT", "/vsock", {"guest_cid": 3, "uds_path": uds}),
@@ -103,7 +103,8 @@ def test_vsock_guest_pause_resume_snapshot_and_load_under_filters(vsock_image, t
         vmm.stop()
     assert "bad syscall" not in vmm.log.read_text()
 
-    # The snapshot, loaded by another filtered VMM: the guest still serves its second connection.
+    # The snapshot, loaded by another filtered VMM: the guest still serves its second and third
+    # connections, around a pause and a resume.
     os.unlink(uds)   # left by the killed VMM (a load checks the saved path before the override)
     try:
         loaded = start_vmm(tmp_path, "--id", "loaded", name="load.sock")
@@ -118,6 +119,9 @@ def test_vsock_guest_pause_resume_snapshot_and_load_under_filters(vsock_image, t
         assert host_echo(uds2, 5000, data) == data
         put_all(loaded, [("PATCH", "/vm", {"state": "Paused"}), ("PATCH", "/vm", {"state": "Resumed"})])
         assert loaded.alive(), loaded.log.read_text()
+        # The third and last connection (the guest ends after it: with two, it could end, and its
+        # VMM with it, before the pause above arrived).
+        assert host_echo(uds2, 5000, data) == data
     finally:
         if loaded is not None:
             loaded.stop()
