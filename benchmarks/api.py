@@ -17,7 +17,7 @@ socket; QEMU over QMP. Runs are interleaved (pyrite, firecracker, qemu, pyrite,
    QMP `cont` to the serial line (its VM is already built by then, so that
    figure flatters it).
 
-    .venv/bin/python benchmarks/api.py [--runs N] [--warmup N] [--vmms pyrite,firecracker,qemu] [--json]
+    .venv/bin/python benchmarks/api.py [--runs N] [--warmup N] [--vmms pyrite,firecracker,qemu,pyrite-no-seccomp] [--json]
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ from benchmarks import boot, refs, tools  # noqa: E402
 PYRITE_VMM = tools.REPO_ROOT / ".venv" / "bin" / "pyrite-vmm"
 VENV_PYTHON = tools.VENV_PYTHON
 VMM_ORDER = ("pyrite", "firecracker", "qemu")
+# Not run unless named in --vmms: pyrite-vmm --no-seccomp, to see what its filters cost.
+OPTIONAL_VMMS = ("pyrite-no-seccomp",)
 REFERENCES = ("qemu", "firecracker")
 
 SOCKET_POLL_S = 0.0002          # between connection attempts while the socket is not up
@@ -274,7 +276,7 @@ class Vmm:
     protocol: str                                  # "firecracker-api" or "qmp"
 
 
-def pyrite_vmm() -> Vmm:
+def pyrite_vmm(name: str = "pyrite", extra: tuple[str, ...] = ()) -> Vmm:
     interpreter = boot._shebang_interpreter(PYRITE_VMM) if PYRITE_VMM.exists() else None
     if interpreter is None:
         raise refs.RefError(f"{PYRITE_VMM} does not exist; `make setup` installs pyrite into .venv")
@@ -282,8 +284,8 @@ def pyrite_vmm() -> Vmm:
     if not boot._is_elf(interpreter.resolve()):
         raise refs.RefError(f"{PYRITE_VMM} runs {interpreter}, which is not a native interpreter binary "
                             "(a shim?); recreate .venv from the real python")
-    return Vmm("pyrite", lambda sock, image, log: [str(PYRITE_VMM), "--api-sock", str(sock), "--boot-timer",
-                                                   "--log-path", str(log), "--level", "Info"],
+    return Vmm(name, lambda sock, image, log: [str(PYRITE_VMM), "--api-sock", str(sock), "--boot-timer",
+                                               "--log-path", str(log), "--level", "Info", *extra],
                "firecracker-api")
 
 
@@ -541,7 +543,8 @@ def report_json(results: dict[str, VmmResult], runs: int, image: Path) -> dict:
 
 
 def _prepare(names: list[str]) -> tuple[dict[str, Vmm], dict[str, VmmResult]]:
-    makers = {"pyrite": pyrite_vmm, "firecracker": firecracker_vmm, "qemu": qemu_vmm}
+    makers = {"pyrite": pyrite_vmm, "firecracker": firecracker_vmm, "qemu": qemu_vmm,
+              "pyrite-no-seccomp": lambda: pyrite_vmm("pyrite-no-seccomp", ("--no-seccomp",))}
     vmms: dict[str, Vmm] = {}
     results: dict[str, VmmResult] = {}
     for name in names:
@@ -558,18 +561,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10, help="measured runs per VMM (default 10)")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first (default 1)")
     parser.add_argument("--vmms", default=",".join(VMM_ORDER),
-                        help=f"comma-separated subset of {','.join(VMM_ORDER)}")
+                        help=f"comma-separated subset of {','.join(VMM_ORDER + OPTIONAL_VMMS)}")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     names = [name for name in args.vmms.split(",") if name]
-    unknown = sorted(set(names) - set(VMM_ORDER))
+    unknown = sorted(set(names) - set(VMM_ORDER) - set(OPTIONAL_VMMS))
     if unknown or not names or args.runs < 1 or args.warmup < 0:
-        parser.error(f"--vmms takes names from {', '.join(VMM_ORDER)} (got {args.vmms!r}); "
+        parser.error(f"--vmms takes names from {', '.join(VMM_ORDER + OPTIONAL_VMMS)} (got {args.vmms!r}); "
                      "--runs >= 1; --warmup >= 0")
 
     try:
         image = boot.build_tiny_pvh()
-        if "pyrite" in names:
+        if any(name.startswith("pyrite") for name in names):
             tools.compile_pyrite_bytecode()
     except (tools.BuildError, ApiBenchError) as e:
         print(f"api.py: {e}", file=sys.stderr)
@@ -596,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(format_report(results, args.runs, image))
     # Success means every reference ran; pyrite's failure is reported above, not fatal here.
-    return 0 if all(results[name].good() for name in names if name != "pyrite") else 1
+    return 0 if all(results[name].good() for name in names if not name.startswith("pyrite")) else 1
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GID, PYRITE_JAILER, UID, Jail
+from jailing import GID, PYRITE_JAILER, UID, Jail
 
 PROBE_SOURCE = Path(__file__).with_name("probe.c")
 EXPECTED = {"uid": str(UID), "euid": str(UID), "gid": str(GID), "pid": "1", "open_host": "ENOENT",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GID, PYRITE_JAILER, UID
+from jailing import GID, PYRITE_JAILER, UID
 
 TAP = "pjtap0"
 TIMEOUT = 60
@@ -54,6 +54,17 @@ def place(source: Path, root: Path, name: str) -> str:
         shutil.copyfile(source, dest)
     os.chown(dest, UID, GID)
     return "/" + name
+
+
+def seccomp_modes(pid: int) -> dict[str, int]:
+    """The Seccomp mode of each user thread of `pid`, by name (KVM's kernel worker runs no user code)."""
+    modes = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        fields = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines()
+                      if ":\t" in line)
+        if not fields["Name"].startswith("kvm-"):
+            modes[fields["Name"].strip()] = int(fields["Seccomp"])
+    return modes
 
 
 def configure(jail, kernel: Path, boot_args: str, drive: Path) -> None:
@@ -114,6 +125,10 @@ def test_guest_with_drive_tap_and_vsock_in_the_jail(jails, pyrite_vmm, netns, dr
     configure(jail, guest_image("virtio_vsock"), "echo 52 1", drive)
     assert jail.request("PUT", "/actions", body={"action_type": "InstanceStart"}).status == 204
     wait_serial(jail, b"listening 52")
+    # Jailed and filtered, as Firecracker: every thread runs under its seccomp filter (mode 2).
+    threads = seccomp_modes(jail.pid)
+    assert "fc_vcpu 0" in threads and "fc_api" in threads, threads
+    assert set(threads.values()) == {2}, threads
     config = jail.request("GET", "/vm/config").json()
     assert config["network-interfaces"][0]["host_dev_name"] == TAP
     assert config["drives"][0]["path_on_host"] == "/data.img"
@@ -127,6 +142,7 @@ def test_guest_with_drive_tap_and_vsock_in_the_jail(jails, pyrite_vmm, netns, dr
     s.close()
     assert got == data
     wait_serial(jail, b"echo conn=0 bytes=50000")   # then the guest ends, and its VMM with it
+    assert "bad syscall" not in jail.log.read_text()
 
 
 def test_snapshot_in_one_jail_loaded_in_another(jails, pyrite_vmm, netns, drive):

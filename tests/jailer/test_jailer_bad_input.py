@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GID, PYRITE_JAILER, UID, cgroup_dirs, remove_cgroups
+from jailing import GID, PYRITE_JAILER, UID, cgroup_dirs, remove_cgroups
 
 ABORTED = -signal.SIGABRT
 

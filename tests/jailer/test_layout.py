@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from conftest import GID, PYRITE_JAILER, UID
+from jailing import GID, PYRITE_JAILER, UID
 
 
 def tree(root: Path, rename: tuple[str, str] | None = None) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYRITE_JAILER, remove_cgroups
+from jailing import PYRITE_JAILER, remove_cgroups
 
 V1 = Path("/sys/fs/cgroup")
 UNIFIED = Path("/sys/fs/cgroup/unified")

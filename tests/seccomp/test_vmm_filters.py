@@ -103,8 +103,8 @@ def test_vsock_guest_pause_resume_snapshot_and_load_under_filters(vsock_image, t
         vmm.stop()
     assert "bad syscall" not in vmm.log.read_text()
 
-    # The snapshot, loaded by another filtered VMM: the guest still serves its second connection
-    # (it takes three, so it is still running for the pause and resume after that).
+    # The snapshot, loaded by another filtered VMM: the guest still serves its second and third
+    # connections, around a pause and a resume.
     os.unlink(uds)   # left by the killed VMM (a load checks the saved path before the override)
     try:
         loaded = start_vmm(tmp_path, "--id", "loaded", name="load.sock")
@@ -119,6 +119,9 @@ def test_vsock_guest_pause_resume_snapshot_and_load_under_filters(vsock_image, t
         assert host_echo(uds2, 5000, data) == data
         put_all(loaded, [("PATCH", "/vm", {"state": "Paused"}), ("PATCH", "/vm", {"state": "Resumed"})])
         assert loaded.alive(), loaded.log.read_text()
+        # The third and last connection (the guest ends after it: with two, it could end, and its
+        # VMM with it, before the pause above arrived).
+        assert host_echo(uds2, 5000, data) == data
     finally:
         if loaded is not None:
             loaded.stop()

@@ -247,7 +247,7 @@ DEFAULT_SECCOMP = "default"   # pyrite's filters, compiled once the API socket i
 def _seccomp_filters(path: str | None, metrics) -> dict:
     """The compiled filters of `path` (pyrite's default ones when None), by thread category,
     with the SIGSYS handler that reports a refused system call installed."""
-    from pyrite.seccomp import load_filters
+    from pyrite.seccomp import load_compiled
     from pyrite.seccomp.sigsys import install_handler
 
     def report(line: str) -> None:
@@ -257,9 +257,9 @@ def _seccomp_filters(path: str | None, metrics) -> dict:
             metrics.flush(lock_timeout=0.1)
         except Exception:
             pass
-    filters = load_filters(path)
-    install_handler(report)
-    return filters
+    filters = load_compiled(path)
+    install_handler(report, filters.names)
+    return filters.programs
 
 
 def _filter_host_threads(seccomp: dict, server, vmm) -> None:

@@ -1,12 +1,14 @@
 """Importing ahead what a VMM may import later.
 
 Python imports modules when first used, and pyrite-vmm defers many imports to keep its start
-fast. An import opens and stats files, which a jail may hide and seccomp filters may refuse:
+fast. An import opens and stats files, which a jail hides and seccomp filters may refuse:
 
-- preload() imports every module a VMM process may run (for a jail). The list is explicit
-  (scanning the packages' folders would cost more than the imports);
-  tests/seccomp/test_preload.py checks that it names every module of the VMM's packages but
-  those of other programs (NOT_IN_A_VMM).
+- preload() imports every module a VMM process may run and reads now the files it
+  would read later; pyrite-jailer calls it before pivot_root (then runs the VMM in the same
+  process). The list is explicit (scanning the packages' folders would cost more than the
+  imports); tests/seccomp/test_preload.py checks that it names every module of the VMM's
+  packages but those of other programs (NOT_IN_A_VMM), and every module their functions
+  import lazily.
 - preload_for_filters() is what a built VMM needs before its threads without openat (vCPUs,
   event loop, main, metrics) are filtered; the API thread's filter lets it import.
 """
@@ -47,24 +49,26 @@ MODULES = (
     "pyrite.config.models", "pyrite.config.resources",
     "pyrite.vmm", "pyrite.vmm.builder", "pyrite.vmm.bus", "pyrite.vmm.console", "pyrite.vmm.crash",
     "pyrite.vmm.devices", "pyrite.vmm.errors", "pyrite.vmm.event_loop", "pyrite.vmm.exit", "pyrite.vmm.machine",
-    "pyrite.vmm.memory_cgroup",
-    "pyrite.vmm.vcpu", "pyrite.vmm.vmm",
+    "pyrite.vmm.memory_cgroup", "pyrite.vmm.vcpu", "pyrite.vmm.vmm",
     "pyrite.snapshot", "pyrite.snapshot.dirty", "pyrite.snapshot.errors", "pyrite.snapshot.format",
     "pyrite.snapshot.kvm_state", "pyrite.snapshot.microvm", "pyrite.snapshot.records", "pyrite.snapshot.uffd",
     "pyrite.snapshot.uffd_backend", "pyrite.snapshot.uffd_protocol",
     "pyrite.api", "pyrite.api.boot", "pyrite.api.cli", "pyrite.api.controller", "pyrite.api.http",
     "pyrite.api.logger", "pyrite.api.metrics", "pyrite.api.preload", "pyrite.api.routes", "pyrite.api.server",
-    "pyrite.seccomp", "pyrite.seccomp.libseccomp", "pyrite.seccomp.program", "pyrite.seccomp.sigsys",
+    "pyrite.seccomp", "pyrite.seccomp.cache", "pyrite.seccomp.libseccomp", "pyrite.seccomp.program", "pyrite.seccomp.sigsys",
     "pyrite.seccomp.spec",
     # The standard library's, imported lazily by pyrite (an unexpected failure's traceback in
     # the API thread) or by the standard library itself:
     "traceback", "linecache", "tokenize", "socket", "zlib", "json",
 )
-
-# Modules only a build from a kernel image uses (bzImage payloads, Multiboot), ~10 ms of imports:
-# a filtered VMM builds before it filters its threads, a jailed one may build inside the jail.
+# Imported lazily by a build or a snapshot load only (a compressed kernel's or a Multiboot
+# image's loader, a TAP's set-up), which run before any thread is filtered: an unjailed VMM
+# imports them then, when it needs them (~20 ms); a jailed one could not open them any more.
 BUILD_MODULES = ("pyrite.arch.x86_64.loader.bzimage", "pyrite.arch.x86_64.loader.decompress",
-                 "pyrite.arch.x86_64.loader.multiboot")
+                 "pyrite.arch.x86_64.loader.multiboot", "fcntl", "lzma", "bz2")
+# Optional packages among those (pyrite[compression]): when not installed, the VMM reports
+# them missing as it would unjailed.
+OPTIONAL_BUILD_MODULES = ("zstandard", "lz4.block")
 
 # Modules of those packages that run in other processes (CLIs, the Uffd page server, `pyrite run`).
 NOT_IN_A_VMM = ("pyrite.snapshot.cli", "pyrite.snapshot.rebase", "pyrite.snapshot.uffd_handler",
@@ -101,13 +105,22 @@ def _load_libraries() -> None:
     # unwinding on first use; loaded now, that needs no openat later.
     import ctypes
     ctypes.CDLL("libgcc_s.so.1")
+    # pyrite's own filters compiled (or read from the cache), which a jailed VMM cannot open
+    # (Firecracker compiles its default filters into its binary), and libseccomp loaded.
+    from pyrite.seccomp import default_compiled
+    default_compiled()
     # The entropy device's DRBG: its first use imports _ssl and reads OpenSSL's configuration.
     from pyrite.devices.virtio.rng.backend import drbg_random
     drbg_random(1)
 
 
-def preload(build: bool = True) -> None:
-    """Import MODULES, and BUILD_MODULES unless `build` is False (a VM already built)."""
+def preload() -> None:
+    """Everything a VMM may import or load later, a build's modules included (for a jail)."""
     _load_libraries()
-    for name in MODULES + (BUILD_MODULES if build else ()):
+    for name in MODULES + BUILD_MODULES:
         importlib.import_module(name)
+    for name in OPTIONAL_BUILD_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass

@@ -10,6 +10,6 @@ VMM and for the real Firecracker binary.
     devices.py   the jail's folders and device nodes
     process.py   netns, daemonize, new pid namespace, pid file, uid/gid drop
     target.py    what runs in the jail: pyrite's VMM in this process, or an exec'd binary
-    preload.py   everything pyrite's VMM imports, loaded before the jail hides the host
+                 (pyrite.api.preload loads what the VMM needs before the jail hides the host)
     cli.py       `pyrite-jailer`: the steps in Firecracker's order
 """

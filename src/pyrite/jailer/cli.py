@@ -91,9 +91,9 @@ def run(config, start_us: int, start_cpu_us: int) -> int:
 def _prepare_pyrite_vmm() -> None:
     """Everything the VMM will load, loaded now; the memory cgroup's files kept open for the
     InstanceStart check (pyrite.vmm.memory_cgroup)."""
-    from .preload import preload_vmm
+    from pyrite.api.preload import preload
     from pyrite.vmm import memory_cgroup
-    preload_vmm()
+    preload()
     try:
         memory_cgroup.pin()
     except OSError:

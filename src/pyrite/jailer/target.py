@@ -4,7 +4,7 @@ A binary (Firecracker) is exec'd from its copy in the jail root, as Firecracker'
 pyrite's VMM is Python: its interpreter, standard library and packages live outside the jail,
 so it cannot be exec'd there. When --exec-file is pyrite's VMM (its console-script launcher, or
 a Python file that runs pyrite.api.cli), the jailer, itself running in the same Python, imports
-everything the VMM needs before entering the jail (preload.py) and, once jailed and with the
+everything the VMM needs before entering the jail (pyrite.api.preload) and, once jailed and with the
 privileges dropped, calls the VMM's main() in this same process: no exec, and nothing of the
 host's file system is visible or needed afterwards.
 """

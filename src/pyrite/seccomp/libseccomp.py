@@ -43,6 +43,11 @@ class ArgCmp(ctypes.Structure):
                 ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
 
 
+class _Version(ctypes.Structure):
+    """struct scmp_version"""
+    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+
 _lib = None
 
 
@@ -62,6 +67,7 @@ def library() -> ctypes.CDLL:
         lib.seccomp_rule_add_array.argtypes = (ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
                                                ctypes.POINTER(ArgCmp))
         lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
+        lib.seccomp_version.restype = ctypes.POINTER(_Version)
         lib.seccomp_syscall_resolve_name.argtypes = (ctypes.c_char_p,)
         lib.seccomp_syscall_resolve_num_arch.argtypes = (ctypes.c_uint32, ctypes.c_int)
         lib.seccomp_syscall_resolve_num_arch.restype = ctypes.c_void_p   # malloc'd: freed below
@@ -71,6 +77,11 @@ def library() -> ctypes.CDLL:
 
 _libc = ctypes.CDLL(None)
 _libc.free.argtypes = (ctypes.c_void_p,)
+
+
+def version() -> str:
+    v = library().seccomp_version().contents
+    return f"{v.major}.{v.minor}.{v.micro}"
 
 
 def syscall_number(name: str) -> int | None:

@@ -41,12 +41,14 @@ def message(nr: int, name: str | None, thread: str) -> str:
     return f"Shutting down VM after intercepting a bad syscall ({nr}): {name or 'unknown'}, in thread {thread}."
 
 
-def install_handler(report: Callable[[str], None]) -> None:
+def install_handler(report: Callable[[str], None], names: list[str | None] | None = None) -> None:
     """From now on a trapped system call calls `report(line)`, then ends the process with exit
-    code 148. `report` must not take locks another thread may hold."""
+    code 148. `report` must not take locks another thread may hold. `names`: the system calls'
+    names by number (pyrite.seccomp.cache keeps them), asked of libseccomp when None."""
     global _installed
-    from .libseccomp import syscall_name
-    names = [syscall_name(nr) for nr in range(_MAX_SYSCALL)]
+    if names is None:
+        from .libseccomp import syscall_name
+        names = [syscall_name(nr) for nr in range(_MAX_SYSCALL)]
 
     def on_sigsys(signum: int, info: int, _context: int) -> None:
         code = ctypes.c_int.from_address(info + _SI_CODE_OFFSET).value

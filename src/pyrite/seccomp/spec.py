@@ -57,12 +57,15 @@ class ThreadFilter:
 
 def read(path: str) -> dict[str, ThreadFilter]:
     """The description in file `path`."""
+    return parse(read_text(path), path)
+
+
+def read_text(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            text = f.read()
+            return f.read()
     except OSError as e:
         raise SeccompFilterError(f"cannot read the seccomp filter file {path}: {e.strerror}") from None
-    return parse(text, path)
 
 
 def parse(text: bytes | str, source: str = "<filter>") -> dict[str, ThreadFilter]:
