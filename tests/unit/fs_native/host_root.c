@@ -11,6 +11,7 @@
 #include "ext2.h"
 
 void serial_write(const char *data, size_t n) { fwrite(data, 1, n, stdout); }
+void pyrite_console_write(const char *data, size_t n) { serial_write(data, n); }
 size_t serial_read(char *buf, size_t n)
 {
     ssize_t r = read(0, buf, n);
