@@ -46,8 +46,8 @@ def serve(path: str) -> int:
     for module in ("pyrite.api.boot", "pyrite.api.controller", "pyrite.api.server", "pyrite.vmm.builder",
                    "pyrite.snapshot.microvm", "pyrite.snapshot.cli", "pyrite.config.resources"):
         __import__(module)
-    from pyrite.jailer.preload import preload_vmm
-    preload_vmm()                                   # what a jailed VMM loads before its chroot
+    from pyrite.api.preload import preload
+    preload()                                       # what a jailed VMM loads before its chroot
     kvm.install_kick_handler()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
