@@ -10,6 +10,7 @@ phase with CLOCK_MONOTONIC inside the program. It runs:
 - on the host (the same C file built with the host's gcc) in a directory of the host's file
   system (through the kernel's page cache).
 
+A second table does the same with 32 files of 1 MiB (files per second = MiB per second).
 Each measurement runs twice in the same process and the second is kept: the first touches
 fresh memory (guest RAM the host has not faulted in yet). Medians over --runs processes.
 
@@ -34,7 +35,8 @@ from benchmarks import tools  # noqa: E402
 REPO = tools.REPO_ROOT
 PYRITE = REPO / ".venv" / "bin" / "pyrite"
 FSH = REPO / "tests" / "guests" / "fsh.c"
-BENCH_LINE = re.compile(rb"bench (\S+) files=\d+ size=\d+ write_per_s=(\d+) read_per_s=(\d+)")
+BENCH_LINE = re.compile(rb"bench (\S+) files=\d+ size=(\d+) write_per_s=(\d+) read_per_s=(\d+)")
+BIG_FILES, BIG_SIZE = 32, 1 << 20        # the second table: throughput on 1 MiB files
 
 
 def bench_words(directory: str, files: int, size: int) -> list[str]:
@@ -42,8 +44,9 @@ def bench_words(directory: str, files: int, size: int) -> list[str]:
     return words + words                    # the second run is the one kept
 
 
-def parse(output: bytes, directory: str) -> tuple[float, float]:
-    found = [(float(w), float(r)) for d, w, r in BENCH_LINE.findall(output) if d.decode() == directory]
+def parse(output: bytes, directory: str, size: int) -> tuple[float, float]:
+    found = [(float(w), float(r)) for d, z, w, r in BENCH_LINE.findall(output)
+             if d.decode() == directory and int(z) == size]
     if len(found) != 2:
         raise RuntimeError(f"fsh printed {len(found)} bench lines for {directory}: {output[-400:]!r}")
     return found[1]
@@ -63,38 +66,45 @@ def main(argv: list[str] | None = None) -> int:
         print(f"files.py: {PYRITE} missing; `make setup` installs pyrite", file=sys.stderr)
         return 1
 
-    results: dict[str, list[tuple[float, float]]] = {"guest ramfs": [], "guest ext2": [], "host": []}
+    sizes = [(args.files, args.size), (BIG_FILES, BIG_SIZE)]
+    results: dict[tuple[str, int], list[tuple[float, float]]] = {
+        (name, size): [] for _, size in sizes for name in ("guest ramfs", "guest ext2", "host")}
     with tempfile.TemporaryDirectory(prefix="pyrite-files-bench-") as tmp:
         work = Path(tmp)
         image, host_fsh, disk = work / "fsh.img", work / "fsh-host", work / "disk.img"
         subprocess.run([str(PYRITE), "unikernel", "build", str(FSH), "-o", str(image)], check=True,
                        capture_output=True)
         subprocess.run(["gcc", "-O2", str(FSH), "-o", str(host_fsh)], check=True)
-        disk_mib = max(64, 4 * args.files * max(args.size, 4096) // (1 << 20))
+        disk_mib = max(128, 4 * args.files * max(args.size, 4096) // (1 << 20))
         subprocess.run(["mke2fs", "-q", "-F", "-t", "ext2", "-b", "4096", str(disk), f"{disk_mib}M"], check=True)
         host_dir = work / "host"
         host_dir.mkdir()
-        words = bench_words("/tmp", args.files, args.size) + bench_words("/mnt/vda", args.files, args.size)
+        words = [w for n, size in sizes for d in ("/tmp", "/mnt/vda") for w in bench_words(d, n, size)]
+        host_words = [w for n, size in sizes for w in bench_words(str(host_dir), n, size)]
         for run in range(args.runs):
             guest = subprocess.run([str(PYRITE), "run", str(image), "--quiet", "--mem-mib", "512", "--drive",
                                     str(disk), "--", *words], capture_output=True, timeout=600)
-            host = subprocess.run([str(host_fsh), *bench_words(str(host_dir), args.files, args.size)],
-                                  capture_output=True, timeout=600)
-            results["guest ramfs"].append(parse(guest.stdout, "/tmp"))
-            results["guest ext2"].append(parse(guest.stdout, "/mnt/vda"))
-            results["host"].append(parse(host.stdout, str(host_dir)))
+            host = subprocess.run([str(host_fsh), *host_words], capture_output=True, timeout=600)
+            for _, size in sizes:
+                results["guest ramfs", size].append(parse(guest.stdout, "/tmp", size))
+                results["guest ext2", size].append(parse(guest.stdout, "/mnt/vda", size))
+                results["host", size].append(parse(host.stdout, str(host_dir), size))
             print(f"\rround {run + 1}/{args.runs}", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
 
-    medians = {name: (statistics.median(w for w, _ in rs), statistics.median(r for _, r in rs))
-               for name, rs in results.items()}
-    host_w, host_r = medians["host"]
-    lines = [f"{args.files} files of {args.size} bytes: create+write+close, then open+read+close; "
-             f"median of {args.runs} runs (second pass in each)",
-             f"{'':<26} {'writes/s':>10} {'reads/s':>10} {'write ratio':>12} {'read ratio':>11}"]
-    for name, (w, r) in medians.items():
-        lines.append(f"{name:<26} {w:10.0f} {r:10.0f} {tools.cell(tools.ratio(w, host_w), 12, 2)} "
-                     f"{tools.cell(tools.ratio(r, host_r), 11, 2)}")
+    medians = {key: (statistics.median(w for w, _ in rs), statistics.median(r for _, r in rs))
+               for key, rs in results.items()}
+    lines = []
+    for n, size in sizes:
+        host_w, host_r = medians["host", size]
+        lines += [f"{n} files of {size} bytes: create+write+close, then open+read+close; "
+                  f"median of {args.runs} runs (second pass in each)",
+                  f"{'':<26} {'writes/s':>10} {'reads/s':>10} {'write ratio':>12} {'read ratio':>11}"]
+        for name in ("guest ramfs", "guest ext2", "host"):
+            w, r = medians[name, size]
+            lines.append(f"{name:<26} {w:10.0f} {r:10.0f} {tools.cell(tools.ratio(w, host_w), 12, 2)} "
+                         f"{tools.cell(tools.ratio(r, host_r), 11, 2)}")
+        lines.append("")
     lines.append("ratios are guest/host files per second: above 1 the guest is faster")
     print("\n".join(lines))
     return 0

@@ -20,7 +20,7 @@ SCRIPT = (
     "chmod a/x 600 stat a/x access a/x x access a/x r access nonexist r "
     f"mkdir {LONG_NAME} put {LONG_NAME} x stat {LONG_NAME} "
     "mkfiles b 60 700 checkfiles b 60 700 rmrf b "
-    "write a/sub2 0 1 ls a rmrf a unlink big ls ."
+    "write a/sub2 0 1 ls a write m 10000 3 mmapcheck m unlink m rmrf a unlink big ls ."
 ).split()
 
 

@@ -8,7 +8,7 @@
  *   cd P | pwd | mkdir P | rmdir P | unlink P | rename A B | link A B | symlink T P |
  *   readlink P | truncate P N | write P SIZE SEED | append P TEXT | put P TEXT | show P |
  *   cat P | readat P OFF N | pwrite P OFF TEXT | stat P | lstat P | ls P | open P FLAGS |
- *   rmrf P | mkfiles DIR N SIZE | checkfiles DIR N SIZE | stdio P | hold P | fsync P | sync |
+ *   rmrf P | mkfiles DIR N SIZE | checkfiles DIR N SIZE | stdio P | hold P | mmapcheck P | fsync P | sync |
  *   bench DIR N SIZE | chmod P MODE | chown P UID:GID | access P MODE | dupcheck P | seekcheck P
  * Errors print "ERR <name>" with the errno's name.
  */
@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -454,6 +455,32 @@ int main(int argc, char **argv)
 #ifndef FSH_NATIVE
             r = stdio_check(a);
 #endif
+            i += 1;
+        } else if (!strcmp(c, "mmapcheck")) {   /* MAP_PRIVATE of a file: its bytes, a private copy */
+            int fd = open(a, O_RDONLY);
+            struct stat st;
+            if (fd < 0 || fstat(fd, &st)) {
+                r = fail("mmapcheck");
+            } else {
+                size_t size = (size_t)st.st_size, len = size + 100;
+                unsigned char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+                unsigned char *at4k = size > 4096 ? mmap(NULL, size - 4096, PROT_READ, MAP_PRIVATE, fd, 4096) : NULL;
+                if (m == MAP_FAILED || at4k == MAP_FAILED) {
+                    r = fail("mmapcheck");
+                } else {
+                    int tail_zero = 1, same = !at4k || !memcmp(at4k, m + 4096, size - 4096);
+                    for (size_t k = size; k < len; k++)
+                        tail_zero &= m[k] == 0;
+                    uint64_t h = fnv(0xCBF29CE484222325ull, m, size);
+                    unsigned char first = 0;
+                    m[0] ^= 0xFF;               /* a private change: the file keeps its byte */
+                    long got = pread(fd, &first, 1, 0);
+                    printf("mmapcheck %s size=%zu fnv=%016llx tail_zero=%d offset_same=%d file_kept=%d\n", a, size,
+                           (unsigned long long)h, tail_zero, same, got == 1 && first == (unsigned char)(m[0] ^ 0xFF));
+                    munmap(m, len);
+                }
+                close(fd);
+            }
             i += 1;
         } else if (!strcmp(c, "hold")) {        /* open P and keep it open until the end */
             r = open(a, O_RDWR) < 0 ? fail("hold") : (printf("hold %s\n", a), 0);

@@ -50,6 +50,7 @@ static int shim_fsync(int fd) { return (int)shim_result(fs_fsync(fd)); }
 static void shim_sync(void) { fs_sync(); }
 static int shim_chmod(const char *p, unsigned m) { return (int)shim_result(fs_chmod(p, m)); }
 static int shim_chown(const char *p, unsigned u, unsigned g) { return (int)shim_result(fs_chown(p, u, g)); }
+static int shim_fstat(int fd, struct stat *s) { return (int)shim_result(fs_fstat(fd, s)); }
 static int shim_access(const char *p, int m) { return (int)shim_result(fs_access(p, m)); }
 static int shim_dup(int fd) { return (int)shim_result(fs_dup(fd)); }
 static int shim_fcntl(int fd, int cmd, ...)
@@ -61,7 +62,21 @@ static int shim_fcntl(int fd, int cmd, ...)
     return (int)shim_result(fs_fcntl(fd, cmd, arg));
 }
 
+/* A MAP_PRIVATE file mapping as sys/memory.c makes one: zeroed pages filled by fs_mmap_private. */
+static void *shim_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t offset)
+{
+    void *m = mmap(addr, len, prot | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    long r = m == MAP_FAILED ? 0 : fs_mmap_private(fd, m, len, offset);
+    if (r < 0) {
+        munmap(m, len);
+        errno = (int)-r;
+        return MAP_FAILED;
+    }
+    return m;
+}
+
 #define open shim_open
+#define mmap(a, l, p, f, fd, o) shim_mmap(a, l, p, f, fd, o)
 #define close(fd) shim_close(fd)
 #define read(fd, b, n) shim_read(fd, b, n)
 #define write(fd, b, n) shim_write(fd, b, n)
@@ -85,6 +100,7 @@ static int shim_fcntl(int fd, int cmd, ...)
 #define chmod(p, m) shim_chmod(p, m)
 #define access(p, m) shim_access(p, m)
 #define chown(p, u, g) shim_chown(p, u, g)
+#define fstat(fd, s) shim_fstat(fd, s)
 #define dup(fd) shim_dup(fd)
 #define fcntl shim_fcntl
 

@@ -42,13 +42,22 @@ static struct file console_files[3] = {
     {&fs_console, NULL, 0, LX_O_RDWR, 1, 0},
     {&fs_console, NULL, 0, LX_O_RDWR, 1, 0},
 };
-static struct fd_slot { struct file *file; int cloexec; } fds[FS_MAX_FDS] = {
-    {&console_files[0], 0}, {&console_files[1], 0}, {&console_files[2], 0},
-};
+static struct fd_slot { struct file *file; int cloexec; } fds[FS_MAX_FDS];    /* bss: not in the image */
+static int fds_ready;
 static struct vnode *cwd;
+
+static void fds_init(void)
+{
+    if (fds_ready)
+        return;
+    fds_ready = 1;
+    for (int fd = 0; fd < 3; fd++)
+        fds[fd].file = &console_files[fd];
+}
 
 static struct file *fd_file(int fd)
 {
+    fds_init();
     if (fd < 0 || fd >= FS_MAX_FDS || !fds[fd].file)
         return NULL;
     struct file *f = fds[fd].file;
@@ -81,6 +90,7 @@ void fs_set_cwd(struct vnode *node)
 
 static int lowest_free_fd(int from)
 {
+    fds_init();
     for (int fd = from; fd < FS_MAX_FDS; fd++)
         if (!fds[fd].file)
             return fd;
@@ -492,6 +502,26 @@ long fs_fchown(int fd, unsigned uid, unsigned gid)
     return f ? vfs_chown(f->node, uid, gid) : -EBADF;
 }
 
+long fs_mmap_private(int fd, void *buf, size_t len, off_t offset)
+{
+    struct file *f = fd_file(fd);
+    if (!f)
+        return -EBADF;
+    if (!IS_REG(f->node->mode))
+        return -ENODEV;
+    if (!readable(f))
+        return -EACCES;
+    for (size_t done = 0; done < len;) {   /* past the end of the file the pages stay zero */
+        long n = f->io->read(f->node, (char *)buf + done, len - done, (uint64_t)offset + done);
+        if (n < 0)
+            return n;
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
 long fs_fadvise64(int fd, off_t offset, off_t len, int advice)
 {
     struct file *f = fd_file(fd);
@@ -541,27 +571,27 @@ long fs_fallocate(int fd, int mode, off_t offset, off_t len)
 }
 
 /* Files and directories are always ready; console input cannot be waited for this way. */
-long fs_poll(struct pollfd *fds, unsigned long nfds, int timeout_ms)
+long fs_poll(struct pollfd *polls, unsigned long nfds, int timeout_ms)
 {
     long ready = 0;
     for (unsigned long i = 0; i < nfds; i++) {
-        struct file *f = fds[i].fd < 0 ? NULL : fd_file(fds[i].fd);
-        fds[i].revents = 0;
-        if (fds[i].fd < 0)
+        struct file *f = polls[i].fd < 0 ? NULL : fd_file(polls[i].fd);
+        polls[i].revents = 0;
+        if (polls[i].fd < 0)
             continue;
         if (!f)
-            fds[i].revents = POLLNVAL;
-        else if (f->node == &fs_console && (fds[i].events & POLLIN))
+            polls[i].revents = POLLNVAL;
+        else if (f->node == &fs_console && (polls[i].events & POLLIN))
             return -ENOSYS;
         else
-            fds[i].revents = (short)(fds[i].events & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM));
-        ready += fds[i].revents != 0;
+            polls[i].revents = (short)(polls[i].events & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM));
+        ready += polls[i].revents != 0;
     }
     return ready;
 }
 
-long fs_ppoll(struct pollfd *fds, unsigned long nfds, const struct timespec *timeout, const void *sigmask,
+long fs_ppoll(struct pollfd *polls, unsigned long nfds, const struct timespec *timeout, const void *sigmask,
               size_t sigsetsize)
 {
-    return fs_poll(fds, nfds, 0);
+    return fs_poll(polls, nfds, 0);
 }

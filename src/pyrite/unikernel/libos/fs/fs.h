@@ -83,6 +83,9 @@ long fs_fchownat(int dirfd, const char *path, unsigned uid, unsigned gid, int fl
 long fs_chown(const char *path, unsigned uid, unsigned gid);
 long fs_lchown(const char *path, unsigned uid, unsigned gid);
 long fs_fadvise64(int fd, off_t offset, off_t len, int advice);
+/* Fill `buf` (zeroed) with up to `len` bytes of the file `fd` from `offset`, for a MAP_PRIVATE
+ * mapping (sys/memory.c): 0, or -EBADF, -EACCES (not open for reading), -ENODEV (not a file). */
+long fs_mmap_private(int fd, void *buf, size_t len, off_t offset);
 long fs_sync(void);
 long fs_syncfs(int fd);
 

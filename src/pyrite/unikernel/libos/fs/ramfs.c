@@ -282,6 +282,9 @@ static int ramfs_truncate(struct vnode *node, uint64_t size)
             return err;
     } else if (RAM(node)->cap) {
         memset(RAM(node)->data + size, 0, node->size - size);   /* a later extension reads zeros */
+    } else if (size == 0) {
+        RAM(node)->data = NULL;                                 /* borrowed: let go of it */
+        node->blocks = 0;
     } else if (size < node->size && RAM(node)->data) {
         int err = reserve(node, node->size);                    /* borrowed: own it first */
         if (err)

@@ -196,6 +196,7 @@ WEAK long fs_fchown(int fd, unsigned uid, unsigned gid) { return console(fd) ? 0
 WEAK long fs_fchownat(int dirfd, const char *path, unsigned uid, unsigned gid, int flags) { return -ENOENT; }
 WEAK long fs_chown(const char *path, unsigned uid, unsigned gid) { return -ENOENT; }
 WEAK long fs_lchown(const char *path, unsigned uid, unsigned gid) { return -ENOENT; }
+WEAK long fs_mmap_private(int fd, void *buf, size_t len, off_t offset) { return console(fd) ? -ENODEV : -EBADF; }
 WEAK long fs_fadvise64(int fd, off_t offset, off_t len, int advice) { return console(fd) ? -ESPIPE : -EBADF; }
 WEAK long fs_sync(void) { return 0; }
 WEAK long fs_syncfs(int fd) { return console(fd) ? 0 : -EBADF; }

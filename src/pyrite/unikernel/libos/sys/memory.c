@@ -16,6 +16,7 @@
 #include <pyrite/boot.h>
 #include "sys.h"
 #include "../libos_internal.h"
+#include "../fs/fs.h"
 
 #define PAGE 4096ull
 #define MAX_EXTENTS 1024
@@ -230,8 +231,11 @@ long sys_mmap(uintptr_t addr, size_t len, int prot, int flags, int fd, off_t off
 {
     if (!len || (addr & (PAGE - 1)))
         return -EINVAL;
-    if (!(flags & MAP_ANONYMOUS))
-        return -ENODEV;                       /* no file mappings: read the file instead */
+    int file = !(flags & MAP_ANONYMOUS);
+    if (file && (flags & MAP_TYPE) != MAP_PRIVATE)
+        return -ENODEV;                       /* shared file mappings: none (no page cache to share) */
+    if (file && (offset < 0 || (offset & (PAGE - 1))))
+        return -EINVAL;
     uint64_t size = page_up(len);
     if (size < len)
         return -ENOMEM;
@@ -250,6 +254,13 @@ long sys_mmap(uintptr_t addr, size_t len, int prot, int flags, int fd, off_t off
         return -ENOMEM;
     }
     zero_fresh(start, start + size);
+    if (file) {                               /* private: a copy of the file as it is now */
+        long err = fs_mmap_private(fd, (void *)(uintptr_t)start, len, offset);
+        if (err < 0) {
+            release(start, start + size);
+            return err;
+        }
+    }
     return (long)start;
 }
 
