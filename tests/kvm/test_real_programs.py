@@ -86,9 +86,7 @@ LUA_SUITE = ["strings", "math", "sort", "nextvar", "tpack", "utf8", "bitwise", "
              pytest.param("literals", marks=pytest.mark.xfail(
                  strict=True, reason="musl's setlocale() accepts the name pt_BR (glibc's has no such locale "
                                      "here and skips the test) but keeps '.' as the decimal point")),
-             pytest.param("cstack", marks=pytest.mark.xfail(
-                 strict=True, reason="deep C recursion needs more than the library OS's 256 KiB stack "
-                                     "(8 MiB stacks come with the idle branch)"))]
+             "cstack"]
 
 
 @pytest.fixture(scope="module")

@@ -62,10 +62,12 @@ MODULES = (
     "traceback", "linecache", "tokenize", "socket", "zlib", "json",
 )
 # Imported lazily by a build or a snapshot load only (a compressed kernel's or a Multiboot
-# image's loader, a TAP's set-up), which run before any thread is filtered: an unjailed VMM
-# imports them then, when it needs them (~20 ms); a jailed one could not open them any more.
+# image's loader, whether the image is pyrite's, a TAP's set-up), which run before any thread
+# is filtered: an unjailed VMM imports them then, when it needs them (~20 ms); a jailed one
+# could not open them any more.
 BUILD_MODULES = ("pyrite.arch.x86_64.loader.bzimage", "pyrite.arch.x86_64.loader.decompress",
-                 "pyrite.arch.x86_64.loader.multiboot", "fcntl", "lzma", "bz2")
+                 "pyrite.arch.x86_64.loader.multiboot", "pyrite.unikernel", "pyrite.unikernel.cmdline",
+                 "fcntl", "lzma", "bz2")
 # Optional packages among those (pyrite[compression]): when not installed, the VMM reports
 # them missing as it would unjailed.
 OPTIONAL_BUILD_MODULES = ("zstandard", "lz4.block")
