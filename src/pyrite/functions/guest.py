@@ -48,7 +48,7 @@ class Outcome:
 
 def _env_cmdline(environment: dict[str, str]) -> str:
     from pyrite.unikernel.cmdline import quote_args
-    return quote_args([f"{k}={v}" for k, v in sorted(environment.items())] + ["--"])
+    return quote_args([], env=dict(sorted(environment.items())))
 
 
 def snapshot_function(image: Path, directory: Path, memory_mb: int, environment: dict[str, str],
