@@ -40,7 +40,7 @@ def test_invocations_crash_and_timeout(service):
     assert json.loads(lam.invoke(FunctionName="modes", Payload=b"{}")["Payload"].read())["calls"] == 101
 
 
-def test_jailed_clone_runs_as_the_functions_uid_in_its_own_root(service):
+def test_jailed_clone_runs_as_the_functions_uid_in_its_own_root_filtered(service):
     if not service.service.jail:
         pytest.skip("in-process clones have no jail")
     lam = service.client()
@@ -54,6 +54,9 @@ def test_jailed_clone_runs_as_the_functions_uid_in_its_own_root(service):
         status = open(f"/proc/{pid}/status").read()
         uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
         assert uid_line.split()[1:] == [str(record.jail_uid)] * 4
+        for tid in os.listdir(f"/proc/{pid}/task"):             # every thread filtered (seccomp)
+            task = open(f"/proc/{pid}/task/{tid}/status").read()
+            assert "\nSeccomp:\t2\n" in task, task
         seen = set(os.listdir(f"/proc/{pid}/root"))           # the VMM's whole file system
         assert {"vm.state", "vm.mem", "dev", "run"} <= seen
         assert not seen & {"etc", "usr", "home", "tmp", "functions"}
