@@ -175,10 +175,11 @@ def build(name: str, flavour: str) -> Path:
     """The build tree of program `name` for `flavour` (pyrite or host), outputs fresh."""
     program = PROGRAMS[name]
     source = SOURCES[program.source]
-    key = _digest(source.sha256, repr(program), _toolchain_key(flavour))
+    env = _environment(flavour)
+    # The configured tree records the compiler's path (pyrite-cc in some venv): part of the key.
+    key = _digest(source.sha256, repr(program), _toolchain_key(flavour), env["CC"])
     tree_root = Path(cache_root()) / "programs" / f"{name}-{flavour}-{key}"
     tree = tree_root / source.top
-    env = _environment(flavour)
     link = program.musl_link if flavour == "host-musl" else program.link
     if link is None:
         raise ProgramError(f"{name}: no host-musl build")

@@ -66,7 +66,7 @@ MODULES = (
 # is filtered: an unjailed VMM imports them then, when it needs them (~20 ms); a jailed one
 # could not open them any more.
 BUILD_MODULES = ("pyrite.arch.x86_64.loader.bzimage", "pyrite.arch.x86_64.loader.decompress",
-                 "pyrite.arch.x86_64.loader.multiboot", "pyrite.unikernel", "pyrite.unikernel.cmdline",
+                 "pyrite.arch.x86_64.loader.multiboot", "pyrite.arch.x86_64.loader.pyrite_image",
                  "fcntl", "lzma", "bz2")
 # Optional packages among those (pyrite[compression]): when not installed, the VMM reports
 # them missing as it would unjailed.

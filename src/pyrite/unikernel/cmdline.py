@@ -11,9 +11,9 @@ in printable ASCII (Firecracker accepts nothing else).
 from __future__ import annotations
 
 import os
-import struct
 
-INFO_SECTION = b".pyrite.info"
+from pyrite.arch.x86_64.loader.pyrite_image import is_pyrite_image  # noqa: F401  (re-exported)
+
 VMM_WORD_PREFIX = "virtio_mmio.device="
 _NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 _NAME_REST = _NAME_START | frozenset("0123456789.")
@@ -59,29 +59,3 @@ def quote_args(args: list[str], env: dict[str, str] | None = None) -> str:
     return " ".join(words + [quote_word(arg) for arg in args])
 
 
-def is_pyrite_image(path: str | os.PathLike) -> bool:
-    """Whether `path` is an ELF64 file with a `.pyrite.info` section (a pyrite unikernel,
-    whose own default command line applies when the VMM gives none)."""
-    try:
-        with open(path, "rb") as f:
-            header = f.read(64)
-            if len(header) < 64 or header[:5] != b"\x7fELF\x02":
-                return False
-            shoff, = struct.unpack_from("<Q", header, 0x28)
-            shentsize, shnum, shstrndx = struct.unpack_from("<HHH", header, 0x3A)
-            if shentsize != 64 or not 0 < shnum <= 256 or shstrndx >= shnum:
-                return False
-            f.seek(shoff)
-            table = f.read(shnum * 64)
-            if len(table) < shnum * 64:
-                return False
-            names_offset, names_size = struct.unpack_from("<QQ", table, shstrndx * 64 + 0x18)
-            f.seek(names_offset)
-            names = f.read(min(names_size, 1 << 16))
-    except OSError:
-        return False
-    for i in range(shnum):
-        name_index, = struct.unpack_from("<I", table, i * 64)
-        if names[name_index:name_index + len(INFO_SECTION) + 1] == INFO_SECTION + b"\0":
-            return True
-    return False

@@ -351,7 +351,7 @@ def _legacy_devices(vm, pio: Bus, mmio: Bus, closers, finish, console_out, start
 def _reads_breaks(resources) -> bool:
     """Whether the guest reads a serial break as end of input: pyrite's library OS does; a
     Linux guest would take it for a break (a NUL, or the start of a magic SysRq)."""
-    from pyrite.unikernel.cmdline import is_pyrite_image
+    from pyrite.arch.x86_64.loader.pyrite_image import is_pyrite_image
     boot = resources.boot_source
     return boot is not None and is_pyrite_image(boot.kernel_image_path)
 
