@@ -176,7 +176,8 @@ long fs_write(int fd, const void *buf, size_t n)
     return r;
 }
 
-static long vectored(int fd, const struct iovec *iov, int count, int write)
+/* One transfer per iovec, at the file position or (`at`) from `offset`, until one is short. */
+static long vectored(int fd, const struct iovec *iov, int count, int write, int at, off_t offset)
 {
     if (count < 0 || count > 1024)
         return -EINVAL;
@@ -184,42 +185,26 @@ static long vectored(int fd, const struct iovec *iov, int count, int write)
     for (int i = 0; i < count; i++) {
         if (!iov[i].iov_len)
             continue;
-        long r = write ? fs_write(fd, iov[i].iov_base, iov[i].iov_len) : fs_read(fd, iov[i].iov_base, iov[i].iov_len);
+        void *base = iov[i].iov_base;
+        size_t len = iov[i].iov_len;
+        long r = at ? (write ? fs_pwrite64(fd, base, len, offset + total) : fs_pread64(fd, base, len, offset + total))
+                    : (write ? fs_write(fd, base, len) : fs_read(fd, base, len));
         if (r < 0)
             return total ? total : r;
         total += r;
-        if ((size_t)r < iov[i].iov_len)
+        if ((size_t)r < len)
             break;
     }
     return total;
 }
 
-long fs_readv(int fd, const struct iovec *iov, int count) { return vectored(fd, iov, count, 0); }
-long fs_writev(int fd, const struct iovec *iov, int count) { return vectored(fd, iov, count, 1); }
+long fs_readv(int fd, const struct iovec *iov, int count) { return vectored(fd, iov, count, 0, 0, 0); }
+long fs_writev(int fd, const struct iovec *iov, int count) { return vectored(fd, iov, count, 1, 0, 0); }
+long fs_preadv(int fd, const struct iovec *iov, int count, off_t offset) { return vectored(fd, iov, count, 0, 1, offset); }
+long fs_pwritev(int fd, const struct iovec *iov, int count, off_t offset) { return vectored(fd, iov, count, 1, 1, offset); }
 
-static long vectored_at(int fd, const struct iovec *iov, int count, off_t offset, int write)
-{
-    if (count < 0 || count > 1024)
-        return -EINVAL;
-    long total = 0;
-    for (int i = 0; i < count; i++) {
-        if (!iov[i].iov_len)
-            continue;
-        long r = write ? fs_pwrite64(fd, iov[i].iov_base, iov[i].iov_len, offset + total)
-                       : fs_pread64(fd, iov[i].iov_base, iov[i].iov_len, offset + total);
-        if (r < 0)
-            return total ? total : r;
-        total += r;
-        if ((size_t)r < iov[i].iov_len)
-            break;
-    }
-    return total;
-}
-
-long fs_preadv(int fd, const struct iovec *iov, int count, off_t offset) { return vectored_at(fd, iov, count, offset, 0); }
-long fs_pwritev(int fd, const struct iovec *iov, int count, off_t offset) { return vectored_at(fd, iov, count, offset, 1); }
-
-long fs_pread64(int fd, void *buf, size_t n, off_t offset)
+/* The open file of `fd` for a transfer at `offset` (pread64, pwrite64), or a negative errno. */
+static long positioned(int fd, off_t offset, struct file **out)
 {
     struct file *f = fd_file(fd);
     if (!f)
@@ -228,19 +213,22 @@ long fs_pread64(int fd, void *buf, size_t n, off_t offset)
         return -ESPIPE;
     if (offset < 0)
         return -EINVAL;
-    return do_read(f, buf, n, (uint64_t)offset);
+    *out = f;
+    return 0;
+}
+
+long fs_pread64(int fd, void *buf, size_t n, off_t offset)
+{
+    struct file *f;
+    long err = positioned(fd, offset, &f);
+    return err ? err : do_read(f, buf, n, (uint64_t)offset);
 }
 
 long fs_pwrite64(int fd, const void *buf, size_t n, off_t offset)
 {
-    struct file *f = fd_file(fd);
-    if (!f)
-        return -EBADF;
-    if (!seekable(f->node))
-        return -ESPIPE;
-    if (offset < 0)
-        return -EINVAL;
-    return do_write(f, buf, n, (uint64_t)offset);
+    struct file *f;
+    long err = positioned(fd, offset, &f);
+    return err ? err : do_write(f, buf, n, (uint64_t)offset);
 }
 
 static void file_put(struct file *f)
